@@ -1,0 +1,41 @@
+"""syncos_jax: SynCoS (Synchronized Coupled Sampling) for multi-event long videos, in JAX/Flax.
+
+Modules (each one concept, see ARCHITECTURE.md):
+
+* :mod:`syncos_jax.schedules` — noise schedules, grids, prediction-type conversions, DDIM/Euler step.
+* :mod:`syncos_jax.chunking` — overlapping windows: ``ChunkLayout``, ``take``, ``fuse``, ``fuse_subset``.
+* :mod:`syncos_jax.guidance` — classifier-free guidance around a denoiser.
+* :mod:`syncos_jax.csd` — RBF kernel (median heuristic) and the Stein-variational CSD gradient.
+* :mod:`syncos_jax.prompts` — structured prompts (global + local) mapped to chunks.
+* :mod:`syncos_jax.backbones` — the Denoiser protocol and backbones (``GaussianVideoPrior``).
+"""
+
+from syncos_jax import chunking, csd, guidance, prompts, schedules
+from syncos_jax.chunking import ChunkLayout, assign_prompts, fuse, fuse_subset, take
+from syncos_jax.csd import csd_gradient, rbf_kernel
+from syncos_jax.guidance import guided
+from syncos_jax.prompts import StructuredPrompt
+from syncos_jax.schedules import Schedule, ddim_step, from_x0_eps, to_x0_eps
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChunkLayout",
+    "Schedule",
+    "StructuredPrompt",
+    "assign_prompts",
+    "chunking",
+    "csd",
+    "csd_gradient",
+    "ddim_step",
+    "from_x0_eps",
+    "fuse",
+    "fuse_subset",
+    "guidance",
+    "guided",
+    "prompts",
+    "rbf_kernel",
+    "schedules",
+    "take",
+    "to_x0_eps",
+]

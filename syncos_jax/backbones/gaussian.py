@@ -1,0 +1,188 @@
+"""An analytic Gaussian video backbone: the exact denoiser of a Gaussian-process video prior.
+
+The prior over a video ``x_0: [F, H, W, C]`` conditioned on prompt ``p`` is Gaussian:
+
+* mean: a per-prompt image ``m_p: [H, W, C]`` repeated over frames (so prompts matter);
+* covariance: ``K ⊗ I`` — a stationary temporal covariance ``K_ij = k(|i − j|)`` across frames,
+  identity across pixels. ``k(lag) = v·ρ^lag`` (``exponential``, the default, an AR(1) process)
+  or ``v·exp(−lag²/(2ℓ²))`` (``squared_exponential``).
+
+For a chunk ``x_t = A·x_0 + Σ^{1/2}·ε`` with per-frame ``A = diag(α)``, ``Σ = diag(σ²)`` the
+posterior is exact: with ``r = (A K A + Σ)⁻¹ (x_t − A m)``,
+
+    E[x_0 | x_t] = m + K A r,        E[ε | x_t] = σ ⊙ r,
+
+returned in any of the four prediction types (:func:`syncos_jax.schedules.from_x0_eps`). Being
+stationary, the prior's marginal over any ``f`` consecutive frames is the same, so the backbone
+accepts chunks of any length, one time per chunk or one per frame.
+
+Conditioning is an ``int32 [B]`` vector of prompt ids in ``[0, P]``; id ``P`` (:attr:`null_id`)
+is the unconditional prompt, whose mean is ``uncond_mean`` (zero by default).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from syncos_jax.backbones.protocol import DenoiserDef, check_denoiser_inputs
+from syncos_jax.schedules import Schedule, alpha_sigma, append_dims, from_x0_eps
+
+Array = jax.Array
+
+TEMPORAL_KERNELS = ("exponential", "squared_exponential")
+
+__all__ = ["GaussianVideoPrior", "TEMPORAL_KERNELS"]
+
+
+class PriorTable(nnx.Variable):
+    """Fixed arrays of the analytic prior (not trained)."""
+
+
+class GaussianVideoPrior(nnx.Module):
+    """Exact denoiser of a Gaussian-process video prior; satisfies the Denoiser protocol.
+
+    Args:
+      means: ``[P, H, W, C]`` the mean image of each prompt.
+      schedule: the noise schedule whose model times ``t`` the backbone receives (its
+        ``(α_t, σ_t)`` lookup is copied; VP or flow).
+      prediction_type: what to return; defaults to ``schedule.prediction_type``.
+      temporal_kernel: ``exponential`` (``v·ρ^lag``) or ``squared_exponential`` (``v·exp(−lag²/2ℓ²)``).
+      rho: correlation between neighbouring frames, in ``(−1, 1)`` (``exponential``).
+      length_scale: ``ℓ`` in frames (``squared_exponential``).
+      variance: per-pixel marginal variance ``v``.
+      uncond_mean: ``[H, W, C]`` mean of the unconditional prompt; zero when ``None``.
+    """
+
+    per_frame_timesteps = True
+    frames_per_chunk = None
+
+    def __init__(
+        self,
+        means: Array,
+        schedule: Schedule,
+        *,
+        prediction_type: Optional[str] = None,
+        temporal_kernel: str = "exponential",
+        rho: float = 0.8,
+        length_scale: float = 2.0,
+        variance: float = 1.0,
+        uncond_mean: Optional[Array] = None,
+    ):
+        means = jnp.asarray(means, jnp.float32)
+        if means.ndim != 4:
+            raise ValueError(f"means must be [P, H, W, C] (one mean image per prompt), got shape {tuple(means.shape)}.")
+        if temporal_kernel not in TEMPORAL_KERNELS:
+            raise ValueError(
+                f"temporal_kernel={temporal_kernel!r} is not supported; expected one of "
+                f"{', '.join(map(repr, TEMPORAL_KERNELS))}."
+            )
+        if temporal_kernel == "exponential" and not -1.0 < rho < 1.0:
+            raise ValueError(f"rho={rho} must lie in (-1, 1) for a valid exponential temporal covariance.")
+        if temporal_kernel == "squared_exponential" and not length_scale > 0:
+            raise ValueError(f"length_scale={length_scale} must be positive.")
+        if not variance > 0:
+            raise ValueError(f"variance={variance} must be positive.")
+        if uncond_mean is None:
+            uncond_mean = jnp.zeros(means.shape[1:], jnp.float32)
+        uncond_mean = jnp.asarray(uncond_mean, jnp.float32)
+        if uncond_mean.shape != means.shape[1:]:
+            raise ValueError(f"uncond_mean must have shape {tuple(means.shape[1:])}, got {tuple(uncond_mean.shape)}.")
+        self.prediction_type = prediction_type or schedule.prediction_type
+        from_x0_eps(jnp.zeros(()), jnp.zeros(()), 1.0, 0.0, self.prediction_type)  # validates the name
+        self.temporal_kernel = temporal_kernel
+        self.rho = float(rho)
+        self.length_scale = float(length_scale)
+        self.variance = float(variance)
+        self.num_prompts = int(means.shape[0])
+        self.means = PriorTable(jnp.concatenate([means, uncond_mean[None]], axis=0))
+        # Only the (α, σ) lookup of the schedule is needed: model time → noise level.
+        self.schedule = nnx.data(
+            Schedule(
+                timesteps=schedule.timesteps[:0],
+                alphas=schedule.alphas[:0],
+                sigmas=schedule.sigmas[:0],
+                alphas_cumprod=schedule.alphas_cumprod,
+                train_alphas=schedule.train_alphas,
+                train_sigmas=schedule.train_sigmas,
+                kind=schedule.kind,
+                prediction_type=self.prediction_type,
+                num_train_timesteps=schedule.num_train_timesteps,
+            )
+        )
+
+    # -- the prior -----------------------------------------------------------------------------
+
+    @property
+    def null_id(self) -> int:
+        """The prompt id of the unconditional prompt (``P``)."""
+        return self.num_prompts
+
+    def lag_covariance(self, lags: Array) -> Array:
+        """Returns ``k(|lag|)`` elementwise (float32)."""
+        lag = jnp.abs(jnp.asarray(lags, jnp.float32))
+        if self.temporal_kernel == "exponential":
+            return self.variance * jnp.power(jnp.float32(self.rho), lag)
+        return self.variance * jnp.exp(-(lag**2) / (2.0 * self.length_scale**2))
+
+    def temporal_covariance(self, frames) -> Array:
+        """Returns ``[n, n]`` the exact prior covariance between frames (per pixel; pixels are independent).
+
+        Args:
+          frames: ``[n]`` frame indices (any integers: the prior is stationary), or an int ``n``
+            meaning ``0 … n − 1``.
+        """
+        frames = jnp.arange(frames) if isinstance(frames, (int, np.integer)) else jnp.asarray(frames)
+        return self.lag_covariance(frames[:, None] - frames[None, :])
+
+    def prior_mean(self, prompt_ids) -> Array:
+        """Returns ``[n, H, W, C]`` the exact prior mean of frames whose prompts are ``prompt_ids: [n]``."""
+        return self.means[...][jnp.asarray(prompt_ids)]
+
+    # -- the denoiser --------------------------------------------------------------------------
+
+    def posterior(self, x: Array, t: Array, cond: Array) -> tuple[Array, Array]:
+        """Returns the exact ``(E[x_0 | x_t], E[ε | x_t])``, each ``[B, f, H, W, C]``.
+
+        Args:
+          x: ``[B, f, H, W, C]`` noisy chunks.
+          t: ``[B]`` or ``[B, f]`` model times.
+          cond: ``int32 [B]`` prompt ids (``null_id`` for the unconditional prompt).
+        """
+        B, f = x.shape[:2]
+        alpha, sigma = alpha_sigma(self.schedule, t)
+        alpha = jnp.broadcast_to(append_dims(alpha, 2), (B, f)).astype(jnp.float32)
+        sigma = jnp.broadcast_to(append_dims(sigma, 2), (B, f)).astype(jnp.float32)
+        m = self.means[...][jnp.asarray(cond)][:, None]  # [B, 1, H, W, C]
+        K = self.temporal_covariance(f)
+        cov_xt = alpha[:, :, None] * K[None] * alpha[:, None, :] + jax.vmap(jnp.diag)(sigma**2)
+        resid = (x - append_dims(alpha, x.ndim) * m).reshape(B, f, -1)
+        r = jax.vmap(lambda c, b: jax.scipy.linalg.solve(c, b, assume_a="pos"))(cov_xt, resid)
+        hi = jax.lax.Precision.HIGHEST
+        x0 = m + jnp.einsum("ij,bjp->bip", K, alpha[..., None] * r, precision=hi).reshape(x.shape)
+        eps = (sigma[..., None] * r).reshape(x.shape)
+        return x0, eps
+
+    def __call__(self, x: Array, t: Array, cond: Array) -> Array:
+        """Returns the exact posterior mean as the backbone's ``prediction_type``, ``[B, f, H, W, C]``."""
+        check_denoiser_inputs(self, x, t)
+        x0, eps = self.posterior(x, t, cond)
+        alpha, sigma = alpha_sigma(self.schedule, t)
+        return from_x0_eps(x0, eps, alpha, sigma, self.prediction_type)
+
+    def split(self) -> tuple[DenoiserDef, nnx.State]:
+        """Returns the split form ``(DenoiserDef, state)`` for samplers."""
+        graphdef, state = nnx.split(self)
+        return (
+            DenoiserDef(
+                prediction_type=self.prediction_type,
+                frames_per_chunk=None,
+                per_frame_timesteps=True,
+                graphdef=graphdef,
+            ),
+            state,
+        )

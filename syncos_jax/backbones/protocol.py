@@ -1,0 +1,158 @@
+"""The Denoiser protocol every backbone satisfies, and its split (static + params) form.
+
+A denoiser maps a batch of noisy chunks to the backbone's raw output::
+
+    out = denoiser(x, t, cond)
+    x:    [B, f, H, W, C]
+    t:    [B] (one time per chunk) or [B, f] (per-frame times, e.g. FIFO-Diffusion)
+    cond: a pytree whose leaves have leading axis B (text embeddings, prompt ids, ...)
+    out:  [B, f, H, W, C], interpreted through ``prediction_type``
+
+Samplers receive a denoiser in **split form** — a hashable, static :class:`DenoiserDef`
+(``apply(params, x, t, cond)`` plus the metadata) and a params pytree — so that ``jax.jit``
+traces the backbone once and takes its weights as arguments, never as baked-in constants.
+A flax.nnx module becomes a denoiser through :class:`NnxDenoiser`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from syncos_jax.schedules import PREDICTION_TYPES
+
+Array = jax.Array
+
+__all__ = ["Denoiser", "DenoiserDef", "NnxDenoiser", "check_denoiser_inputs", "split_denoiser"]
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    """What samplers need from a backbone.
+
+    Attributes:
+      prediction_type: ``epsilon`` | ``v_prediction`` | ``sample`` | ``flow``.
+      frames_per_chunk: the chunk length ``f`` the backbone was trained on, or ``None`` if it
+        accepts any number of frames.
+      per_frame_timesteps: whether ``t`` may be ``[B, f]``.
+    """
+
+    prediction_type: str
+    frames_per_chunk: Optional[int]
+    per_frame_timesteps: bool
+
+    def __call__(self, x: Array, t: Array, cond: Any) -> Array:
+        """Returns the raw output ``[B, f, H, W, C]`` for noisy chunks ``x`` at times ``t``."""
+        ...
+
+    def split(self) -> tuple["DenoiserDef", Any]:
+        """Returns ``(static definition, params pytree)``."""
+        ...
+
+
+def _apply_graphdef(graphdef, params, x, t, cond):
+    return nnx.merge(graphdef, params)(x, t, cond)
+
+
+@dataclasses.dataclass(frozen=True)
+class DenoiserDef:
+    """The static half of a split denoiser: hashable, usable as a ``jax.jit`` static argument.
+
+    Attributes:
+      fn: ``fn(params, x, t, cond) -> out`` when ``graphdef`` is ``None``; otherwise unused.
+      graphdef: an ``nnx.GraphDef``; then ``apply`` merges it with ``params`` and calls the module.
+      prediction_type, frames_per_chunk, per_frame_timesteps: as in :class:`Denoiser`.
+    """
+
+    prediction_type: str
+    frames_per_chunk: Optional[int] = None
+    per_frame_timesteps: bool = False
+    fn: Optional[Callable[..., Array]] = None
+    graphdef: Any = None
+
+    def __post_init__(self):
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(
+                f"prediction_type={self.prediction_type!r} is not supported; expected one of "
+                f"{', '.join(map(repr, PREDICTION_TYPES))}."
+            )
+        if (self.fn is None) == (self.graphdef is None):
+            raise ValueError("DenoiserDef needs exactly one of fn= (a pure function) or graphdef= (an nnx GraphDef).")
+
+    def apply(self, params: Any, x: Array, t: Array, cond: Any) -> Array:
+        """Returns the backbone output for ``x: [B, f, H, W, C]`` at ``t: [B] | [B, f]``."""
+        check_denoiser_inputs(self, x, t)
+        if self.graphdef is not None:
+            return _apply_graphdef(self.graphdef, params, x, t, cond)
+        return self.fn(params, x, t, cond)
+
+
+def check_denoiser_inputs(denoiser, x: Array, t: Array) -> None:
+    """Raises a ``ValueError`` if ``x`` / ``t`` do not fit ``denoiser`` (shapes are static, so this runs at trace time)."""
+    x_shape, t_shape = tuple(jnp.shape(x)), tuple(jnp.shape(t))
+    if len(x_shape) != 5:
+        raise ValueError(f"x must be [B, f, H, W, C], got shape {x_shape}.")
+    B, f = x_shape[:2]
+    if denoiser.frames_per_chunk is not None and f != denoiser.frames_per_chunk:
+        raise ValueError(f"this backbone takes chunks of {denoiser.frames_per_chunk} frames, got x with f={f}.")
+    if t_shape == (B, f):
+        if not denoiser.per_frame_timesteps:
+            raise ValueError(
+                f"this backbone does not accept per-frame timesteps (t of shape {t_shape}); "
+                f"it needs one timestep per chunk, t: [B={B}]. Samplers that need per-frame timesteps "
+                f"(FIFO-Diffusion) cannot use it."
+            )
+    elif t_shape != (B,):
+        raise ValueError(f"t must be [B={B}] or, per frame, [B={B}, f={f}]; got shape {t_shape}.")
+
+
+def split_denoiser(denoiser: Any) -> tuple[DenoiserDef, Any]:
+    """Returns ``(DenoiserDef, params)`` for a denoiser, or passes an already split pair through."""
+    if isinstance(denoiser, tuple) and len(denoiser) == 2 and isinstance(denoiser[0], DenoiserDef):
+        return denoiser
+    if hasattr(denoiser, "split"):
+        return denoiser.split()
+    raise TypeError(
+        f"expected a Denoiser (with .split()) or a (DenoiserDef, params) pair, got {type(denoiser).__name__}."
+    )
+
+
+class NnxDenoiser:
+    """Adapts a flax.nnx module ``module(x, t, cond) -> out`` to the :class:`Denoiser` protocol.
+
+    Args:
+      module: the nnx module; called as ``module(x, t, cond)``.
+      prediction_type, frames_per_chunk, per_frame_timesteps: the metadata samplers need.
+    """
+
+    def __init__(
+        self,
+        module: nnx.Module,
+        *,
+        prediction_type: str,
+        frames_per_chunk: Optional[int] = None,
+        per_frame_timesteps: bool = False,
+    ):
+        self.module = module
+        self.prediction_type = prediction_type
+        self.frames_per_chunk = frames_per_chunk
+        self.per_frame_timesteps = per_frame_timesteps
+        graphdef, _ = nnx.split(module)
+        self._def = DenoiserDef(
+            prediction_type=prediction_type,
+            frames_per_chunk=frames_per_chunk,
+            per_frame_timesteps=per_frame_timesteps,
+            graphdef=graphdef,
+        )
+
+    def split(self) -> tuple[DenoiserDef, Any]:
+        """Returns ``(DenoiserDef, nnx.State)``; the state is the module's current parameters."""
+        return self._def, nnx.state(self.module)
+
+    def __call__(self, x: Array, t: Array, cond: Any) -> Array:
+        check_denoiser_inputs(self, x, t)
+        return self.module(x, t, cond)

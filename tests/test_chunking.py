@@ -1,0 +1,174 @@
+"""Chunk layout, take/fuse/fuse_subset and prompt assignment: properties over random layouts."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncos_jax.chunking import ChunkLayout, assign_prompts, chunk_weights, fuse, fuse_subset, take
+
+WEIGHTS = ["uniform", "triangular", "gaussian"]
+
+
+@st.composite
+def layouts(draw):
+    f = draw(st.integers(1, 9))
+    F = draw(st.integers(f, 40))
+    stride = draw(st.integers(1, f))
+    return ChunkLayout(F, f, stride)
+
+
+def _video(layout, seed=0, trailing=(2, 3)):
+    return jax.random.normal(jax.random.key(seed), (layout.num_frames,) + trailing)
+
+
+def _loop_fuse(layout, chunks, weights):
+    """Independent oracle: a per-chunk Python loop in float64."""
+    w = chunk_weights(layout.chunk_frames, weights).astype(np.float64)
+    chunks = np.asarray(chunks, np.float64)
+    num = np.zeros((layout.num_frames,) + chunks.shape[2:])
+    den = np.zeros(layout.num_frames)
+    for i, s in enumerate(layout.starts):
+        for k in range(layout.chunk_frames):
+            num[s + k] += w[k] * chunks[i, k]
+            den[s + k] += w[k]
+    return num / den.reshape((-1,) + (1,) * (num.ndim - 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(layouts())
+def test_layout_invariants(layout):
+    F, f, s = layout.num_frames, layout.chunk_frames, layout.stride
+    assert layout.index.shape == (layout.num_chunks, f)
+    assert layout.starts[0] == 0 and layout.starts[-1] == F - f  # end-aligned last window
+    assert np.all(np.diff(layout.starts) >= 1) and np.all(np.diff(layout.starts)[:-1] == s)
+    assert np.all(layout.coverage >= 1)  # every frame covered
+    assert layout.coverage.sum() == layout.num_chunks * f
+
+
+@settings(max_examples=40, deadline=None)
+@given(layouts(), st.sampled_from(WEIGHTS))
+def test_fuse_take_is_identity(layout, weights):
+    x = _video(layout)
+    np.testing.assert_allclose(fuse(layout, take(layout, x), weights), x, rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(layouts(), st.sampled_from(WEIGHTS), st.floats(-3, 3), st.floats(-3, 3))
+def test_fuse_is_linear_and_matches_loop(layout, weights, a, b):
+    shape = (layout.num_chunks, layout.chunk_frames, 2, 3)
+    y1 = jax.random.normal(jax.random.key(1), shape)
+    y2 = jax.random.normal(jax.random.key(2), shape)
+    lhs = fuse(layout, a * y1 + b * y2, weights)
+    rhs = a * fuse(layout, y1, weights) + b * fuse(layout, y2, weights)
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fuse(layout, y1, weights), _loop_fuse(layout, y1, weights), rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(layouts(), st.sampled_from(WEIGHTS), st.floats(-10, 10))
+def test_fuse_of_equal_chunks_is_that_constant(layout, weights, c):
+    chunks = jnp.full((layout.num_chunks, layout.chunk_frames, 2), c, jnp.float32)
+    np.testing.assert_allclose(fuse(layout, chunks, weights), np.full((layout.num_frames, 2), c), rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(layouts(), st.sampled_from(WEIGHTS), st.data())
+def test_fuse_subset_uncovered_frames_are_zero(layout, weights, data):
+    B = data.draw(st.integers(1, layout.num_chunks))
+    ids = np.asarray(data.draw(st.permutations(range(layout.num_chunks)))[:B], np.int32)
+    chunks = jax.random.normal(jax.random.key(3), (B, layout.chunk_frames, 2))
+    out = np.asarray(fuse_subset(layout, chunks, jnp.asarray(ids), weights))
+    covered = np.zeros(layout.num_frames, bool)
+    covered[layout.index[ids].ravel()] = True
+    assert np.all(np.isfinite(out))
+    assert np.all(out[~covered] == 0.0)
+    # On covered frames it is the weighted average of the minibatch (oracle: a loop over the subset).
+    w = chunk_weights(layout.chunk_frames, weights).astype(np.float64)
+    num = np.zeros((layout.num_frames, 2))
+    den = np.zeros(layout.num_frames)
+    for j, i in enumerate(ids):
+        num[layout.index[i]] += w[:, None] * np.asarray(chunks[j], np.float64)
+        den[layout.index[i]] += w
+    np.testing.assert_allclose(out[covered], num[covered] / den[covered, None], rtol=1e-5, atol=1e-6)
+
+
+def test_fuse_subset_of_all_chunks_equals_fuse():
+    layout = ChunkLayout(23, 6, 4)
+    y = jax.random.normal(jax.random.key(4), (layout.num_chunks, 6, 3))
+    perm = jnp.asarray(np.random.default_rng(0).permutation(layout.num_chunks))
+    np.testing.assert_allclose(fuse_subset(layout, y[perm], perm), fuse(layout, y), rtol=1e-6, atol=1e-6)
+
+
+def test_jit_and_vmap_over_a_batch():
+    layout = ChunkLayout(17, 5, 2)
+    xs = jax.random.normal(jax.random.key(5), (3, 17, 2, 2, 1))
+    batched_take = jax.jit(jax.vmap(lambda x: take(layout, x)))
+    chunks = batched_take(xs)
+    chex.assert_shape(chunks, (3, layout.num_chunks, 5, 2, 2, 1))
+    fused = jax.jit(jax.vmap(lambda c: fuse(layout, c, "triangular")))(chunks)
+    np.testing.assert_allclose(fused, xs, rtol=1e-5, atol=1e-6)
+    ids = jnp.array([[0, 3], [1, 2], [4, 5]])
+    sub = jax.jit(jax.vmap(lambda c, i: fuse_subset(layout, c[i], i)))(chunks, ids)
+    chex.assert_shape(sub, xs.shape)
+
+
+def test_layout_examples():
+    lay = ChunkLayout(20, 8, 4)
+    np.testing.assert_array_equal(lay.starts, [0, 4, 8, 12])
+    lay = ChunkLayout(21, 8, 4)
+    np.testing.assert_array_equal(lay.starts, [0, 4, 8, 12, 13])
+    assert ChunkLayout(8, 8, 3).num_chunks == 1
+    assert hash(ChunkLayout(21, 8, 4)) == hash(ChunkLayout(21, 8, 4)) and ChunkLayout(21, 8, 4) != lay.__class__(21, 8, 3)
+
+
+def test_weights():
+    np.testing.assert_array_equal(chunk_weights(5, "triangular"), [1, 2, 3, 2, 1])
+    np.testing.assert_array_equal(chunk_weights(4, "triangular"), [1, 2, 2, 1])
+    g = chunk_weights(6, "gaussian")
+    np.testing.assert_allclose(g, g[::-1])
+    assert g[2] > g[1] > g[0] > 0
+    np.testing.assert_array_equal(chunk_weights(3, [1.0, 2.0, 1.0]), [1, 2, 1])
+
+
+def test_assign_prompts():
+    # F = 16, two prompts split at frame 8; chunk centre = start + (f - 1) // 2.
+    lay = ChunkLayout(16, 4, 2)  # starts 0,2,...,12; centres 1,3,5,7,9,11,13
+    np.testing.assert_array_equal(assign_prompts(lay, 2), [0, 0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(assign_prompts(lay, 1), np.zeros(lay.num_chunks))
+    lay = ChunkLayout(12, 4, 4)  # centres 1, 5, 9; segments of 4
+    np.testing.assert_array_equal(assign_prompts(lay, 3), [0, 1, 2])
+    assert assign_prompts(ChunkLayout(40, 8, 4), 4).max() == 3
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        ((4, 8, 2), "num_frames=4 is smaller than chunk_frames=8"),
+        ((16, 8, 0), "stride=0 must be between 1 and chunk_frames=8"),
+        ((16, 8, 9), "stride=9 must be between 1 and chunk_frames=8"),
+        ((16, 0, 1), "chunk_frames=0"),
+    ],
+)
+def test_layout_errors(args, match):
+    with pytest.raises(ValueError, match=match):
+        ChunkLayout(*args)
+
+
+def test_shape_errors():
+    lay = ChunkLayout(16, 8, 4)
+    with pytest.raises(ValueError, match=r"x has shape \(15, 2\), expected \[F=16"):
+        take(lay, jnp.zeros((15, 2)))
+    with pytest.raises(ValueError, match=r"chunks has shape \(2, 8, 2\), expected \[3, f=8"):
+        fuse(lay, jnp.zeros((2, 8, 2)))
+    with pytest.raises(ValueError, match=r"chunks has shape \(2, 7, 2\), expected \[2, f=8"):
+        fuse_subset(lay, jnp.zeros((2, 7, 2)), jnp.array([0, 1]))
+    with pytest.raises(ValueError, match="fusion_weights='cosine'"):
+        fuse(lay, jnp.zeros((3, 8, 2)), "cosine")
+    with pytest.raises(ValueError, match="fusion_weights must be 8 finite positive"):
+        fuse(lay, jnp.zeros((3, 8, 2)), np.zeros(8))
+    with pytest.raises(ValueError, match="num_prompts=0"):
+        assign_prompts(lay, 0)
