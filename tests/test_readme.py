@@ -1,0 +1,14 @@
+"""The README's Python quick-start runs as written."""
+
+import pathlib
+import re
+
+
+def test_readme_quickstart_runs():
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert blocks, "README.md has no python quick-start"
+    scope = {}
+    exec(compile(blocks[0], "README.md", "exec"), scope)
+    assert scope["x_next"].shape == (32, 8, 8, 4)
+    assert scope["G"].shape == (4, 8, 8, 8, 4)
