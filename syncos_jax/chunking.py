@@ -32,6 +32,7 @@ __all__ = [
     "fuse",
     "fuse_subset",
     "take",
+    "take_subset",
 ]
 
 
@@ -165,6 +166,12 @@ def _inverse_weight(layout: ChunkLayout, weights_key) -> np.ndarray:
     total = np.zeros(layout.num_frames, np.float64)
     np.add.at(total, layout.index.ravel(), np.tile(w, layout.num_chunks))
     return (1.0 / total).astype(np.float32)
+
+
+def take_subset(layout: ChunkLayout, x: Array, chunk_ids: Array) -> Array:
+    """Returns chunks ``chunk_ids: [B]`` (may be traced) of ``x: [F, ...]``, shape ``[B, f, ...]`` — one gather."""
+    _check_frames(layout, x, "x")
+    return jnp.asarray(x)[jnp.asarray(layout.index)[chunk_ids]]
 
 
 def _weights_key(weights: Weights):

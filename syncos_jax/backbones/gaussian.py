@@ -118,6 +118,11 @@ class GaussianVideoPrior(nnx.Module):
     # -- the prior -----------------------------------------------------------------------------
 
     @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of one frame."""
+        return tuple(int(d) for d in self.means.shape[1:])
+
+    @property
     def null_id(self) -> int:
         """The prompt id of the unconditional prompt (``P``)."""
         return self.num_prompts

@@ -1,0 +1,167 @@
+"""What every sampler shares: conditioning, state, result, the compiled loop, progress and finite checks.
+
+A sampler is a pair of pure functions over a NamedTuple state —
+``init(...) -> State`` and ``step(state, ...) -> State`` — and ``sample(...)``, the convenience
+loop: ``init`` + one compiled ``lax.fori_loop`` of ``step`` inside one ``jax.jit``. The loop takes
+dynamic bounds, so the same executable runs a whole trajectory, stops after step ``k``, or
+resumes from a restored state (bit-identical results; see :mod:`syncos_jax.checkpoint`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from syncos_jax.chunking import ChunkLayout, assign_prompts
+
+Array = jax.Array
+
+__all__ = [
+    "Conditioning",
+    "SampleResult",
+    "STAGE_NAMES",
+    "chunk_conditioning",
+    "finite_error",
+    "frame_shape_of",
+    "progress_hook",
+]
+
+# Stage ids used by the finite-value guard and in error messages.
+STAGE_NAMES = {0: "initial noise", 1: "stage 1 (fused x̂_0)", 2: "stage 2 (CSD refinement)", 3: "stage 3 (re-noising)"}
+
+
+class Conditioning(NamedTuple):
+    """Conditioning of a long video with ``P`` local prompts.
+
+    Attributes:
+      prompts: pytree whose leaves have leading axis ``P``: one entry per local prompt (already
+        joined with the global prompt by the conditioning builder, e.g. text embeddings or, for the
+        Gaussian backbone, prompt ids).
+      uncond: pytree of the same structure with leading axis 1: the unconditional (null) prompt.
+        Needed only when ``guidance_scale != 1``.
+    """
+
+    prompts: Any
+    uncond: Any = None
+
+    @property
+    def num_prompts(self) -> int:
+        """``P``, the number of local prompts."""
+        leaves = jax.tree_util.tree_leaves(self.prompts)
+        if not leaves:
+            raise ValueError("Conditioning.prompts has no arrays.")
+        return int(jnp.shape(leaves[0])[0])
+
+    def select(self, prompt_ids) -> Any:
+        """Returns the conditional pytree for ``prompt_ids: [B]`` (leading axis ``B``)."""
+        return jax.tree_util.tree_map(lambda a: jnp.asarray(a)[prompt_ids], self.prompts)
+
+    def null(self, batch: int) -> Any:
+        """Returns the unconditional pytree broadcast to leading axis ``batch``."""
+        if self.uncond is None:
+            raise ValueError("guidance_scale != 1 needs Conditioning.uncond (the null prompt).")
+        return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a[:1], (batch,) + jnp.shape(a)[1:]), self.uncond)
+
+
+def chunk_conditioning(cond: Conditioning, layout: ChunkLayout) -> tuple[Any, Any]:
+    """Returns ``(cond, uncond)`` per chunk, leading axis ``N`` (ALGORITHM.md §2 prompt assignment)."""
+    ids = assign_prompts(layout, cond.num_prompts)
+    uncond = cond.null(layout.num_chunks) if cond.uncond is not None else None
+    return cond.select(ids), uncond
+
+
+class SampleResult(NamedTuple):
+    """What ``sample`` returns.
+
+    Attributes:
+      latents: ``[F, H, W, C]`` (or ``[batch, F, H, W, C]``) the final latents.
+      nfe: the number of backbone evaluations (a CFG pair counts as two).
+      diagnostics: dict of per-step arrays the caller asked for (leading axis = steps).
+      state: the final sampler state (for checkpointing or further steps).
+    """
+
+    latents: Array
+    nfe: Array
+    diagnostics: dict
+    state: Any
+
+
+def frame_shape_of(denoiser: Any, frame_shape: Optional[Sequence[int]], initial_noise) -> tuple[int, ...]:
+    """Returns ``(H, W, C)``: given explicitly, from ``initial_noise``, or from ``denoiser.frame_shape``."""
+    if frame_shape is not None:
+        return tuple(int(s) for s in frame_shape)
+    if initial_noise is not None:
+        return tuple(int(s) for s in jnp.shape(initial_noise)[-3:])
+    shape = getattr(denoiser, "frame_shape", None)
+    if shape is None:
+        raise ValueError("frame_shape=(H, W, C) is needed: the denoiser does not declare one and no initial_noise was given.")
+    return tuple(int(s) for s in shape)
+
+
+def progress_hook(progress: Optional[Callable[[int], None]], step: Array) -> None:
+    """Calls ``progress(step + 1)`` from inside compiled code (``jax.debug.callback``), if given."""
+    if progress is not None:
+        jax.debug.callback(lambda s: progress(int(s) + 1), step, ordered=True)
+
+
+def first_nonfinite(flag: Array, step: Array, stage: int, value: Array) -> Array:
+    """Returns the updated ``[2]`` int32 record ``(step, stage)`` of the first non-finite value (``-1`` if none)."""
+    bad = ~jnp.all(jnp.isfinite(value))
+    fresh = (flag[0] < 0) & bad
+    return jnp.where(fresh, jnp.array([0, stage], jnp.int32) + jnp.array([1, 0], jnp.int32) * step, flag)
+
+
+def finite_error(flag, timesteps) -> None:
+    """Raises ``FloatingPointError`` naming the step, grid time and stage recorded in ``flag``."""
+    flag = np.asarray(flag)
+    if flag.ndim > 1:  # a batch of runs: report the first bad one
+        bad = np.nonzero(flag[:, 0] >= 0)[0]
+        if bad.size == 0:
+            return
+        flag = flag[bad[0]]
+    step, stage = int(flag[0]), int(flag[1])
+    if step < 0:
+        return
+    ts = np.asarray(timesteps)
+    t = ts[step] if step < ts.shape[0] else "end"
+    raise FloatingPointError(
+        f"non-finite value (NaN/Inf) first appeared at step {step} (grid time t={t}) in {STAGE_NAMES.get(stage, stage)}."
+    )
+
+
+def run_loop(
+    step_fn: Callable[[Any], tuple[Any, dict]],
+    state: Any,
+    stop: Array,
+    num_steps: int,
+    progress: Optional[Callable[[int], None]] = None,
+) -> tuple[Any, dict]:
+    """Runs ``step_fn`` from ``state.step`` up to ``stop`` (exclusive) in one ``lax.fori_loop``.
+
+    Args:
+      step_fn: ``state -> (state, diagnostics dict)``; may be vmapped (then ``state.step`` is ``[B]``,
+        all equal).
+      state: the start state (a NamedTuple with an int ``step`` field).
+      stop: the step index to stop at (traced: the same executable runs, stops and resumes).
+      num_steps: ``S``, the size of the per-step diagnostic buffers.
+      progress: called with the number of finished steps after every step.
+
+    Returns:
+      ``(state, diagnostics)``; each diagnostic has leading axis ``S`` (entries outside the steps
+      run are zero).
+    """
+    diag_shapes = jax.eval_shape(step_fn, state)[1]
+    bufs = {n: jnp.zeros((num_steps,) + d.shape, d.dtype) for n, d in diag_shapes.items()}
+    start = jnp.reshape(state.step, (-1,))[0]
+
+    def body(i, carry):
+        st, bf = carry
+        st, d = step_fn(st)
+        bf = {n: bf[n].at[i].set(d[n]) for n in bf}
+        progress_hook(progress, i)
+        return st, bf
+
+    return jax.lax.fori_loop(start, stop, body, (state, bufs))
