@@ -66,10 +66,12 @@ class Conditioning(NamedTuple):
         return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a[:1], (batch,) + jnp.shape(a)[1:]), self.uncond)
 
 
-def chunk_conditioning(cond: Conditioning, layout: ChunkLayout) -> tuple[Any, Any]:
-    """Returns ``(cond, uncond)`` per chunk, leading axis ``N`` (ALGORITHM.md §2 prompt assignment)."""
+def chunk_conditioning(cond: Conditioning, layout: ChunkLayout, guided: bool) -> tuple[Any, Any]:
+    """Returns ``(cond, uncond)`` per chunk, leading axis ``N`` (ALGORITHM.md §2 prompt assignment).
+
+    ``uncond`` is ``None`` when not ``guided`` (``guidance_scale == 1``)."""
     ids = assign_prompts(layout, cond.num_prompts)
-    uncond = cond.null(layout.num_chunks) if cond.uncond is not None else None
+    uncond = cond.null(layout.num_chunks) if guided else None
     return cond.select(ids), uncond
 
 

@@ -247,7 +247,7 @@ def step(
     out_index = i - (S_levels - f)
     prompt = jnp.clip((out_index * cond.num_prompts) // F, 0, cond.num_prompts - 1)
     cond_c = cond.select(jnp.full((R,), prompt))
-    cond_u = cond.null(R) if cond.uncond is not None else None
+    cond_u = cond.null(R) if calls_per_chunk(config.guidance_scale) == 2 else None
 
     xw = state.queue[plan.windows]  # [R, f, H, W, C]
     tw = tau[plan.level[plan.windows]]  # [R, f] per-frame model times

@@ -275,8 +275,8 @@ def step(
     a_t, s_t = schedule.alphas[k], schedule.sigmas[k]
     a_s, s_s = schedule.alphas[k + 1], schedule.sigmas[k + 1]
     k_E, k_iter, k_eta = jax.random.split(jax.random.fold_in(state.key, k), 3)
-    cond_c, cond_u = chunk_conditioning(cond, layout)
     c = calls_per_chunk(cfg.guidance_scale)
+    cond_c, cond_u = chunk_conditioning(cond, layout, guided=c == 2)
 
     def denoise(x, tt, cc):
         return shard_batch(defn.apply(params, shard_batch(x, mesh), shard_batch(tt, mesh), shard_batch(cc, mesh)), mesh)
