@@ -12,6 +12,7 @@ is a backbone option, not part of this sampler.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import jax
@@ -25,6 +26,21 @@ from syncos_jax.samplers.base import SampleResult, frame_shape_of
 Array = jax.Array
 
 __all__ = ["reschedule_noise", "sample", "trajectory_layout"]
+
+
+@functools.partial(jax.jit, static_argnames=("window", "stride"))
+def _reschedule(key, noise, window, stride):
+    F = noise.shape[0]
+    num_blocks = -(-(F - window) // stride)
+    keys = jax.random.split(key, num_blocks)
+
+    def body(b, idx):
+        k = window + b * stride
+        perm = jax.random.permutation(keys[b], stride)
+        src = idx[k - window + perm]  # the source block, as already rescheduled
+        return idx.at[k + jnp.arange(stride)].set(src, mode="drop")  # a short last block drops the overflow
+
+    return noise[jax.lax.fori_loop(0, num_blocks, body, jnp.arange(F))]
 
 
 def reschedule_noise(key: Array, noise: Array, window: int, stride: int) -> Array:
@@ -41,20 +57,9 @@ def reschedule_noise(key: Array, noise: Array, window: int, stride: int) -> Arra
         raise ValueError(f"window={window} must be at least 1.")
     if not 1 <= stride <= window:
         raise ValueError(f"stride={stride} must be between 1 and window={window}.")
-    num_blocks = max(0, -(-(F - window) // stride))
-    if num_blocks == 0:
+    if F <= window:
         return noise
-    index = jnp.arange(F)
-    keys = jax.random.split(key, num_blocks)
-
-    def body(b, idx):
-        k = window + b * stride
-        perm = jax.random.permutation(keys[b], stride)
-        src = idx[k - window + perm]  # the source block, as already rescheduled
-        return idx.at[k + jnp.arange(stride)].set(src, mode="drop")  # a short last block drops the overflow
-
-    index = jax.lax.fori_loop(0, num_blocks, body, index)
-    return noise[index]
+    return _reschedule(key, noise, int(window), int(stride))
 
 
 def trajectory_layout(layout: ChunkLayout, denoiser) -> ChunkLayout:
@@ -86,7 +91,8 @@ def sample(
     Args:
       window: ``W``, default the layout's ``chunk_frames``.
       noise_stride: ``S``, default the layout's ``stride``.
-      initial_noise: i.i.d. noise to reschedule (``[F, H, W, C]``); drawn from ``key`` if ``None``.
+      key: a PRNG key, or ``[batch]`` keys (vmapped).
+      initial_noise: i.i.d. noise to reschedule (``[F, H, W, C]``, batched likewise); drawn from ``key`` if ``None``.
       **options: DDIM options of :class:`~syncos_jax.samplers.syncos.SynCoSConfig`
         (``guidance_scale``, ``eta``, ``diagnostics``, ...); stages are fixed to ``(1, 3)``.
     """
@@ -95,9 +101,18 @@ def sample(
     window = layout.chunk_frames if window is None else int(window)
     noise_stride = layout.stride if noise_stride is None else int(noise_stride)
     shape = (layout.num_frames,) + frame_shape_of(denoiser, frame_shape, initial_noise)
-    k_noise, k_perm, k_run = jax.random.split(key, 3)
-    base = jax.random.normal(k_noise, shape) if initial_noise is None else jnp.asarray(initial_noise)
-    x_T = reschedule_noise(k_perm, base, window, noise_stride)
+    key = jnp.asarray(key)
+    batched = not (key.ndim == 0 or (not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 1))
+
+    def prepare(k, nz):
+        k_noise, k_perm, k_run = jax.random.split(k, 3)
+        base = jax.random.normal(k_noise, shape) if nz is None else jnp.asarray(nz)
+        return reschedule_noise(k_perm, base, window, noise_stride), k_run
+
+    if batched:
+        x_T, k_run = jax.vmap(prepare, in_axes=(0, None if initial_noise is None else 0))(key, initial_noise)
+    else:
+        x_T, k_run = prepare(key, initial_noise)
     traj = trajectory_layout(layout, denoiser)
     return syncos.sample(denoiser, schedule, traj, cond, key=k_run, progress=progress, initial_noise=x_T,
                          mesh=mesh, stages=(1, 3), **options)
