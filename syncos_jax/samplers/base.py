@@ -91,6 +91,22 @@ class SampleResult(NamedTuple):
     state: Any
 
 
+def is_key_batch(key) -> bool:
+    """Returns whether ``key`` is a ``[batch]`` of PRNG keys (typed ``[B]`` or raw ``[B, 2]``) rather than one key."""
+    key = jnp.asarray(key)
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return key.ndim == (1 if typed else 2)
+
+
+def config_from_options(cls, options: dict, sampler: str):
+    """Returns ``cls(**options)`` (a NamedTuple config), rejecting unknown keys and making sequences tuples."""
+    unknown = sorted(set(options) - set(cls._fields))
+    if unknown:
+        raise TypeError(f"unknown {sampler} option(s) {unknown}; expected some of {list(cls._fields)}.")
+    opts = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in options.items()}
+    return cls(**opts)
+
+
 def frame_shape_of(denoiser: Any, frame_shape: Optional[Sequence[int]], initial_noise) -> tuple[int, ...]:
     """Returns ``(H, W, C)``: given explicitly, from ``initial_noise``, or from ``denoiser.frame_shape``."""
     if frame_shape is not None:

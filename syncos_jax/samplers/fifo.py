@@ -29,7 +29,16 @@ from syncos_jax.chunking import ChunkLayout
 from syncos_jax.guidance import calls_per_chunk, guided
 from syncos_jax.parallel import shard_batch
 from syncos_jax.samplers import syncos
-from syncos_jax.samplers.base import Conditioning, SampleResult, finite_error, first_nonfinite, frame_shape_of, run_loop
+from syncos_jax.samplers.base import (
+    Conditioning,
+    SampleResult,
+    config_from_options,
+    finite_error,
+    first_nonfinite,
+    frame_shape_of,
+    is_key_batch,
+    run_loop,
+)
 
 Array = jax.Array
 
@@ -94,12 +103,7 @@ class FIFOState(NamedTuple):
 
 def make_config(**options) -> FIFOConfig:
     """Returns a validated :class:`FIFOConfig`."""
-    unknown = sorted(set(options) - set(FIFOConfig._fields))
-    if unknown:
-        raise TypeError(f"unknown FIFO option(s) {unknown}; expected some of {list(FIFOConfig._fields)}.")
-    if "diagnostics" in options:
-        options["diagnostics"] = tuple(options["diagnostics"])
-    cfg = FIFOConfig(**options)
+    cfg = config_from_options(FIFOConfig, options, "FIFO")
     if cfg.num_partitions < 1:
         raise ValueError(f"num_partitions={cfg.num_partitions} must be at least 1.")
     if cfg.eta < 0:
@@ -310,8 +314,7 @@ def sample(
         expected = (num_iterations(layout, cfg),) + shape
         if tuple(jnp.shape(noise.push)[-4:]) != expected:
             raise ValueError(f"noise.push has shape {tuple(jnp.shape(noise.push))}, expected [..., {expected}].")
-    key = jnp.asarray(key)
-    batched = not (key.ndim == 0 or (not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 1))
+    batched = is_key_batch(key)
     make = functools.partial(init, denoiser=(defn, params), schedule=schedule, layout=layout, cond=cond,
                              frame_shape=shape, config=cfg, mesh=mesh)
     if batched:

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from syncos_jax.backbones.protocol import split_denoiser
 from syncos_jax.chunking import ChunkLayout
 from syncos_jax.samplers import syncos
-from syncos_jax.samplers.base import SampleResult, frame_shape_of
+from syncos_jax.samplers.base import SampleResult, frame_shape_of, is_key_batch
 
 Array = jax.Array
 
@@ -101,8 +101,7 @@ def sample(
     window = layout.chunk_frames if window is None else int(window)
     noise_stride = layout.stride if noise_stride is None else int(noise_stride)
     shape = (layout.num_frames,) + frame_shape_of(denoiser, frame_shape, initial_noise)
-    key = jnp.asarray(key)
-    batched = not (key.ndim == 0 or (not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 1))
+    batched = is_key_batch(key)
 
     def prepare(k, nz):
         k_noise, k_perm, k_run = jax.random.split(k, 3)

@@ -35,9 +35,11 @@ from syncos_jax.samplers.base import (
     Conditioning,
     SampleResult,
     chunk_conditioning,
+    config_from_options,
     finite_error,
     first_nonfinite,
     frame_shape_of,
+    is_key_batch,
     run_loop,
 )
 
@@ -116,16 +118,10 @@ class SynCoSState(NamedTuple):
 
 def make_config(**options) -> SynCoSConfig:
     """Returns a validated :class:`SynCoSConfig` from keyword options (unknown keys are an error)."""
-    unknown = sorted(set(options) - set(SynCoSConfig._fields))
-    if unknown:
-        raise TypeError(f"unknown SynCoS option(s) {unknown}; expected some of {list(SynCoSConfig._fields)}.")
     opts = dict(options)
     if "fusion_weights" in opts and not isinstance(opts["fusion_weights"], str):
         opts["fusion_weights"] = tuple(float(w) for w in np.asarray(opts["fusion_weights"]).ravel())
-    for name in ("stages", "t_range", "diagnostics"):
-        if name in opts:
-            opts[name] = tuple(opts[name])
-    cfg = SynCoSConfig(**opts)
+    cfg = config_from_options(SynCoSConfig, opts, "SynCoS")
     if not cfg.stages or not set(cfg.stages) <= {1, 2, 3} or tuple(sorted(set(cfg.stages))) != cfg.stages:
         raise ValueError(f"stages={cfg.stages!r} must be an increasing subset of (1, 2, 3), e.g. (1, 2, 3), (1, 3) or (2,).")
     if cfg.iters < 1:
@@ -426,8 +422,7 @@ def sample(
 
 def init_state(key, layout, frame_shape, *, initial_noise=None, init_fn=init):
     """Returns ``init_fn``'s state for one key, or the vmapped states for a ``[batch]`` of keys."""
-    key = jnp.asarray(key)
-    if key.ndim == 0 or (not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 1):
+    if not is_key_batch(key):
         return init_fn(key, layout, frame_shape, initial_noise=initial_noise)
     if initial_noise is None:
         return jax.vmap(lambda k: init_fn(k, layout, frame_shape))(key)
