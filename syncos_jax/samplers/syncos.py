@@ -27,7 +27,7 @@ import optax
 
 from syncos_jax import schedules as S
 from syncos_jax.backbones.protocol import DenoiserDef, split_denoiser
-from syncos_jax.chunking import ChunkLayout, chunk_weights, fuse, fuse_subset, take, take_subset
+from syncos_jax.chunking import ChunkLayout, fuse, fuse_subset, take, take_subset
 from syncos_jax.csd import csd_gradient
 from syncos_jax.guidance import calls_per_chunk, guided
 from syncos_jax.parallel import shard_batch
