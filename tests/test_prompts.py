@@ -18,3 +18,25 @@ def test_chunk_texts_follow_the_segments():
 def test_invalid_local_prompts(local):
     with pytest.raises(ValueError, match="local_prompts"):
         StructuredPrompt.make("global", local)
+
+
+def test_conditioning_builder_structured_and_not():
+    import jax.numpy as jnp
+
+    from syncos_jax.samplers import build_conditioning
+
+    vocab = {}
+
+    def encode(texts):  # a toy encoder: one id per distinct text
+        return jnp.asarray([vocab.setdefault(t, len(vocab)) for t in texts])
+
+    p = StructuredPrompt.make("a red circle", ["moves left", "moves right"])
+    cond = build_conditioning(encode, p)
+    assert cond.num_prompts == 2
+    inverse = {v: k for k, v in vocab.items()}
+    assert [inverse[int(i)] for i in cond.prompts] == ["a red circle moves left", "a red circle moves right"]
+    assert inverse[int(cond.uncond[0])] == ""
+    cond = build_conditioning(encode, p, structured=False, negative_prompt="blurry")
+    inverse = {v: k for k, v in vocab.items()}
+    assert [inverse[int(i)] for i in cond.prompts] == ["moves left", "moves right"]
+    assert inverse[int(cond.uncond[0])] == "blurry"

@@ -5,7 +5,7 @@ command-line names to the ``sample`` functions.
 """
 
 from syncos_jax.samplers import csd_only, ddim, fifo, freenoise, gen_l_video, syncos
-from syncos_jax.samplers.base import Conditioning, SampleResult
+from syncos_jax.samplers.base import Conditioning, SampleResult, build_conditioning
 
 SAMPLERS = {
     "syncos": syncos.sample,
@@ -16,4 +16,4 @@ SAMPLERS = {
     "freenoise": freenoise.sample,
 }
 
-__all__ = ["Conditioning", "SAMPLERS", "SampleResult", "csd_only", "ddim", "fifo", "freenoise", "gen_l_video", "syncos"]
+__all__ = ["Conditioning", "SAMPLERS", "build_conditioning", "SampleResult", "csd_only", "ddim", "fifo", "freenoise", "gen_l_video", "syncos"]

@@ -16,11 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from syncos_jax.chunking import ChunkLayout, assign_prompts
+from syncos_jax.prompts import DEFAULT_TEMPLATE, StructuredPrompt, join_prompt
 
 Array = jax.Array
 
 __all__ = [
     "Conditioning",
+    "build_conditioning",
     "SampleResult",
     "STAGE_NAMES",
     "chunk_conditioning",
@@ -64,6 +66,29 @@ class Conditioning(NamedTuple):
         if self.uncond is None:
             raise ValueError("guidance_scale != 1 needs Conditioning.uncond (the null prompt).")
         return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a[:1], (batch,) + jnp.shape(a)[1:]), self.uncond)
+
+
+def build_conditioning(
+    encode: Callable[[list], Any],
+    prompt: StructuredPrompt,
+    *,
+    structured: bool = True,
+    template: str = DEFAULT_TEMPLATE,
+    negative_prompt: str = "",
+) -> Conditioning:
+    """Returns the :class:`Conditioning` of a structured prompt: the conditioning builder.
+
+    Args:
+      encode: ``encode(texts) -> pytree`` with leading axis ``len(texts)`` (a text encoder,
+        a tokenizer + embedding, ...).
+      prompt: the :class:`~syncos_jax.prompts.StructuredPrompt`.
+      structured: join each local prompt with the global one (``template``); ``False`` uses the
+        local prompts alone (the paper's "w/o structured prompt" ablation).
+      template: ``"{global} {local}"`` by default.
+      negative_prompt: the text of the unconditional prompt (empty by default).
+    """
+    texts = [join_prompt(prompt.global_prompt, p, structured=structured, template=template) for p in prompt.local_prompts]
+    return Conditioning(prompts=encode(texts), uncond=encode([negative_prompt]))
 
 
 def chunk_conditioning(cond: Conditioning, layout: ChunkLayout, guided: bool) -> tuple[Any, Any]:
