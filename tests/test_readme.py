@@ -22,3 +22,12 @@ def test_readme_sampling_example_runs(tmp_path, monkeypatch):
     scope = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["batch"].latents.shape == (4, 24, 4, 4, 2)
+
+
+def test_readme_paths_exist():
+    root = pathlib.Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
+    paths = set(re.findall(r"(examples/scenarios/[\w.-]+\.yaml|docs/[\w.-]+\.png|experiments/[\w.-]+\.py|benchmarks/[\w.-]+\.py)", readme))
+    assert "examples/scenarios/four_turns.yaml" in paths
+    missing = sorted(p for p in paths if not (root / p).exists())
+    assert not missing, f"README.md names files that do not exist: {missing}"

@@ -127,6 +127,7 @@ class NnxDenoiser:
     Args:
       module: the nnx module; called as ``module(x, t, cond)``.
       prediction_type, frames_per_chunk, per_frame_timesteps: the metadata samplers need.
+      frame_shape: optional ``(H, W, C)`` of one frame, so samplers need not be told it.
     """
 
     def __init__(
@@ -136,8 +137,10 @@ class NnxDenoiser:
         prediction_type: str,
         frames_per_chunk: Optional[int] = None,
         per_frame_timesteps: bool = False,
+        frame_shape: Optional[tuple[int, int, int]] = None,
     ):
         self.module = module
+        self.frame_shape = None if frame_shape is None else tuple(int(s) for s in frame_shape)
         self.prediction_type = prediction_type
         self.frames_per_chunk = frames_per_chunk
         self.per_frame_timesteps = per_frame_timesteps

@@ -1,0 +1,220 @@
+"""The toy text-to-video model: a small flax.nnx video DiT over patches.
+
+``ToyVideoDiT(x, t, tokens) -> v``:
+
+* ``x: [B, f, H, W, 3]`` noisy clips, ``t: [B]`` or per-frame ``[B, f]`` model times,
+  ``tokens: [B, L]`` int32 token ids (:class:`~syncos_jax.backbones.toy.tokenizer.Tokenizer`).
+* A learned text encoder (token + position embeddings, ``text_depth`` pre-norm transformer
+  layers with a padding mask) gives text states ``[B, L, D]`` and their masked mean.
+* Patches (``patch × patch``) become tokens with learned spatial and frame embeddings.
+* Each block: factorised attention — spatial (within a frame), then temporal (across frames, per
+  patch position) — cross-attention to the text states, and an MLP. Every sub-layer is modulated
+  by adaLN (shift, scale, gate) from a **per-frame** conditioning vector: the sinusoidal embedding
+  of that frame's time plus the pooled text. Per-frame times are what FIFO-Diffusion needs.
+* The output projection is zero-initialised (the model starts as ``v = 0``); the prediction type
+  is ``v_prediction`` on the CogVideoX-style zero-terminal-SNR schedule
+  (:func:`syncos_jax.schedules.cogvideox_2b`).
+
+:class:`ToyConfig` holds the hyper-parameters; :func:`toy_denoiser` wraps a model as a
+:class:`~syncos_jax.backbones.protocol.NnxDenoiser`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from syncos_jax.backbones.protocol import NnxDenoiser
+from syncos_jax.backbones.toy.tokenizer import PAD, VOCABULARY
+
+Array = jax.Array
+
+__all__ = ["ToyConfig", "ToyVideoDiT", "timestep_embedding", "toy_denoiser"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    """Hyper-parameters of :class:`ToyVideoDiT` (all static; stored next to the weights)."""
+
+    image_size: int = 32
+    channels: int = 3
+    frames: int = 8
+    patch: int = 4
+    dim: int = 96
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: int = 3
+    text_depth: int = 1
+    text_length: int = 16
+    vocab_size: int = len(VOCABULARY)
+    num_train_timesteps: int = 1000
+
+    def __post_init__(self):
+        if self.image_size % self.patch:
+            raise ValueError(f"image_size={self.image_size} must be a multiple of patch={self.patch}")
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise ValueError(f"dim={self.dim} must split into {self.heads} heads of even width")
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return (self.image_size // self.patch) ** 2
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def timestep_embedding(t: Array, dim: int, max_period: float = 10000.0) -> Array:
+    """Sinusoidal embedding ``[..., dim]`` of times ``t: [...]`` (``cos`` half, then ``sin``)."""
+    half = dim // 2
+    freqs = jnp.exp(-jnp.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+    args = t.astype(jnp.float32)[..., None] * freqs
+    return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+
+
+class Attention(nnx.Module):
+    """Multi-head attention over the second-to-last axis; keys/values from ``context``."""
+
+    def __init__(self, dim: int, heads: int, *, rngs: nnx.Rngs, context_dim: int | None = None):
+        self.heads = heads
+        self.q = nnx.Linear(dim, dim, rngs=rngs)
+        self.kv = nnx.Linear(context_dim or dim, 2 * dim, rngs=rngs)
+        self.out = nnx.Linear(dim, dim, rngs=rngs)
+
+    def __call__(self, x: Array, context: Array | None = None, mask: Array | None = None) -> Array:
+        # x: [..., N, D]; context: [..., M, D]; mask: broadcastable to [..., heads, N, M]
+        context = x if context is None else context
+        *lead, n, d = x.shape
+        m = context.shape[-2]
+        h = self.heads
+        q = self.q(x).reshape(-1, n, h, d // h)
+        k, v = jnp.split(self.kv(context), 2, axis=-1)
+        k = k.reshape(-1, m, h, d // h)
+        v = v.reshape(-1, m, h, d // h)
+        out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+        return self.out(out.reshape(*lead, n, d))
+
+
+def _modulate(x: Array, shift: Array, scale: Array) -> Array:
+    return x * (1 + scale) + shift
+
+
+class Block(nnx.Module):
+    """Spatial attention → temporal attention → text cross-attention → MLP, per-frame adaLN."""
+
+    def __init__(self, cfg: ToyConfig, *, rngs: nnx.Rngs):
+        d = cfg.dim
+        self.spatial = Attention(d, cfg.heads, rngs=rngs)
+        self.temporal = Attention(d, cfg.heads, rngs=rngs)
+        self.cross = Attention(d, cfg.heads, rngs=rngs)
+        self.mlp_in = nnx.Linear(d, cfg.mlp_ratio * d, rngs=rngs)
+        self.mlp_out = nnx.Linear(cfg.mlp_ratio * d, d, rngs=rngs)
+        self.ada = nnx.Linear(d, 10 * d, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+        self.norm = nnx.LayerNorm(d, use_scale=False, use_bias=False, rngs=rngs)
+
+    def __call__(self, h: Array, c: Array, text: Array, text_mask: Array) -> Array:
+        # h: [B, f, P, D]; c: [B, f, D]; text: [B, L, D]; text_mask: [B, L]
+        B, f, P, D = h.shape
+        m = jnp.split(self.ada(nnx.silu(c))[:, :, None], 10, axis=-1)  # each [B, f, 1, D]
+        h = h + m[2] * self.spatial(_modulate(self.norm(h), m[0], m[1]))
+        x = jnp.swapaxes(_modulate(self.norm(h), m[3], m[4]), 1, 2)  # [B, P, f, D]
+        h = h + m[5] * jnp.swapaxes(self.temporal(x), 1, 2)
+        q = self.norm(h).reshape(B, f * P, D)
+        mask = text_mask[:, None, None, :]  # [B, 1(heads), 1(queries), L]
+        h = h + m[6] * self.cross(q, text, mask).reshape(B, f, P, D)
+        y = _modulate(self.norm(h), m[7], m[8])
+        return h + m[9] * self.mlp_out(nnx.gelu(self.mlp_in(y)))
+
+
+class TextEncoder(nnx.Module):
+    """Token + position embeddings and pre-norm transformer layers with a padding mask."""
+
+    def __init__(self, cfg: ToyConfig, *, rngs: nnx.Rngs):
+        d = cfg.dim
+        self.embed = nnx.Embed(cfg.vocab_size, d, rngs=rngs)
+        self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (cfg.text_length, d)))
+        self.attn = nnx.List([Attention(d, cfg.heads, rngs=rngs) for _ in range(cfg.text_depth)])
+        self.mlp_in = nnx.List([nnx.Linear(d, 2 * d, rngs=rngs) for _ in range(cfg.text_depth)])
+        self.mlp_out = nnx.List([nnx.Linear(2 * d, d, rngs=rngs) for _ in range(cfg.text_depth)])
+        self.norms = nnx.List([nnx.LayerNorm(d, rngs=rngs) for _ in range(2 * cfg.text_depth + 1)])
+
+    def __call__(self, tokens: Array) -> tuple[Array, Array, Array]:
+        """``tokens: [B, L]`` → ``(states [B, L, D], pooled [B, D], mask [B, L] bool)``."""
+        mask = tokens != PAD
+        x = self.embed(tokens) + self.pos[...][: tokens.shape[1]]
+        attn_mask = mask[:, None, None, :]
+        for i in range(len(self.attn)):
+            x = x + self.attn[i](self.norms[2 * i](x), mask=attn_mask)
+            x = x + self.mlp_out[i](nnx.gelu(self.mlp_in[i](self.norms[2 * i + 1](x))))
+        x = self.norms[-1](x)
+        w = mask.astype(x.dtype)[..., None]
+        pooled = (x * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
+        return x, pooled, mask
+
+
+class ToyVideoDiT(nnx.Module):
+    """The toy text-to-video transformer (see the module docstring). v-prediction."""
+
+    prediction_type = "v_prediction"
+    per_frame_timesteps = True
+
+    def __init__(self, cfg: ToyConfig = ToyConfig(), *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        d, p = cfg.dim, cfg.patch
+        self.frames_per_chunk = cfg.frames
+        self.patch_in = nnx.Linear(p * p * cfg.channels, d, rngs=rngs)
+        self.pos_space = nnx.Param(0.02 * jax.random.normal(rngs.params(), (cfg.tokens_per_frame, d)))
+        self.pos_time = nnx.Param(0.02 * jax.random.normal(rngs.params(), (cfg.frames, d)))
+        self.time_in = nnx.Linear(d, d, rngs=rngs)
+        self.time_out = nnx.Linear(d, d, rngs=rngs)
+        self.text = TextEncoder(cfg, rngs=rngs)
+        self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.depth)])
+        self.final_ada = nnx.Linear(d, 2 * d, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+        self.final_norm = nnx.LayerNorm(d, use_scale=False, use_bias=False, rngs=rngs)
+        self.patch_out = nnx.Linear(d, p * p * cfg.channels, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+
+    def patchify(self, x: Array) -> Array:
+        """``[B, f, H, W, C]`` → ``[B, f, (H/p)·(W/p), p·p·C]``."""
+        B, f, H, W, C = x.shape
+        p = self.cfg.patch
+        x = x.reshape(B, f, H // p, p, W // p, p, C).transpose(0, 1, 2, 4, 3, 5, 6)
+        return x.reshape(B, f, (H // p) * (W // p), p * p * C)
+
+    def unpatchify(self, tokens: Array, H: int, W: int) -> Array:
+        """The inverse of :meth:`patchify`."""
+        B, f = tokens.shape[:2]
+        p, C = self.cfg.patch, self.cfg.channels
+        x = tokens.reshape(B, f, H // p, W // p, p, p, C).transpose(0, 1, 2, 4, 3, 5, 6)
+        return x.reshape(B, f, H, W, C)
+
+    def __call__(self, x: Array, t: Array, tokens: Array) -> Array:
+        """``x: [B, f, H, W, C]``, ``t: [B]`` or ``[B, f]``, ``tokens: [B, L]`` → ``v: [B, f, H, W, C]``."""
+        B, f, H, W, C = x.shape
+        cfg = self.cfg
+        if (H, W, C) != (cfg.image_size, cfg.image_size, cfg.channels):
+            raise ValueError(
+                f"x has frames of shape {(H, W, C)}; this model was built for "
+                f"{(cfg.image_size, cfg.image_size, cfg.channels)}"
+            )
+        if f > cfg.frames:
+            raise ValueError(f"x has {f} frames; this model has frame embeddings for at most {cfg.frames}")
+        t = jnp.asarray(t)
+        t = jnp.broadcast_to(t[:, None] if t.ndim == 1 else t, (B, f))
+        text, pooled, mask = self.text(tokens)
+        temb = self.time_out(nnx.silu(self.time_in(timestep_embedding(t, cfg.dim))))
+        c = temb + pooled[:, None]  # [B, f, D]
+        h = self.patch_in(self.patchify(x)) + self.pos_space[...] + self.pos_time[...][:f, None]
+        for blk in self.blocks:
+            h = blk(h, c, text, mask)
+        shift, scale = jnp.split(self.final_ada(nnx.silu(c))[:, :, None], 2, axis=-1)
+        out = self.patch_out(_modulate(self.final_norm(h), shift, scale))
+        return self.unpatchify(out, H, W)
+
+
+def toy_denoiser(model: ToyVideoDiT) -> NnxDenoiser:
+    """The model as a Denoiser (``cond`` = token ids ``[B, L]``)."""
+    c = model.cfg
+    return NnxDenoiser(model, prediction_type="v_prediction", frames_per_chunk=c.frames, per_frame_timesteps=True,
+                       frame_shape=(c.image_size, c.image_size, c.channels))

@@ -1,0 +1,142 @@
+"""Training the toy model: the v-prediction loss, one optimiser step, EMA, and batches.
+
+The loss is the mean squared error of the predicted velocity ``v = α_t·ε − σ_t·x_0`` on the
+training table of :func:`syncos_jax.schedules.cogvideox_2b` (zero terminal SNR), with times drawn
+uniformly from ``{0, …, T − 1}``. A fraction of the batch (``per_frame_fraction``) gets per-frame
+times — a random ramp across the clip, as a FIFO-Diffusion queue presents — so the per-frame
+adaLN path is trained; a fraction of captions (``uncond_fraction``) is replaced by the empty text
+for classifier-free guidance.
+
+:class:`TrainState` holds the params, the EMA params, the optimiser state and the step; it is
+what :mod:`experiments.train_toy <experiments>` checkpoints with orbax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from syncos_jax.backbones.toy import world
+from syncos_jax.backbones.toy.model import ToyConfig, ToyVideoDiT
+from syncos_jax.backbones.toy.tokenizer import Tokenizer
+from syncos_jax.schedules import Schedule, append_dims, cogvideox_2b
+
+Array = jax.Array
+
+__all__ = ["Batch", "TrainConfig", "TrainState", "ema_decay", "init_train_state", "make_batch", "make_optimizer", "train_step", "v_loss"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (static)."""
+
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    total_steps: int = 4400
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    uncond_fraction: float = 0.1
+    per_frame_fraction: float = 0.2
+    event_probability: float = 0.2
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Batch(NamedTuple):
+    """A training batch: clips ``[B, f, H, W, 3]`` in ``[−1, 1]`` and token ids ``[B, L]``."""
+
+    clips: np.ndarray
+    tokens: np.ndarray
+
+
+class TrainState(NamedTuple):
+    """``params`` and ``ema`` (nnx.State pytrees), ``opt_state`` and ``step`` (int32 scalar)."""
+
+    params: Any
+    ema: Any
+    opt_state: Any
+    step: Array
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """AdamW with linear warm-up then cosine decay to 10 %, and global-norm clipping."""
+    lr = optax.warmup_cosine_decay_schedule(
+        0.0, cfg.learning_rate, cfg.warmup_steps, max(cfg.total_steps, cfg.warmup_steps + 1), end_value=0.1 * cfg.learning_rate
+    )
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adamw(lr, b2=0.99, weight_decay=cfg.weight_decay))
+
+
+def init_train_state(model_cfg: ToyConfig, train_cfg: TrainConfig, seed: int = 0) -> tuple[nnx.GraphDef, TrainState]:
+    """A fresh model's ``(graphdef, TrainState)``; the EMA starts equal to the params."""
+    model = ToyVideoDiT(model_cfg, rngs=nnx.Rngs(seed))
+    graphdef, params = nnx.split(model)
+    opt_state = make_optimizer(train_cfg).init(params)
+    return graphdef, TrainState(params, jax.tree.map(jnp.copy, params), opt_state, jnp.zeros((), jnp.int32))
+
+
+def ema_decay(step: Array, decay: float) -> Array:
+    """The EMA decay at ``step``: ``min(decay, (1 + step) / (10 + step))`` (fast early tracking)."""
+    step = step.astype(jnp.float32)
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def sample_times(key: Array, batch: int, frames: int, num_train_timesteps: int, per_frame_fraction: float) -> Array:
+    """Training times ``[B, f]`` int32: one uniform time per clip, or for ``per_frame_fraction``
+    of the clips a random increasing ramp across frames (as in a FIFO queue)."""
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    T = num_train_timesteps
+    scalar = jax.random.randint(k1, (batch, 1), 0, T)
+    lo = jax.random.uniform(k2, (batch, 1), maxval=T)
+    span = jax.random.uniform(k3, (batch, 1), maxval=T - lo)
+    ramp = lo + span * jnp.linspace(0.0, 1.0, frames)[None]
+    use_ramp = jax.random.uniform(k4, (batch, 1)) < per_frame_fraction
+    t = jnp.where(use_ramp, jnp.floor(ramp), scalar)
+    return jnp.clip(t, 0, T - 1).astype(jnp.int32)
+
+
+def v_loss(model: ToyVideoDiT, schedule: Schedule, clips: Array, tokens: Array, key: Array, per_frame_fraction: float) -> Array:
+    """Mean squared error of the predicted velocity; ``clips: [B, f, H, W, C]``, ``tokens: [B, L]``."""
+    B, f = clips.shape[:2]
+    kt, ke = jax.random.split(key)
+    t = sample_times(kt, B, f, schedule.num_train_timesteps, per_frame_fraction)
+    alpha = append_dims(schedule.train_alphas[t], clips.ndim)
+    sigma = append_dims(schedule.train_sigmas[t], clips.ndim)
+    eps = jax.random.normal(ke, clips.shape, clips.dtype)
+    x_t = alpha * clips + sigma * eps
+    v = alpha * eps - sigma * clips
+    return jnp.mean((model(x_t, t, tokens) - v) ** 2)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "train_cfg"), donate_argnames=("state",))
+def train_step(graphdef, train_cfg: TrainConfig, state: TrainState, clips: Array, tokens: Array, key: Array):
+    """One AdamW step and EMA update. Returns ``(new_state, loss)``."""
+    schedule = cogvideox_2b()
+
+    def loss_fn(params):
+        return v_loss(nnx.merge(graphdef, params), schedule, clips, tokens, key, train_cfg.per_frame_fraction)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = make_optimizer(train_cfg).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    d = ema_decay(state.step, train_cfg.ema_decay)
+    ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, state.ema, params)
+    return TrainState(params, ema, opt_state, state.step + 1), loss
+
+
+def make_batch(seed: int, train_cfg: TrainConfig, model_cfg: ToyConfig, tokenizer: Tokenizer) -> Batch:
+    """A deterministic batch for ``seed``: rendered clips and tokens, some captions dropped."""
+    texts, clips, _ = world.sample_batch(seed, train_cfg.batch_size, model_cfg.frames, train_cfg.event_probability)
+    rng = np.random.default_rng((seed, 1))
+    drop = rng.uniform(size=len(texts)) < train_cfg.uncond_fraction
+    texts = ["" if d else t for t, d in zip(texts, drop)]
+    return Batch(clips, tokenizer(texts))

@@ -1,0 +1,201 @@
+"""The toy video DiT: forward shapes, per-frame times, weights files, the training step, resumption."""
+
+import dataclasses
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from syncos_jax.backbones import toy
+from syncos_jax.backbones.toy.model import ToyConfig, ToyVideoDiT, toy_denoiser
+from syncos_jax.backbones.toy.tokenizer import Tokenizer
+from syncos_jax.backbones.toy.train import TrainConfig, init_train_state, make_batch, sample_times, train_step
+from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS, load_toy_model, read_toy_config, save_toy_weights
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ToyConfig(dim=32, depth=1, heads=2, text_depth=1)
+
+
+def _randomised(cfg=TINY, seed=0):
+    """A tiny model whose zero-initialised layers are given random values (so outputs are non-trivial)."""
+    model = ToyVideoDiT(cfg, rngs=nnx.Rngs(seed))
+    graphdef, state = nnx.split(model)
+    keys = iter(jax.random.split(jax.random.key(seed + 1), 1000))
+    state = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(next(keys), a.shape, a.dtype), state)
+    return nnx.merge(graphdef, state)
+
+
+def _inputs(B=2, f=8, seed=0):
+    x = jax.random.normal(jax.random.key(seed), (B, f, 32, 32, 3))
+    tok = Tokenizer(16)(["a small red circle moves left on snow", ""][:B] + ["a large blue square stays still on grass"] * (B - 2))
+    return x, tok
+
+
+def test_forward_shapes_scalar_and_per_frame_times():
+    model = _randomised()
+    x, tok = _inputs()
+    out = model(x, jnp.array([10, 900]), tok)
+    assert out.shape == x.shape and out.dtype == jnp.float32
+    per_frame = model(x, jnp.tile(jnp.arange(8)[None] * 100, (2, 1)), tok)
+    assert per_frame.shape == x.shape
+    assert np.isfinite(np.asarray(per_frame)).all()
+    # per-frame times all equal give the scalar-time output
+    same = model(x, jnp.array([[10] * 8, [900] * 8]), tok)
+    np.testing.assert_allclose(np.asarray(same), np.asarray(out), rtol=0, atol=1e-6)
+    # fewer frames than the chunk length work; the frame embedding is sliced
+    assert model(x[:, :5], jnp.array([3, 4]), tok).shape == (2, 5, 32, 32, 3)
+
+
+def test_per_frame_time_changes_only_through_adaln():
+    model = _randomised()
+    x, tok = _inputs()
+    t = jnp.array([[500] * 8, [500] * 8])
+    a = model(x, t, tok)
+    b = model(x, t.at[0, 3].set(10), tok)
+    assert not np.allclose(np.asarray(a[0]), np.asarray(b[0]))
+    np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]))  # the other clip is untouched
+
+
+def test_text_padding_and_prompt_matter():
+    model = _randomised()
+    x, _ = _inputs()
+    tok = Tokenizer(16)
+    a = model(x, jnp.array([500, 500]), tok(["a small red circle moves left on snow"] * 2))
+    b = model(x, jnp.array([500, 500]), tok(["a small blue circle moves left on snow"] * 2))
+    assert float(jnp.abs(a - b).max()) > 1e-4
+    # a longer padding does not change the output (padding is masked)
+    long = Tokenizer(20)
+    cfg20 = dataclasses.replace(TINY, text_length=20)
+    m20 = _randomised(cfg20)
+    m16 = nnx.merge(nnx.graphdef(_randomised(TINY)), nnx.state(m20))  # same weights, pos table differs in length only
+    del m16
+    c = m20(x, jnp.array([500, 500]), long(["a small red circle moves left on snow"] * 2))
+    d = m20(x, jnp.array([500, 500]), long(["a small red circle moves left on snow"] * 2)[:, :16])
+    np.testing.assert_allclose(np.asarray(c), np.asarray(d), atol=1e-5)
+
+
+def test_bad_inputs_raise():
+    model = _randomised()
+    x, tok = _inputs()
+    with pytest.raises(ValueError, match=r"frames of shape \(16, 16, 3\)"):
+        model(x[:, :, :16, :16], jnp.array([1, 2]), tok)
+    with pytest.raises(ValueError, match="9 frames"):
+        model(jnp.concatenate([x, x[:, :1]], 1), jnp.array([1, 2]), tok)
+    with pytest.raises(ValueError, match="multiple of patch"):
+        ToyConfig(image_size=30)
+
+
+def test_denoiser_adapter_declares_what_samplers_need():
+    d = toy_denoiser(_randomised())
+    assert d.prediction_type == "v_prediction" and d.frames_per_chunk == 8 and d.per_frame_timesteps
+    assert d.frame_shape == (32, 32, 3)
+    defn, params = d.split()
+    x, tok = _inputs()
+    np.testing.assert_array_equal(np.asarray(defn.apply(params, x, jnp.array([1, 2]), tok)), np.asarray(d.module(x, jnp.array([1, 2]), tok)))
+
+
+def test_weights_round_trip_and_strict_loading(tmp_path):
+    model = _randomised()
+    path = str(tmp_path / "w.safetensors")
+    save_toy_weights(path, TINY, nnx.state(model, nnx.Param), {"step": 7})
+    cfg, info = read_toy_config(path)
+    assert cfg == TINY and info == {"step": 7}
+    loaded = load_toy_model(path)
+    x, tok = _inputs()
+    np.testing.assert_array_equal(np.asarray(loaded(x, jnp.array([3, 700]), tok)), np.asarray(model(x, jnp.array([3, 700]), tok)))
+    # a file whose tensors do not match its config is rejected with the offenders listed
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(path)
+    tensors.pop("patch_out.kernel")
+    tensors["extra.kernel"] = np.zeros(3, np.float32)
+    tensors["patch_in.bias"] = np.zeros(5, np.float32)
+    bad = str(tmp_path / "bad.safetensors")
+    save_file(tensors, bad, metadata={"config": json.dumps(TINY.to_dict())})
+    with pytest.raises(ValueError, match=r"missing \['patch_out.kernel'\] \(1\), unexpected \['extra.kernel'\] \(1\), mis-shaped \['patch_in.bias: file \(5,\), model \(32,\)'\] \(1\)"):
+        load_toy_model(bad)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_toy_model(str(tmp_path / "nope.safetensors"))
+
+
+def test_shipped_weights_load_without_network():
+    assert os.path.exists(DEFAULT_WEIGHTS), "the trained toy weights must be committed"
+    assert os.path.getsize(DEFAULT_WEIGHTS) <= 20 * 2**20
+    backbone = toy.load_default()
+    assert backbone.info.get("step", 0) > 0
+    x, _ = _inputs()
+    tok = backbone.encode(["a large red circle moves right on grass", ""])
+    out = backbone.model(x, jnp.array([500, 500]), tok)
+    assert out.shape == x.shape and np.isfinite(np.asarray(out)).all()
+    assert float(jnp.abs(out).mean()) > 0.1  # trained, not the zero-initialised output layer
+
+
+def test_training_times_mix_scalar_and_ramps():
+    t = np.asarray(sample_times(jax.random.key(0), 400, 8, 1000, 0.5))
+    assert t.min() >= 0 and t.max() <= 999 and t.dtype == np.int32
+    const = (t == t[:, :1]).all(1)
+    assert 0.3 < const.mean() < 0.7
+    assert (np.diff(t[~const], axis=1) >= 0).all()
+
+
+def test_train_step_reduces_the_loss_on_a_fixed_batch():
+    tc = TrainConfig(batch_size=4, learning_rate=3e-3, warmup_steps=1, total_steps=30)
+    graphdef, state = init_train_state(TINY, tc, seed=0)
+    batch = make_batch(0, tc, TINY, Tokenizer(16))
+    key = jax.random.key(0)
+    losses = []
+    for _ in range(30):
+        state, loss = train_step(graphdef, tc, state, batch.clips, batch.tokens, key)
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
+    assert int(state.step) == 30
+    # the EMA lags the params
+    diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), state.params, state.ema)
+    assert max(jax.tree.leaves(diff)) > 0
+
+
+def test_training_script_resumes_bit_for_bit(tmp_path, monkeypatch):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import train_toy
+
+    common = ["--steps", "4", "--batch-size", "2", "--dim", "32", "--depth", "1", "--heads", "2", "--checkpoint-every", "2"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train_toy.main(["--workdir", str(a), "--export", str(a / "w.safetensors")] + common) == 0
+    # b: stop after the first checkpoint (a "kill"), then rerun the same command
+    assert train_toy.main(["--workdir", str(b), "--export", str(b / "w.safetensors"), "--max-minutes", "0"] + common) == 0
+    assert read_toy_config(str(b / "w.safetensors"))[1]["step"] == 1
+    assert train_toy.main(["--workdir", str(b), "--export", str(b / "w.safetensors")] + common) == 0
+    from safetensors.numpy import load_file
+
+    wa, wb = load_file(str(a / "w.safetensors")), load_file(str(b / "w.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+    assert (a / "loss.png").exists() and (b / "loss.csv").read_text().count("\n") == 5
+    # a different configuration in the same workdir is refused
+    assert train_toy.main(["--workdir", str(b), "--export", str(b / "w.safetensors"), "--lr", "0.5"] + common) == 2
+
+
+def test_eval_ddim_batch_is_the_ddim_sampler():
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    from eval_toy_model import ddim_batch
+
+    from syncos_jax.chunking import ChunkLayout
+    from syncos_jax.samplers import Conditioning, ddim
+    from syncos_jax.schedules import cogvideox_2b
+
+    model = _randomised()
+    den = toy_denoiser(model)
+    defn, params = den.split()
+    sched = cogvideox_2b(4)
+    tok = Tokenizer(16)
+    cond = Conditioning(tok(["a small red circle moves left on snow"]), tok([""]))
+    x_T = jax.random.normal(jax.random.key(3), (8, 32, 32, 3))
+    ref = ddim.sample(den, sched, ChunkLayout(8, 8, 4), cond, key=jax.random.key(0), initial_noise=x_T, guidance_scale=3.0)
+    ours = ddim_batch(defn, params, sched, x_T[None], cond.prompts, cond.uncond, 3.0)
+    np.testing.assert_allclose(np.asarray(ours[0]), np.asarray(ref.latents), rtol=0, atol=1e-5)

@@ -1,0 +1,133 @@
+"""The shapes world: renderer determinism, captions vs ground truth, probes exact on renders, tokenizer."""
+
+import numpy as np
+import pytest
+
+from syncos_jax import metrics
+from syncos_jax.backbones.toy import world
+from syncos_jax.backbones.toy.tokenizer import BOS, PAD, VOCABULARY, Tokenizer
+
+
+def test_render_is_deterministic_given_the_seed():
+    a = world.sample_batch(7, 4)
+    b = world.sample_batch(7, 4)
+    c = world.sample_batch(8, 4)
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[1].shape == (4, 8, 32, 32, 3) and a[1].dtype == np.float32
+    assert a[1].min() >= -1.0 and a[1].max() <= 1.0
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_factor_counts_match_the_issue():
+    assert len(world.COLOURS) >= 6 and len(world.SHAPES) >= 3 and len(world.SIZES) >= 2
+    assert len(world.MOTIONS) >= 5 and len(world.BACKGROUNDS) >= 4
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_caption_agrees_with_ground_truth(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        text, tr = world.random_track(rng, 8, event_probability=0.5)
+        c = world.parse_caption(text)
+        assert world.caption(c.colour, c.shape, c.size, c.motion, c.background, c.then) == text
+        assert set(tr.colour) == {world.COLOUR_NAMES.index(c.colour)}
+        assert set(tr.shape) == {world.SHAPES.index(c.shape)}
+        assert set(tr.size) == {world.SIZE_NAMES.index(c.size)}
+        assert tr.background[0] == world.BACKGROUND_NAMES.index(c.background)
+        if c.then:
+            k = int(np.argmax(tr.background != tr.background[0]))
+            assert 2 <= k <= 6 and set(tr.background[k:]) == {world.BACKGROUND_NAMES.index(c.then)}
+        else:
+            assert set(tr.background) == {world.BACKGROUND_NAMES.index(c.background)}
+        # the whole motion happens without a bounce: exactly speed px per frame in the caption's direction
+        step = np.diff(tr.centre, axis=0)
+        np.testing.assert_allclose(step, np.broadcast_to(np.array(world.MOTIONS[c.motion]) * world.MOTION_SPEED, step.shape), atol=1e-12)
+        hw = world.SIZES[c.size]
+        assert tr.centre.min() >= hw and tr.centre.max() <= world.IMAGE_SIZE - hw
+
+
+def test_pixels_show_the_object_where_the_track_says():
+    tr = world.track_from_caption("a large red square stays still on snow", 3, np.random.default_rng(0))
+    frames = world.render(tr)
+    cx, cy = tr.centre[0]
+    red = 2 * np.array(world.COLOURS["red"]) - 1
+    np.testing.assert_allclose(frames[0, int(cy), int(cx)], red, atol=1e-6)
+    snowish = frames[0, 0, 0]
+    assert np.linalg.norm((snowish + 1) / 2 - np.array(world.BACKGROUNDS["snow"])) < 0.15
+
+
+def test_bad_captions_and_factors_raise():
+    with pytest.raises(ValueError, match="does not parse.*SIZE COLOUR SHAPE"):
+        world.parse_caption("a red circle moves left on snow")
+    with pytest.raises(ValueError, match="unknown shape 'hexagon'"):
+        world.shape_mask("hexagon", (16, 16), 4)
+    with pytest.raises(ValueError, match="unknown background 'lava'"):
+        world.long_track("red", "circle", "small", [world.Event(4, "left", "lava")])
+    with pytest.raises(ValueError, match="events is empty"):
+        world.long_track("red", "circle", "small", [])
+
+
+def test_long_track_bounces_and_changes_events():
+    events = [world.Event(12, "right", "grass"), world.Event(10, "left", "snow", colour="blue"), world.Event(6, "still", "night")]
+    tr = world.long_track("red", "circle", "large", events, start=(20.0, 16.0))
+    assert tr.num_frames == 28
+    hw = world.SIZES["large"]
+    assert tr.centre.min() >= hw and tr.centre.max() <= world.IMAGE_SIZE - hw
+    dx = np.diff(tr.centre[:12, 0])
+    assert (dx > 0).any() and (dx < 0).any(), "moving right for 12 frames from x=20 must bounce off the wall"
+    assert np.all(np.abs(dx) <= world.MOTION_SPEED + 1e-12) and np.sum(np.abs(dx) == world.MOTION_SPEED) >= len(dx) - 1
+    assert list(tr.colour[[0, 11, 12, 27]]) == [0, 0, 1, 1]
+    assert list(tr.background[[11, 12, 21, 22]]) == [0, 1, 1, 3]
+    np.testing.assert_array_equal(np.diff(tr.centre[22:], axis=0), 0.0)
+    readings = metrics.read_segments(world.render(tr), [(0, 12), (12, 22), (22, 28)])
+    assert [r.background for r in readings] == ["grass", "snow", "night"]
+    assert [r.colour for r in readings] == ["red", "blue", "blue"]
+    assert readings[2].motion == "still"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_probes_are_exact_on_renders(seed):
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(50):
+        _, tr = world.random_track(rng, 8, event_probability=0.3)
+        r = metrics.probe_frames(world.render(tr))
+        assert r.found.all()
+        np.testing.assert_array_equal(r.background, tr.background)
+        np.testing.assert_array_equal(r.colour, tr.colour)
+        np.testing.assert_array_equal(r.shape, tr.shape)
+        np.testing.assert_array_equal(r.size, tr.size)
+        assert metrics.motion_direction(r.centre) == tr.motion[0]
+        assert np.abs(r.centre - tr.centre).max() <= 1.0
+
+
+def test_motion_direction_reads_tracks():
+    t = np.arange(8.0)[:, None]
+    assert world.MOTION_NAMES[metrics.motion_direction(np.hstack([10 + 1.5 * t, 0 * t + 5]))] == "right"
+    assert world.MOTION_NAMES[metrics.motion_direction(np.hstack([0 * t + 5, 20 - 1.5 * t]))] == "up"
+    assert world.MOTION_NAMES[metrics.motion_direction(np.hstack([5 + 0.1 * t, 5 + 0 * t]))] == "still"
+    nan = np.full((8, 2), np.nan)
+    assert world.MOTION_NAMES[metrics.motion_direction(nan)] == "still"
+
+
+def test_probe_rejects_bad_shapes_and_segments():
+    with pytest.raises(ValueError, match=r"\[F, H, W, 3\]"):
+        metrics.probe_frames(np.zeros((8, 32, 32)))
+    with pytest.raises(ValueError, match="segment \\(4, 9\\)"):
+        metrics.read_segments(np.zeros((8, 32, 32, 3)), [(4, 9)])
+
+
+def test_tokenizer_round_trip_and_errors():
+    tok = Tokenizer(16)
+    ids = tok("a small red circle moves left on snow then grass")
+    assert ids.shape == (16,) and ids[0] == BOS and ids[11] == PAD
+    assert tok.decode(ids) == "a small red circle moves left on snow then grass"
+    assert list(tok("")) == [BOS] + [PAD] * 15
+    assert tok(["a", "on"]).shape == (2, 16)
+    with pytest.raises(ValueError, match="unknown word 'dragon'.*vocabulary is: a on then moves stays small large red"):
+        tok("a small red dragon")
+    with pytest.raises(ValueError, match="unknown word '<pad>'"):
+        tok("<pad>")
+    with pytest.raises(ValueError, match="16 words; at most 15 fit"):
+        tok(" ".join(["a"] * 16))
+    assert len(set(VOCABULARY)) == len(VOCABULARY)
