@@ -190,6 +190,8 @@ def _generate(args) -> dict:
         latents = np.asarray(jax.block_until_ready(result.latents))
     except TypeError as e:
         raise ScenarioError(scenario.path, "sampler", f"{cfg['sampler']} does not take these settings: {e}") from None
+    except ValueError as e:
+        raise CLIError(f"--sampler {cfg['sampler']}: " + " ".join(str(e).split())) from None
     finally:
         bar.close()
     sample_seconds = time.time() - t0

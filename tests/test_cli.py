@@ -130,3 +130,36 @@ def test_segment_bounds_follow_the_chunk_prompt_rule():
 def test_console_script_is_installed():
     r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "syncos"), "generate", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "SCENARIO" in r.stdout or "scenario" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from flax import nnx
+
+    from syncos_jax.backbones.toy.model import ToyConfig, ToyVideoDiT
+    from syncos_jax.backbones.toy.weights import save_toy_weights
+
+    cfg = ToyConfig(dim=16, depth=1, heads=2)
+    path = str(tmp_path_factory.mktemp("w") / "tiny.safetensors")
+    save_toy_weights(path, cfg, nnx.state(ToyVideoDiT(cfg, rngs=nnx.Rngs(0)), nnx.Param), {"step": 0})
+    return path
+
+
+@pytest.mark.parametrize("sampler,extra", [("gen-l-video", []), ("csd-only", ["--set", "iters=1"]), ("ddim", ["--frames", "8"]),
+                                            ("fifo", ["--set", "num_partitions=1"]), ("freenoise", [])])
+def test_every_sampler_runs_through_the_command_line(tmp_path, tiny_weights, sampler, extra):
+    out = tmp_path / sampler
+    rc = cli.main(["generate", os.path.join(SCENARIOS, "seasons.yaml"), "--sampler", sampler, "--frames", "12",
+                   "--steps", "2", "--weights", tiny_weights, "--out", str(out), "--no-progress"] + extra)
+    assert rc == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["settings"]["sampler"] == sampler and record["nfe"] > 0
+    assert len(imageio.mimread(str(out / "video.gif"))) == record["settings"]["frames"]
+
+
+def test_whole_video_ddim_needs_one_chunk(tmp_path, tiny_weights, capsys):
+    out = tmp_path / "o"
+    rc = cli.main(["generate", os.path.join(SCENARIOS, "seasons.yaml"), "--sampler", "ddim", "--frames", "12",
+                   "--steps", "1", "--weights", tiny_weights, "--out", str(out), "--no-progress"])
+    assert rc == 2 and not out.exists()
+    assert "error: --sampler ddim: ddim needs a backbone that sees the whole video of F=12 frames" in capsys.readouterr().err
