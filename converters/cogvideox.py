@@ -1,0 +1,105 @@
+"""diffusers ``CogVideoXTransformer3DModel`` → :class:`syncos_jax.backbones.cogvideox.CogVideoXTransformer`.
+
+    syncos convert cogvideox SRC DST [--dtype bf16]
+
+``SRC`` is a diffusers folder (``transformer/config.json`` and ``diffusion_pytorch_model*.safetensors``,
+possibly sharded with an index json), or the ``transformer`` subfolder itself. ``DST`` receives the
+orbax parameters and the config; :func:`load` reads them back without converting again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Optional
+
+from converters.common import ConversionError, Rule, convert, load_converted, read_safetensors, save_converted
+
+__all__ = ["RULES", "convert_folder", "load", "model_abstract", "transformer_folder"]
+
+_LN = [(r"(.+)\.weight", "{1}.scale", "norm"), (r"(.+)\.bias", "{1}.bias", "identity")]
+
+RULES: tuple[Rule, ...] = (
+    Rule(r"patch_embed\.proj\.weight", "patch_embed.proj.kernel", "conv2d"),
+    Rule(r"patch_embed\.proj\.bias", "patch_embed.proj.bias"),
+    Rule(r"patch_embed\.text_proj\.weight", "patch_embed.text_proj.kernel", "linear"),
+    Rule(r"patch_embed\.text_proj\.bias", "patch_embed.text_proj.bias"),
+    Rule(r"time_embedding\.(linear_[12])\.weight", "time_embedding.{1}.kernel", "linear"),
+    Rule(r"time_embedding\.(linear_[12])\.bias", "time_embedding.{1}.bias"),
+    Rule(r"transformer_blocks\.(\d+)\.(norm[12])\.linear\.weight", "transformer_blocks.{1}.{2}.linear.kernel", "linear"),
+    Rule(r"transformer_blocks\.(\d+)\.(norm[12])\.linear\.bias", "transformer_blocks.{1}.{2}.linear.bias"),
+    Rule(r"transformer_blocks\.(\d+)\.(norm[12])\.norm\.weight", "transformer_blocks.{1}.{2}.norm.scale", "norm"),
+    Rule(r"transformer_blocks\.(\d+)\.(norm[12])\.norm\.bias", "transformer_blocks.{1}.{2}.norm.bias"),
+    Rule(r"transformer_blocks\.(\d+)\.attn1\.(norm_[qk])\.weight", "transformer_blocks.{1}.attn1.{2}.scale", "norm"),
+    Rule(r"transformer_blocks\.(\d+)\.attn1\.(norm_[qk])\.bias", "transformer_blocks.{1}.attn1.{2}.bias"),
+    Rule(r"transformer_blocks\.(\d+)\.attn1\.(to_[qkv])\.weight", "transformer_blocks.{1}.attn1.{2}.kernel", "linear"),
+    Rule(r"transformer_blocks\.(\d+)\.attn1\.(to_[qkv])\.bias", "transformer_blocks.{1}.attn1.{2}.bias"),
+    Rule(r"transformer_blocks\.(\d+)\.attn1\.to_out\.0\.weight", "transformer_blocks.{1}.attn1.to_out.kernel", "linear"),
+    Rule(r"transformer_blocks\.(\d+)\.attn1\.to_out\.0\.bias", "transformer_blocks.{1}.attn1.to_out.bias"),
+    Rule(r"transformer_blocks\.(\d+)\.ff\.net\.0\.proj\.weight", "transformer_blocks.{1}.ff.proj_in.kernel", "linear"),
+    Rule(r"transformer_blocks\.(\d+)\.ff\.net\.0\.proj\.bias", "transformer_blocks.{1}.ff.proj_in.bias"),
+    Rule(r"transformer_blocks\.(\d+)\.ff\.net\.2\.weight", "transformer_blocks.{1}.ff.proj_out.kernel", "linear"),
+    Rule(r"transformer_blocks\.(\d+)\.ff\.net\.2\.bias", "transformer_blocks.{1}.ff.proj_out.bias"),
+    Rule(r"norm_final\.weight", "norm_final.scale", "norm"),
+    Rule(r"norm_final\.bias", "norm_final.bias"),
+    Rule(r"norm_out\.linear\.weight", "norm_out.linear.kernel", "linear"),
+    Rule(r"norm_out\.linear\.bias", "norm_out.linear.bias"),
+    Rule(r"norm_out\.norm\.weight", "norm_out.norm.scale", "norm"),
+    Rule(r"norm_out\.norm\.bias", "norm_out.norm.bias"),
+    Rule(r"proj_out\.weight", "proj_out.kernel", "linear"),
+    Rule(r"proj_out\.bias", "proj_out.bias"),
+)
+
+
+def transformer_folder(src: str) -> str:
+    """The folder holding ``config.json`` + weights: ``SRC/transformer`` if present, else ``SRC``."""
+    sub = os.path.join(src, "transformer")
+    folder = sub if os.path.isdir(sub) else src
+    if not os.path.exists(os.path.join(folder, "config.json")):
+        raise FileNotFoundError(f"no transformer/config.json under {src!r} (expected a diffusers CogVideoX folder)")
+    return folder
+
+
+def model_abstract(config: dict):
+    """``(CogVideoXConfig, graphdef, abstract params)`` from a diffusers config dict, via ``nnx.eval_shape``."""
+    from flax import nnx
+
+    from syncos_jax.backbones.cogvideox import CogVideoXConfig, CogVideoXTransformer
+
+    cfg = CogVideoXConfig.from_diffusers(config)
+    model = nnx.eval_shape(lambda: CogVideoXTransformer(cfg, rngs=nnx.Rngs(0)))
+    graphdef, params = nnx.split(model)
+    return cfg, graphdef, params
+
+
+def convert_folder(src: str, dst: Optional[str] = None, *, dtype: str = "float32",
+                   progress: Optional[Callable[[int, int], None]] = None):
+    """Converts a diffusers CogVideoX transformer folder. Returns ``(model, CogVideoXConfig)``.
+
+    With ``dst``, also saves the converted parameters and config there (nothing is written if the
+    conversion fails). ``progress(done, total)`` is called per tensor.
+    """
+    from flax import nnx
+
+    folder = transformer_folder(src)
+    with open(os.path.join(folder, "config.json")) as f:
+        config = json.load(f)
+    cfg, graphdef, abstract = model_abstract(config)
+    tensors = read_safetensors(folder)
+    state = convert(tensors, RULES, abstract, dtype=dtype, progress=progress)
+    if dst is not None:
+        save_converted(dst, state, cfg.to_dict(), model="cogvideox", extra={"dtype": dtype, "source": os.path.abspath(src)})
+    return nnx.merge(graphdef, state), cfg
+
+
+def load(dst: str):
+    """The model saved by :func:`convert_folder` in ``dst`` (no conversion)."""
+    from flax import nnx
+
+    with open(os.path.join(dst, "config.json")) as f:
+        meta = json.load(f)
+    if meta.get("model") != "cogvideox":
+        raise ConversionError(f"{dst!r} holds a {meta.get('model')!r} checkpoint, not cogvideox")
+    cfg, graphdef, abstract = model_abstract(meta["config"])
+    state, _ = load_converted(dst, abstract)
+    return nnx.merge(graphdef, state), cfg

@@ -1,0 +1,396 @@
+"""CogVideoX in flax.nnx: a port of diffusers' ``CogVideoXTransformer3DModel`` (2B and 5B, v1.0).
+
+``CogVideoXTransformer(x, t, text) -> v``:
+
+* ``x: [B, F, H, W, C]`` latents (channels last; diffusers uses ``[B, F, C, H, W]``),
+  ``t: [B]`` or per-frame ``[B, F]`` model times, ``text: [B, L, text_embed_dim]`` T5 states.
+* Patch embedding (a per-frame ``p×p`` convolution, written as a matmul over patches), text
+  projection, sinusoidal time embedding + MLP.
+* Positions: the 2B model adds the 3-D sin-cos table to the video tokens (recomputed for any
+  latent size, as diffusers does when the size differs from ``sample_*``); the 5B model applies
+  the 3-D rotary embedding (diffusers' pipeline computes it; here the model does) to the video
+  part of ``q`` and ``k``.
+* ``num_layers`` blocks of expert adaptive LayerNorm (one shared LayerNorm, separate shift /
+  scale / gate for the text and video streams), joint attention over ``[text; video]`` with a
+  per-head LayerNorm on ``q`` and ``k`` (``jax.nn.dot_product_attention``, so cuDNN flash
+  attention on GPU), and a GELU-tanh feed-forward over the joint sequence.
+* Final LayerNorm, adaptive LayerNorm (shift, scale), projection, unpatchify.
+
+Per-frame timesteps (for FIFO-Diffusion) modulate each frame's video tokens with that frame's
+time embedding; the text stream takes the mean of the frames' embeddings. With all frames equal
+this is exactly the scalar-time model.
+
+Parameter names follow diffusers' module tree (``transformer_blocks.3.attn1.to_q``), so the
+converter (:mod:`converters.cogvideox`) is a short rule table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from syncos_jax.backbones.protocol import NnxDenoiser
+
+Array = jax.Array
+
+__all__ = [
+    "CogVideoXConfig",
+    "CogVideoXTransformer",
+    "cogvideox_denoiser",
+    "rotary_pos_embed_3d",
+    "sincos_pos_embed_3d",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class CogVideoXConfig:
+    """The diffusers config of ``CogVideoXTransformer3DModel`` (defaults: CogVideoX-2B)."""
+
+    num_attention_heads: int = 30
+    attention_head_dim: int = 64
+    in_channels: int = 16
+    out_channels: Optional[int] = 16
+    flip_sin_to_cos: bool = True
+    freq_shift: int = 0
+    time_embed_dim: int = 512
+    ofs_embed_dim: Optional[int] = None
+    text_embed_dim: int = 4096
+    num_layers: int = 30
+    dropout: float = 0.0
+    attention_bias: bool = True
+    sample_width: int = 90
+    sample_height: int = 60
+    sample_frames: int = 49
+    patch_size: int = 2
+    patch_size_t: Optional[int] = None
+    temporal_compression_ratio: int = 4
+    max_text_seq_length: int = 226
+    activation_fn: str = "gelu-approximate"
+    timestep_activation_fn: str = "silu"
+    norm_elementwise_affine: bool = True
+    norm_eps: float = 1e-5
+    spatial_interpolation_scale: float = 1.875
+    temporal_interpolation_scale: float = 1.0
+    use_rotary_positional_embeddings: bool = False
+    use_learned_positional_embeddings: bool = False
+    patch_bias: bool = True
+
+    def __post_init__(self):
+        unsupported = []
+        if self.patch_size_t is not None:
+            unsupported.append(f"patch_size_t={self.patch_size_t} (CogVideoX 1.5)")
+        if self.ofs_embed_dim:
+            unsupported.append(f"ofs_embed_dim={self.ofs_embed_dim} (image-to-video 1.5)")
+        if self.use_learned_positional_embeddings:
+            unsupported.append("use_learned_positional_embeddings=True (5B image-to-video)")
+        if self.activation_fn != "gelu-approximate" or self.timestep_activation_fn != "silu":
+            unsupported.append(f"activation_fn={self.activation_fn!r}, timestep_activation_fn={self.timestep_activation_fn!r}")
+        if not self.norm_elementwise_affine:
+            unsupported.append("norm_elementwise_affine=False")
+        if unsupported:
+            raise NotImplementedError("this port covers CogVideoX 1.0 text-to-video (2B, 5B); unsupported: " + "; ".join(unsupported))
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_attention_heads * self.attention_head_dim
+
+    @property
+    def output_channels(self) -> int:
+        return self.out_channels or self.in_channels
+
+    @classmethod
+    def from_diffusers(cls, config: dict) -> "CogVideoXConfig":
+        """From a diffusers ``config.json`` dict (``_class_name`` etc. ignored; unknown keys are an error)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in config.items() if not k.startswith("_")}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ValueError(f"unknown CogVideoX config keys {unknown}; expected a subset of {sorted(fields)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Position tables (numpy, as diffusers computes them)
+# ---------------------------------------------------------------------------------------------
+
+
+def _sincos_1d(dim: int, pos: np.ndarray) -> np.ndarray:
+    omega = np.arange(dim // 2, dtype=np.float64) / (dim / 2.0)
+    omega = 1.0 / 10000**omega
+    out = np.outer(pos.reshape(-1).astype(np.float64), omega)
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+
+def sincos_pos_embed_3d(embed_dim: int, grid_h: int, grid_w: int, frames: int, spatial_scale: float, temporal_scale: float) -> np.ndarray:
+    """diffusers' ``get_3d_sincos_pos_embed``: ``[frames·grid_h·grid_w, embed_dim]`` float32.
+
+    The first quarter of the channels encodes the frame, the rest the position in the frame
+    (half from the column, half from the row, in diffusers' order).
+    """
+    if embed_dim % 16:
+        raise ValueError(f"the sin-cos table needs embed_dim divisible by 16, got {embed_dim}")
+    d_s, d_t = 3 * embed_dim // 4, embed_dim // 4
+    gh = np.arange(grid_h, dtype=np.float32) / np.float32(spatial_scale)
+    gw = np.arange(grid_w, dtype=np.float32) / np.float32(spatial_scale)
+    cols, rows = np.meshgrid(gw, gh, indexing="xy")  # [h, w] each
+    spatial = np.concatenate([_sincos_1d(d_s // 2, cols), _sincos_1d(d_s // 2, rows)], axis=1)  # [h·w, d_s]
+    gt = np.arange(frames, dtype=np.float32) / np.float32(temporal_scale)
+    temporal = _sincos_1d(d_t, gt)  # [F, d_t]
+    table = np.concatenate(
+        [np.repeat(temporal[:, None], grid_h * grid_w, axis=1), np.repeat(spatial[None], frames, axis=0)], axis=-1
+    )
+    return table.reshape(frames * grid_h * grid_w, embed_dim).astype(np.float32)
+
+
+def _rotary_1d(dim: int, pos: np.ndarray, theta: float = 10000.0):
+    freqs = 1.0 / (np.float32(theta) ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))
+    f = np.outer(pos.astype(np.float32), freqs.astype(np.float32))
+    return np.repeat(np.cos(f), 2, axis=1), np.repeat(np.sin(f), 2, axis=1)
+
+
+def _crop_region(grid_h: int, grid_w: int, base_w: int, base_h: int):
+    r = grid_h / grid_w
+    if r > base_h / base_w:
+        rh, rw = base_h, int(round(base_h / grid_h * grid_w))
+    else:
+        rw, rh = base_w, int(round(base_w / grid_w * grid_h))
+    top, left = int(round((base_h - rh) / 2.0)), int(round((base_w - rw) / 2.0))
+    return (top, left), (top + rh, left + rw)
+
+
+def rotary_pos_embed_3d(head_dim: int, grid_h: int, grid_w: int, frames: int, base_h: int, base_w: int):
+    """The CogVideoX-5B rotary table ``(cos, sin)``, each ``[frames·grid_h·grid_w, head_dim]``.
+
+    As diffusers' pipeline: the grid is the crop of a ``base_h × base_w`` grid
+    (``get_resize_crop_region_for_grid``) sampled with ``linspace``; channels split into a quarter
+    for time and three eighths each for rows and columns.
+    """
+    (top, left), (bottom, right) = _crop_region(grid_h, grid_w, base_w, base_h)
+    gh = np.linspace(top, bottom * (grid_h - 1) / grid_h, grid_h, dtype=np.float32)
+    gw = np.linspace(left, right * (grid_w - 1) / grid_w, grid_w, dtype=np.float32)
+    gt = np.linspace(0, frames * (frames - 1) / frames, frames, dtype=np.float32)
+    d_t, d_h = head_dim // 4, head_dim // 8 * 3
+    parts = [_rotary_1d(d_t, gt), _rotary_1d(d_h, gh), _rotary_1d(d_h, gw)]
+
+    def combine(i):
+        t, h, w = (p[i] for p in parts)
+        t = np.broadcast_to(t[:, None, None], (frames, grid_h, grid_w, t.shape[-1]))
+        h = np.broadcast_to(h[None, :, None], (frames, grid_h, grid_w, h.shape[-1]))
+        w = np.broadcast_to(w[None, None, :], (frames, grid_h, grid_w, w.shape[-1]))
+        return np.concatenate([t, h, w], axis=-1).reshape(frames * grid_h * grid_w, -1).astype(np.float32)
+
+    return combine(0), combine(1)
+
+
+def apply_rotary(x: Array, cos: Array, sin: Array) -> Array:
+    """Rotates pairs ``(x[2i], x[2i+1])``; ``x: [B, S, heads, D]``, ``cos, sin: [S, D]``."""
+    pairs = x.reshape(*x.shape[:-1], -1, 2)
+    rotated = jnp.stack([-pairs[..., 1], pairs[..., 0]], axis=-1).reshape(x.shape)
+    return (x.astype(jnp.float32) * cos[:, None] + rotated.astype(jnp.float32) * sin[:, None]).astype(x.dtype)
+
+
+def timestep_embedding(t: Array, dim: int, flip_sin_to_cos: bool = True, shift: float = 0.0, max_period: float = 10000.0) -> Array:
+    """diffusers' ``get_timestep_embedding``: ``[..., dim]`` of times ``t: [...]``."""
+    half = dim // 2
+    exponent = -math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / (half - shift)
+    args = t.astype(jnp.float32)[..., None] * jnp.exp(exponent)
+    emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+    if flip_sin_to_cos:
+        emb = jnp.concatenate([emb[..., half:], emb[..., :half]], axis=-1)
+    if dim % 2:
+        emb = jnp.pad(emb, [(0, 0)] * (emb.ndim - 1) + [(0, 1)])
+    return emb
+
+
+# ---------------------------------------------------------------------------------------------
+# Modules (names follow diffusers)
+# ---------------------------------------------------------------------------------------------
+
+
+class PatchEmbed(nnx.Module):
+    """``proj``: the ``p×p`` patch convolution, kernel ``[p, p, C, D]``; ``text_proj``: Linear."""
+
+    def __init__(self, cfg: CogVideoXConfig, *, rngs: nnx.Rngs):
+        p, D = cfg.patch_size, cfg.inner_dim
+        self.proj = nnx.Conv(cfg.in_channels, D, (p, p), strides=(p, p), padding="VALID", use_bias=cfg.patch_bias, rngs=rngs)
+        self.text_proj = nnx.Linear(cfg.text_embed_dim, D, rngs=rngs)
+        self.patch = p
+
+    def __call__(self, x: Array) -> Array:
+        """``x: [B, F, H, W, C]`` → tokens ``[B, F·h·w, D]`` ordered (frame, row, column)."""
+        B, F, H, W, C = x.shape
+        p = self.patch
+        patches = x.reshape(B, F, H // p, p, W // p, p, C).transpose(0, 1, 2, 4, 3, 5, 6)
+        kernel = self.proj.kernel[...].reshape(p * p * C, -1)
+        tokens = patches.reshape(B, F * (H // p) * (W // p), p * p * C) @ kernel
+        if self.proj.bias is not None:
+            tokens = tokens + self.proj.bias[...]
+        return tokens
+
+
+class TimestepEmbedding(nnx.Module):
+    def __init__(self, in_dim: int, out_dim: int, *, rngs: nnx.Rngs):
+        self.linear_1 = nnx.Linear(in_dim, out_dim, rngs=rngs)
+        self.linear_2 = nnx.Linear(out_dim, out_dim, rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        return self.linear_2(nnx.silu(self.linear_1(x)))
+
+
+class LayerNormZero(nnx.Module):
+    """Expert adaptive LayerNorm: one LayerNorm, shift/scale/gate for video and for text."""
+
+    def __init__(self, cfg: CogVideoXConfig, *, rngs: nnx.Rngs):
+        D = cfg.inner_dim
+        self.linear = nnx.Linear(cfg.time_embed_dim, 6 * D, rngs=rngs)
+        self.norm = nnx.LayerNorm(D, epsilon=cfg.norm_eps, rngs=rngs)
+
+    def __call__(self, video, text, temb_video, temb_text):
+        # video: [B, N, D], text: [B, L, D]; temb_video: [B, N, Dt] (per token) or [B, 1, Dt]; temb_text: [B, 1, Dt]
+        D = video.shape[-1]
+        mv = self.linear(nnx.silu(temb_video))
+        mt = self.linear(nnx.silu(temb_text))
+        shift, scale, gate = mv[..., :D], mv[..., D : 2 * D], mv[..., 2 * D : 3 * D]
+        e_shift, e_scale, e_gate = mt[..., 3 * D : 4 * D], mt[..., 4 * D : 5 * D], mt[..., 5 * D :]
+        return (self.norm(video) * (1 + scale) + shift, self.norm(text) * (1 + e_scale) + e_shift, gate, e_gate)
+
+
+class Attention(nnx.Module):
+    """Joint attention with per-head LayerNorm on q and k (diffusers' ``Attention`` + CogVideoX processor)."""
+
+    def __init__(self, cfg: CogVideoXConfig, *, rngs: nnx.Rngs):
+        D, hd = cfg.inner_dim, cfg.attention_head_dim
+        self.heads = cfg.num_attention_heads
+        self.to_q = nnx.Linear(D, D, use_bias=cfg.attention_bias, rngs=rngs)
+        self.to_k = nnx.Linear(D, D, use_bias=cfg.attention_bias, rngs=rngs)
+        self.to_v = nnx.Linear(D, D, use_bias=cfg.attention_bias, rngs=rngs)
+        self.norm_q = nnx.LayerNorm(hd, epsilon=1e-6, rngs=rngs)
+        self.norm_k = nnx.LayerNorm(hd, epsilon=1e-6, rngs=rngs)
+        self.to_out = nnx.Linear(D, D, rngs=rngs)
+
+    def __call__(self, x: Array, text_len: int, rotary=None) -> Array:
+        B, S, D = x.shape
+        h = self.heads
+        q = self.norm_q(self.to_q(x).reshape(B, S, h, D // h))
+        k = self.norm_k(self.to_k(x).reshape(B, S, h, D // h))
+        v = self.to_v(x).reshape(B, S, h, D // h)
+        if rotary is not None:
+            cos, sin = rotary
+            q = q.at[:, text_len:].set(apply_rotary(q[:, text_len:], cos, sin))
+            k = k.at[:, text_len:].set(apply_rotary(k[:, text_len:], cos, sin))
+        out = jax.nn.dot_product_attention(q, k, v)
+        return self.to_out(out.reshape(B, S, D))
+
+
+class FeedForward(nnx.Module):
+    def __init__(self, cfg: CogVideoXConfig, *, rngs: nnx.Rngs):
+        D = cfg.inner_dim
+        self.proj_in = nnx.Linear(D, 4 * D, rngs=rngs)
+        self.proj_out = nnx.Linear(4 * D, D, rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        return self.proj_out(jax.nn.gelu(self.proj_in(x), approximate=True))
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: CogVideoXConfig, *, rngs: nnx.Rngs):
+        self.norm1 = LayerNormZero(cfg, rngs=rngs)
+        self.attn1 = Attention(cfg, rngs=rngs)
+        self.norm2 = LayerNormZero(cfg, rngs=rngs)
+        self.ff = FeedForward(cfg, rngs=rngs)
+
+    def __call__(self, video, text, temb_video, temb_text, rotary):
+        L = text.shape[1]
+        nv, nt, gate, e_gate = self.norm1(video, text, temb_video, temb_text)
+        attn = self.attn1(jnp.concatenate([nt, nv], axis=1), L, rotary)
+        video = video + gate * attn[:, L:]
+        text = text + e_gate * attn[:, :L]
+        nv, nt, gate, e_gate = self.norm2(video, text, temb_video, temb_text)
+        ff = self.ff(jnp.concatenate([nt, nv], axis=1))
+        return video + gate * ff[:, L:], text + e_gate * ff[:, :L]
+
+
+class AdaLayerNormOut(nnx.Module):
+    """diffusers' ``AdaLayerNorm`` with ``chunk_dim=1``: ``shift, scale = linear(silu(temb))``."""
+
+    def __init__(self, cfg: CogVideoXConfig, *, rngs: nnx.Rngs):
+        D = cfg.inner_dim
+        self.linear = nnx.Linear(cfg.time_embed_dim, 2 * D, rngs=rngs)
+        self.norm = nnx.LayerNorm(D, epsilon=cfg.norm_eps, rngs=rngs)
+
+    def __call__(self, x, temb):
+        D = x.shape[-1]
+        m = self.linear(nnx.silu(temb))
+        return self.norm(x) * (1 + m[..., D:]) + m[..., :D]
+
+
+class CogVideoXTransformer(nnx.Module):
+    """The CogVideoX transformer (see the module docstring). v-prediction."""
+
+    prediction_type = "v_prediction"
+
+    def __init__(self, cfg: CogVideoXConfig = CogVideoXConfig(), *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        D = cfg.inner_dim
+        self.patch_embed = PatchEmbed(cfg, rngs=rngs)
+        self.time_embedding = TimestepEmbedding(D, cfg.time_embed_dim, rngs=rngs)
+        self.transformer_blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+        self.norm_final = nnx.LayerNorm(D, epsilon=cfg.norm_eps, rngs=rngs)
+        self.norm_out = AdaLayerNormOut(cfg, rngs=rngs)
+        self.proj_out = nnx.Linear(D, cfg.patch_size**2 * cfg.output_channels, rngs=rngs)
+
+    def positions(self, frames: int, height: int, width: int):
+        """``(sin-cos table [N, D] or None, rotary (cos, sin) [N, head_dim] or None)`` for a latent size."""
+        c, p = self.cfg, self.cfg.patch_size
+        gh, gw = height // p, width // p
+        if c.use_rotary_positional_embeddings:
+            cos, sin = rotary_pos_embed_3d(c.attention_head_dim, gh, gw, frames, c.sample_height // p, c.sample_width // p)
+            return None, (jnp.asarray(cos), jnp.asarray(sin))
+        table = sincos_pos_embed_3d(c.inner_dim, gh, gw, frames, c.spatial_interpolation_scale, c.temporal_interpolation_scale)
+        return jnp.asarray(table), None
+
+    def __call__(self, x: Array, t: Array, text: Array) -> Array:
+        """``x: [B, F, H, W, C]``, ``t: [B]`` or ``[B, F]``, ``text: [B, L, text_embed_dim]`` → ``[B, F, H, W, C_out]``."""
+        c = self.cfg
+        B, F, H, W, C = x.shape
+        p = c.patch_size
+        if C != c.in_channels or H % p or W % p:
+            raise ValueError(f"x has frames {(H, W, C)}; expected {c.in_channels} channels and H, W multiples of {p}")
+        if text.ndim != 3 or text.shape[0] != B or text.shape[-1] != c.text_embed_dim:
+            raise ValueError(f"text must be [B={B}, L, {c.text_embed_dim}], got {text.shape}")
+        t = jnp.asarray(t)
+        if t.ndim == 0:
+            t = jnp.broadcast_to(t, (B,))
+        emb = self.time_embedding(timestep_embedding(t, c.inner_dim, c.flip_sin_to_cos, c.freq_shift).astype(x.dtype))
+        hw = (H // p) * (W // p)
+        if t.ndim == 2:  # per-frame: [B, F, Dt] → per video token; text takes the frames' mean
+            temb_video = jnp.repeat(emb, hw, axis=1)
+            temb_text = emb.mean(axis=1, keepdims=True)
+        else:
+            temb_video = temb_text = emb[:, None]
+        video = self.patch_embed(x)
+        text_h = self.patch_embed.text_proj(text)
+        table, rotary = self.positions(F, H, W)
+        if table is not None:
+            video = video + table.astype(video.dtype)
+        for block in self.transformer_blocks:
+            video, text_h = block(video, text_h, temb_video, temb_text, rotary)
+        video = self.norm_out(self.norm_final(video), temb_video)
+        out = self.proj_out(video)  # [B, N, C_out·p·p], channels before the patch pixels
+        out = out.reshape(B, F, H // p, W // p, c.output_channels, p, p).transpose(0, 1, 2, 5, 3, 6, 4)
+        return out.reshape(B, F, H, W, c.output_channels)
+
+
+def cogvideox_denoiser(model: CogVideoXTransformer, *, frames_per_chunk: Optional[int] = 13, frame_shape=None) -> NnxDenoiser:
+    """The model as a Denoiser (``cond`` = text embeddings ``[B, L, text_embed_dim]``; per-frame times allowed)."""
+    return NnxDenoiser(model, prediction_type="v_prediction", frames_per_chunk=frames_per_chunk, per_frame_timesteps=True,
+                       frame_shape=frame_shape)

@@ -1,0 +1,204 @@
+"""CogVideoX port: parity with diffusers (float32, CPU), coverage of the real 2B config, strict converters."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+
+from converters.common import ConversionError, convert, read_safetensors  # noqa: E402
+from converters.cogvideox import RULES, convert_folder, load, model_abstract  # noqa: E402
+from syncos_jax.backbones.cogvideox import CogVideoXConfig, CogVideoXTransformer, rotary_pos_embed_3d  # noqa: E402
+
+TINY = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=16, text_embed_dim=8,
+            num_layers=2, sample_width=8, sample_height=8, sample_frames=9, patch_size=2, max_text_seq_length=8)
+
+
+def _reference(rotary: bool, seed: int = 0, **over):
+    torch.manual_seed(seed)
+    ref = diffusers.CogVideoXTransformer3DModel(**{**TINY, "use_rotary_positional_embeddings": rotary, **over}).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0.0, 0.2)  # diffusers zero-initialises some layers; make every path matter
+    return ref
+
+
+def _ours(ref):
+    sd = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+    _, graphdef, abstract = model_abstract(dict(ref.config))
+    return nnx.merge(graphdef, convert(sd, RULES, abstract))
+
+
+def _diffusers_rope(F, H, W, cfg):
+    from diffusers.models.embeddings import get_3d_rotary_pos_embed
+    from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
+
+    p = cfg["patch_size"]
+    gh, gw = H // p, W // p
+    crops = get_resize_crop_region_for_grid((gh, gw), cfg["sample_width"] // p, cfg["sample_height"] // p)
+    return get_3d_rotary_pos_embed(cfg["attention_head_dim"], crops, (gh, gw), F)
+
+
+def _run_both(ref, ours, x, t, text, rotary):
+    """x: [B, F, C, H, W] torch (diffusers layout). Returns (ours, reference) in diffusers layout."""
+    F, H, W = x.shape[1], x.shape[3], x.shape[4]
+    rope = _diffusers_rope(F, H, W, dict(ref.config)) if rotary else None
+    with torch.no_grad():
+        r = ref(x, text, t, image_rotary_emb=rope).sample.numpy()
+    o = ours(jnp.asarray(x.numpy().transpose(0, 1, 3, 4, 2)), jnp.asarray(t.numpy()), jnp.asarray(text.numpy()))
+    return np.asarray(o).transpose(0, 1, 4, 2, 3), r
+
+
+@pytest.mark.parametrize("rotary", [False, True], ids=["2b-sincos", "5b-rotary"])
+@pytest.mark.parametrize("frames", [3, 2], ids=["odd", "even"])
+def test_parity_with_diffusers(rotary, frames):
+    ref = _reference(rotary)
+    ours = _ours(ref)
+    g = torch.Generator().manual_seed(frames)
+    for t in ([0, 999], [10, 500], [731, 731]):
+        x = torch.randn(2, frames, 4, 8, 6, generator=g)  # a latent size that differs from sample_*: tables recomputed
+        text = torch.randn(2, 8, 8, generator=g)
+        o, r = _run_both(ref, ours, x, torch.tensor(t), text, rotary)
+        assert o.shape == r.shape
+        assert np.abs(o - r).max() / np.abs(r).max() <= 1e-5
+
+
+def test_rotary_table_matches_diffusers():
+    for F, gh, gw in [(3, 4, 3), (13, 30, 45), (2, 5, 5)]:
+        cos, sin = _diffusers_rope(F, gh * 2, gw * 2, {**TINY, "attention_head_dim": 64, "sample_width": 90, "sample_height": 60})
+        c2, s2 = rotary_pos_embed_3d(64, gh, gw, F, 30, 45)
+        np.testing.assert_allclose(c2, cos.numpy(), atol=2e-6)
+        np.testing.assert_allclose(s2, sin.numpy(), atol=2e-6)
+
+
+def test_sincos_table_matches_diffusers_buffer():
+    ref = _reference(False, sample_width=12, sample_height=8, sample_frames=13)
+    buf = ref.patch_embed.pos_embedding.numpy()[0, TINY["max_text_seq_length"]:]
+    ours = _ours(ref)
+    table, rotary = ours.positions(4, 8, 12)
+    assert rotary is None
+    np.testing.assert_allclose(np.asarray(table), buf, atol=1e-6)
+
+
+def test_per_frame_timesteps_equal_give_the_scalar_output():
+    ours = _ours(_reference(False))
+    x = jax.random.normal(jax.random.key(0), (2, 3, 8, 8, 4))
+    text = jax.random.normal(jax.random.key(1), (2, 8, 8))
+    scalar = ours(x, jnp.array([40, 800]), text)
+    per_frame = ours(x, jnp.array([[40] * 3, [800] * 3]), text)
+    np.testing.assert_allclose(np.asarray(per_frame), np.asarray(scalar), rtol=0, atol=1e-6)
+    other = ours(x, jnp.array([[40, 40, 900], [800] * 3]), text)
+    assert not np.allclose(np.asarray(other[0]), np.asarray(scalar[0]), atol=1e-4)
+
+
+def test_real_2b_config_coverage_without_allocating():
+    """nnx.eval_shape of the port and a meta-device diffusers model map one to one over all 736 parameters."""
+    cfg = CogVideoXConfig()
+    with torch.device("meta"):
+        ref = diffusers.CogVideoXTransformer3DModel(**cfg.to_dict())
+    shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items() if k != "patch_embed.pos_embedding"}
+    assert len(shapes) == 736
+    _, _, abstract = model_abstract(cfg.to_dict())
+    fake = {k: np.lib.stride_tricks.as_strided(np.zeros((), np.float32), s, [0] * len(s)) for k, s in shapes.items()}
+    state = convert(fake, RULES, abstract)  # strict: raises on any unmapped / missing / mis-shaped key
+    assert len(jax.tree.leaves(state)) == 736
+    n = sum(int(np.prod(s)) for s in shapes.values())
+    assert 1.6e9 < n < 1.8e9  # CogVideoX-2B: 1.69 B parameters
+
+
+def _save_diffusers_folder(ref, folder, shards=1):
+    """A diffusers-format folder: transformer/config.json + safetensors (sharded with an index json if shards > 1)."""
+    from safetensors.numpy import save_file
+
+    tdir = os.path.join(folder, "transformer")
+    os.makedirs(tdir)
+    with open(os.path.join(tdir, "config.json"), "w") as f:
+        json.dump({"_class_name": "CogVideoXTransformer3DModel", **dict(ref.config)}, f, default=list)
+    sd = {k: v.detach().numpy().copy() for k, v in ref.state_dict().items()}
+    if shards == 1:
+        save_file(sd, os.path.join(tdir, "diffusion_pytorch_model.safetensors"))
+        return tdir
+    keys = sorted(sd)
+    weight_map = {}
+    for s in range(shards):
+        name = f"diffusion_pytorch_model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        part = {k: sd[k] for k in keys[s::shards]}
+        save_file(part, os.path.join(tdir, name))
+        weight_map.update({k: name for k in part})
+    with open(os.path.join(tdir, "diffusion_pytorch_model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {}, "weight_map": weight_map}, f)
+    return tdir
+
+
+def test_convert_sharded_folder_save_and_load(tmp_path):
+    ref = _reference(True)
+    _save_diffusers_folder(ref, str(tmp_path / "src"), shards=3)
+    dst = str(tmp_path / "dst")
+    model, cfg = convert_folder(str(tmp_path / "src"), dst)
+    assert cfg.use_rotary_positional_embeddings
+    loaded, cfg2 = load(dst)
+    assert cfg2 == cfg
+    x = torch.randn(2, 2, 4, 8, 8)
+    text = torch.randn(2, 8, 8)
+    o, r = _run_both(ref, loaded, x, torch.tensor([5, 600]), text, True)
+    assert np.abs(o - r).max() / np.abs(r).max() <= 1e-5
+
+
+def test_bfloat16_policy(tmp_path):
+    ref = _reference(False)
+    _save_diffusers_folder(ref, str(tmp_path / "src"))
+    model, _ = convert_folder(str(tmp_path / "src"), str(tmp_path / "dst"), dtype="bfloat16")
+    leaves = jax.tree.leaves(nnx.state(model))
+    assert {str(a.dtype) for a in leaves} == {"bfloat16"}
+    loaded, _ = load(str(tmp_path / "dst"))
+    assert {str(a.dtype) for a in jax.tree.leaves(nnx.state(loaded))} == {"bfloat16"}
+
+
+@pytest.mark.parametrize("case", ["extra_layer", "missing_tensor", "wrong_shape"])
+def test_mismatched_checkpoints_raise_one_clear_error_and_write_nothing(tmp_path, case):
+    ref = _reference(False)
+    tdir = _save_diffusers_folder(ref, str(tmp_path / "src"))
+    from safetensors.numpy import load_file, save_file
+
+    path = os.path.join(tdir, "diffusion_pytorch_model.safetensors")
+    sd = load_file(path)
+    if case == "extra_layer":  # a checkpoint of a config with one layer more
+        for k in [k for k in sd if k.startswith("transformer_blocks.1.")]:
+            sd[k.replace("transformer_blocks.1.", "transformer_blocks.2.")] = sd[k]
+        expect = r"unmapped source keys \(24\): \['transformer_blocks\.2\..* -> .*\(no such parameter\)"
+    elif case == "missing_tensor":
+        del sd["transformer_blocks.0.attn1.to_k.weight"]
+        expect = r"missing target parameters \(1\): \['transformer_blocks\.0\.attn1\.to_k\.kernel'\]"
+    else:
+        sd["proj_out.bias"] = np.zeros(3, np.float32)
+        expect = r"mis-shaped \(1\): \['proj_out\.bias \(3,\) -> proj_out\.bias \(16,\)'\]"
+    save_file(sd, path)
+    dst = tmp_path / "dst"
+    with pytest.raises(ConversionError, match=expect):
+        convert_folder(str(tmp_path / "src"), str(dst))
+    assert not dst.exists() and sorted(os.listdir(tmp_path)) == ["src"]
+
+
+def test_truncated_safetensors_raises_and_writes_nothing(tmp_path):
+    tdir = _save_diffusers_folder(_reference(False), str(tmp_path / "src"))
+    path = os.path.join(tdir, "diffusion_pytorch_model.safetensors")
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    with pytest.raises(ConversionError, match="truncated or not a safetensors file"):
+        convert_folder(str(tmp_path / "src"), str(tmp_path / "dst"))
+    assert not (tmp_path / "dst").exists()
+    with pytest.raises(ConversionError, match="truncated"):
+        read_safetensors(path)
+
+
+def test_unsupported_configs_are_named():
+    with pytest.raises(NotImplementedError, match="patch_size_t=2"):
+        CogVideoXConfig(patch_size_t=2)
+    with pytest.raises(ValueError, match=r"unknown CogVideoX config keys \['bogus'\]"):
+        CogVideoXConfig.from_diffusers({"bogus": 1})
