@@ -3,14 +3,21 @@
     syncos generate SCENARIO.yaml [--sampler syncos|gen-l-video|fifo|csd-only|freenoise|ddim]
                     [--frames N] [--seed S] [--out DIR] [--steps K] [--guidance G] [--stride s]
                     [--set NAME=VALUE ...] [--weights FILE] [--overwrite]
+                    [--backbone cogvideox --weights DST --text-embeddings FILE [--vae FOLDER] [--latent-size HxW]]
+    syncos convert cogvideox SRC DST [--dtype bf16]
 
 ``generate`` samples a long video for a scenario file (:func:`syncos_jax.prompts.load_scenario`)
-with the shipped toy model, showing a progress bar, and writes into ``DIR``:
+with the shipped toy model (or a converted CogVideoX), showing a progress bar, and writes into ``DIR``:
 
 * ``video.mp4`` and ``video.gif``;
 * ``contact_sheet.png``: every frame with its index, and the local prompt of each segment;
 * ``run.json``: the resolved settings, the NFE, the wall time and the probes' per-segment
-  readings next to what the prompts ask for (:mod:`syncos_jax.metrics`).
+  readings next to what the prompts ask for (:mod:`syncos_jax.metrics`; toy model only);
+* with CogVideoX, ``latents.npy`` too; without a VAE folder (or without torch) only the latents
+  and ``run.json`` are written, and the command says so.
+
+``convert`` turns a diffusers CogVideoX folder into this library's format (orbax + config; see
+:mod:`converters.cogvideox`), with a progress bar over tensors.
 
 Settings resolve in this order: command-line flags, then the scenario's ``sampler`` mapping, then
 the defaults (``frames`` = 4 chunks, ``stride`` = half a chunk, the backbone's guidance scale,
@@ -85,9 +92,11 @@ def _resolve(args, scenario, backbone) -> dict:
 def _check_words(scenario, backbone) -> None:
     from syncos_jax.prompts import ScenarioError
 
+    # the toy tokenizer checks words, so each part alone names the field with the unknown word;
+    # other backbones look texts up whole, so only the joined texts are checked
     fields = [("global_prompt", scenario.prompt.global_prompt)]
     fields += [(f"local_prompts[{i}]", p) for i, p in enumerate(scenario.prompt.local_prompts)]
-    for field, text in fields:
+    for field, text in fields if backbone.name == "toy" else ():
         try:
             backbone.encode([text])
         except ValueError as e:
@@ -99,6 +108,33 @@ def _check_words(scenario, backbone) -> None:
             backbone.encode([join_prompt(scenario.prompt.global_prompt, p)])
         except ValueError as e:
             raise ScenarioError(scenario.path, f"local_prompts[{i}]", str(e)) from None
+
+
+def _load_backbone(args):
+    if getattr(args, "backbone", "toy") == "cogvideox":
+        from syncos_jax.backbones import cogvideox
+
+        if not args.weights:
+            raise CLIError("--backbone cogvideox needs --weights DST (a folder written by `syncos convert cogvideox`)")
+        if not args.text_embeddings:
+            raise CLIError("--backbone cogvideox needs --text-embeddings FILE (see experiments/encode_t5.py)")
+        size = None
+        if args.latent_size:
+            try:
+                size = tuple(int(v) for v in args.latent_size.lower().split("x"))
+                assert len(size) == 2 and min(size) > 0
+            except (ValueError, AssertionError):
+                raise CLIError(f"--latent-size {args.latent_size!r}: expected HxW, e.g. 60x90") from None
+        try:
+            return cogvideox.load_backbone(args.weights, args.text_embeddings, vae=args.vae, latent_size=size)
+        except (FileNotFoundError, ValueError) as e:
+            raise CLIError(f"--backbone cogvideox: {e}") from None
+    from syncos_jax.backbones import toy
+
+    try:
+        return toy.load_default(args.weights) if args.weights else toy.load_default()
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(f"--weights: {e}") from None
 
 
 def _expected_factors(text: str) -> Optional[dict]:
@@ -132,6 +168,10 @@ def generate(
     weights: Optional[str] = None,
     overwrite: bool = False,
     progress: bool = True,
+    backbone: str = "toy",
+    text_embeddings: Optional[str] = None,
+    vae: Optional[str] = None,
+    latent_size: Optional[str] = None,
 ) -> dict:
     """Runs ``syncos generate`` from Python; returns the ``run.json`` record.
 
@@ -141,7 +181,8 @@ def generate(
     """
     args = argparse.Namespace(scenario=scenario_path, sampler=sampler, frames=frames, seed=seed, out=out, steps=steps,
                               guidance=guidance, stride=stride, set=list(set), weights=weights, overwrite=overwrite,
-                              progress=progress)
+                              progress=progress, backbone=backbone, text_embeddings=text_embeddings, vae=vae,
+                              latent_size=latent_size)
     return _generate(args)
 
 
@@ -150,7 +191,6 @@ def _generate(args) -> dict:
     from tqdm import tqdm
 
     from syncos_jax import metrics, video
-    from syncos_jax.backbones import toy
     from syncos_jax.chunking import ChunkLayout
     from syncos_jax.prompts import ScenarioError, join_prompt, load_scenario, segment_bounds
     from syncos_jax.samplers import SAMPLERS, build_conditioning, fifo
@@ -159,10 +199,7 @@ def _generate(args) -> dict:
     if args.sampler not in SAMPLER_NAMES:
         raise CLIError(f"--sampler {args.sampler!r}: expected one of {', '.join(SAMPLER_NAMES)}")
     scenario = load_scenario(args.scenario)
-    try:
-        backbone = toy.load_default(args.weights) if args.weights else toy.load_default()
-    except (FileNotFoundError, ValueError) as e:
-        raise CLIError(f"--weights: {e}") from None
+    backbone = _load_backbone(args)
     _check_words(scenario, backbone)
     cfg = _resolve(args, scenario, backbone)
     stem = os.path.splitext(os.path.basename(scenario.path))[0]
@@ -198,21 +235,25 @@ def _generate(args) -> dict:
     frames_px = backbone.decode(latents)
 
     segments = segment_bounds(F, len(scenario.prompt.local_prompts))
-    readings = metrics.read_segments(frames_px, segments)
+    probe = backbone.name == "toy" and frames_px is not None
+    readings = metrics.read_segments(frames_px, segments) if probe else [None] * len(segments)
     seg_records = []
     for (a, b), local, r in zip(segments, scenario.prompt.local_prompts, readings):
         text = join_prompt(scenario.prompt.global_prompt, local)
-        expected = _expected_factors(text)
-        rec = {"frames": [a, b], "local_prompt": local, "text": text, "probe": r.as_dict(), "expected": expected}
-        if expected is not None:
-            rec["match"] = {k: getattr(r, k) == v for k, v in expected.items()}
+        rec = {"frames": [a, b], "local_prompt": local, "text": text}
+        if r is not None:
+            expected = _expected_factors(text)
+            rec.update(probe=r.as_dict(), expected=expected)
+            if expected is not None:
+                rec["match"] = {k: getattr(r, k) == v for k, v in expected.items()}
         seg_records.append(rec)
     record = {
         "scenario": os.path.abspath(scenario.path),
         "global_prompt": scenario.prompt.global_prompt,
         "local_prompts": list(scenario.prompt.local_prompts),
-        "backbone": {"name": backbone.name, "weights": backbone.weights, "training_step": backbone.info.get("step")},
-        "settings": {**{k: v for k, v in cfg.items() if k != "options"}, "chunk_frames": f, "num_chunks": layout.num_chunks,
+        "backbone": {"name": backbone.name, "weights": backbone.weights, "training_step": backbone.info.get("step"),
+                     "frame_shape": list(backbone.frame_shape), "chunk_frames": backbone.chunk_frames},
+        "settings": {**{k: v for k, v in cfg.items() if k != "options"}, "num_chunks": layout.num_chunks,
                      "options": cfg["options"], "schedule": "cogvideox_2b"},
         "nfe": int(result.nfe),
         "wall_seconds": {"sampling": round(sample_seconds, 3), "total": None},
@@ -224,16 +265,26 @@ def _generate(args) -> dict:
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.tmp-", dir=parent)
     try:
-        video.write_mp4(os.path.join(tmp, "video.mp4"), frames_px)
-        video.write_gif(os.path.join(tmp, "video.gif"), frames_px)
-        sheet = video.contact_sheet(
-            frames_px,
-            segments=[(a, b, join_prompt(scenario.prompt.global_prompt, p)) for (a, b), p in zip(segments, scenario.prompt.local_prompts)],
-            title=f"{stem}: {cfg['sampler']}, {F} frames, seed {cfg['seed']}, {cfg['steps']} steps, guidance {cfg['guidance_scale']:g}",
-        )
-        import imageio.v2 as imageio
+        if backbone.name != "toy":
+            np.save(os.path.join(tmp, "latents.npy"), latents)
+        if frames_px is None:
+            record["note"] = ("latents.npy holds the final latents [F, H, W, C]; no video was decoded "
+                              "(give --vae FOLDER with the [torch] extra installed to decode)")
+        else:
+            # decoded frames can outnumber latent frames (the VAE's temporal upsampling): scale the segments
+            k = len(frames_px) / F
+            px_segments = [(int(round(a * k)), int(round(b * k))) for a, b in segments]
+            video.write_mp4(os.path.join(tmp, "video.mp4"), frames_px)
+            video.write_gif(os.path.join(tmp, "video.gif"), frames_px)
+            sheet = video.contact_sheet(
+                frames_px,
+                segments=[(a, b, join_prompt(scenario.prompt.global_prompt, p))
+                          for (a, b), p in zip(px_segments, scenario.prompt.local_prompts)],
+                title=f"{stem}: {cfg['sampler']}, {F} frames, seed {cfg['seed']}, {cfg['steps']} steps, guidance {cfg['guidance_scale']:g}",
+            )
+            import imageio.v2 as imageio
 
-        imageio.imwrite(os.path.join(tmp, "contact_sheet.png"), sheet)
+            imageio.imwrite(os.path.join(tmp, "contact_sheet.png"), sheet)
         record["wall_seconds"]["total"] = round(time.time() - t_start, 3)
         with open(os.path.join(tmp, "run.json"), "w") as fh:
             json.dump(record, fh, indent=2)
@@ -274,10 +325,43 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     g.add_argument("--stride", type=int, default=None, help="chunk stride in frames (default half a chunk)")
     g.add_argument("--set", action="append", metavar="NAME=VALUE", help="any sampler setting, e.g. --set iters=10")
-    g.add_argument("--weights", default=None, help="toy model weights (default: the shipped ones)")
+    g.add_argument("--backbone", default="toy", choices=("toy", "cogvideox"))
+    g.add_argument("--weights", default=None, help="toy: a weights file (default: the shipped one); cogvideox: a converted folder")
+    g.add_argument("--text-embeddings", default=None, help="cogvideox: .npz of T5 embeddings per prompt (experiments/encode_t5.py)")
+    g.add_argument("--vae", default=None, help="cogvideox: a local AutoencoderKLCogVideoX folder to decode with ([torch] extra)")
+    g.add_argument("--latent-size", default=None, help="cogvideox: latent HxW (default: the config's sample size)")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out directory")
     g.add_argument("--no-progress", dest="progress", action="store_false")
+    c = sub.add_parser("convert", help="convert a diffusers checkpoint to this library's format")
+    c.add_argument("model", choices=("cogvideox",))
+    c.add_argument("src", help="a diffusers folder (with transformer/config.json and safetensors)")
+    c.add_argument("dst", help="the output folder (must not exist or be empty)")
+    c.add_argument("--dtype", default="float32", choices=("float32", "fp32", "bfloat16", "bf16"))
+    c.add_argument("--no-progress", dest="progress", action="store_false")
     return ap
+
+
+def _convert(args) -> str:
+    from tqdm import tqdm
+
+    from converters import cogvideox
+    from converters.common import ConversionError
+
+    if os.path.exists(args.dst) and (not os.path.isdir(args.dst) or os.listdir(args.dst)):
+        raise CLIError(f"{args.dst!r} exists and is not empty; choose a new destination")
+    bar = tqdm(desc=f"convert {args.model}", unit="tensor", disable=not args.progress, dynamic_ncols=True)
+
+    def on_progress(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        _, cfg = cogvideox.convert_folder(args.src, args.dst, dtype=args.dtype, progress=on_progress)
+    except (ConversionError, FileNotFoundError, FileExistsError, NotImplementedError) as e:
+        raise CLIError(f"convert {args.model} {args.src}: " + " ".join(str(e).split())) from None
+    finally:
+        bar.close()
+    return f"converted {args.src} -> {args.dst} ({cfg.num_layers} layers, {args.dtype})"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -286,12 +370,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "generate":
+        if args.command == "convert":
+            print(_convert(args))
+        elif args.command == "generate":
             record = _generate(args)
             s = record["wall_seconds"]
-            print(f"wrote {record['out']}/{{video.mp4,video.gif,contact_sheet.png,run.json}}: NFE {record['nfe']}, "
+            print(f"wrote {record['out']}/{{{','.join(sorted(os.listdir(record['out'])))}}}: NFE {record['nfe']}, "
                   f"sampling {s['sampling']:.1f} s, total {s['total']:.1f} s")
+            if "note" in record:
+                print("  " + record["note"])
             for seg in record["segments"]:
+                if "probe" not in seg:
+                    continue
                 p = seg["probe"]
                 ok = "" if "match" not in seg else ("  [ok]" if all(seg["match"].values()) else
                                                     "  [differs: " + ", ".join(k for k, v in seg["match"].items() if not v) + "]")

@@ -202,3 +202,82 @@ def test_unsupported_configs_are_named():
         CogVideoXConfig(patch_size_t=2)
     with pytest.raises(ValueError, match=r"unknown CogVideoX config keys \['bogus'\]"):
         CogVideoXConfig.from_diffusers({"bogus": 1})
+
+
+def test_syncos_convert_and_generate_end_to_end(tmp_path, capsys):
+    """A tiny CogVideoX converted with `syncos convert`, then SynCoS through `syncos generate` with random
+    text embeddings: writes the latents and says that no video was decoded."""
+    from syncos_jax import cli
+    from syncos_jax.prompts import join_prompt
+
+    ref = _reference(False)
+    _save_diffusers_folder(ref, str(tmp_path / "src"))
+    dst = tmp_path / "dst"
+    assert cli.main(["convert", "cogvideox", str(tmp_path / "src"), str(dst), "--no-progress"]) == 0
+    assert "converted" in capsys.readouterr().out
+    # converting again into the non-empty destination is refused
+    assert cli.main(["convert", "cogvideox", str(tmp_path / "src"), str(dst), "--no-progress"]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("global_prompt: a cat\nlocal_prompts: [walks on grass, sleeps on a sofa]\n")
+    texts = [""] + [join_prompt("a cat", p) for p in ("walks on grass", "sleeps on a sofa")]
+    emb = np.random.default_rng(0).normal(size=(3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "emb.npz", texts=np.array(texts), embeddings=emb)
+    out = tmp_path / "out"
+    rc = cli.main(["generate", str(scenario), "--backbone", "cogvideox", "--weights", str(dst), "--text-embeddings",
+                   str(tmp_path / "emb.npz"), "--frames", "6", "--steps", "3", "--set", "iters=2", "--out", str(out),
+                   "--no-progress"])
+    assert rc == 0
+    assert sorted(os.listdir(out)) == ["latents.npy", "run.json"]
+    lat = np.load(out / "latents.npy")
+    assert lat.shape == (6, 8, 8, 4) and np.isfinite(lat).all()
+    record = json.loads((out / "run.json").read_text())
+    assert record["backbone"]["name"] == "cogvideox" and record["settings"]["num_chunks"] == 4
+    assert "no video was decoded" in record["note"] and "no video was decoded" in capsys.readouterr().out
+    # a prompt without an embedding is named, and nothing is written
+    scenario.write_text("global_prompt: a dog\nlocal_prompts: [runs]\n")
+    rc = cli.main(["generate", str(scenario), "--backbone", "cogvideox", "--weights", str(dst), "--text-embeddings",
+                   str(tmp_path / "emb.npz"), "--frames", "6", "--out", str(tmp_path / "o2")])
+    assert rc == 2 and not (tmp_path / "o2").exists()
+    assert "field 'local_prompts[0]': no text embedding for 'a dog runs'" in capsys.readouterr().err
+
+
+def test_syncos_convert_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys):
+    from syncos_jax import cli
+
+    tdir = _save_diffusers_folder(_reference(False), str(tmp_path / "src"))
+    os.remove(os.path.join(tdir, "diffusion_pytorch_model.safetensors"))
+    rc = cli.main(["convert", "cogvideox", str(tmp_path / "src"), str(tmp_path / "dst"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "holds 0 .safetensors files" in err
+    assert not (tmp_path / "dst").exists()
+
+
+def test_encode_t5_helper_with_a_tiny_local_t5(tmp_path):
+    """experiments/encode_t5.py with a tiny random T5 and a word-level tokenizer saved locally."""
+    import sys
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+    import encode_t5
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "</s>", "<unk>", "a", "cat", "walks", "on", "grass"])}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    folder = tmp_path / "t5"
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    T5EncoderModel(T5Config(vocab_size=8, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)).save_pretrained(folder)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("global_prompt: a cat\nlocal_prompts: [walks on grass]\n")
+    assert encode_t5.main([str(scenario), "--t5", str(folder), "--out", str(tmp_path / "e.npz"), "--max-length", "12"]) == 0
+    from syncos_jax.backbones.cogvideox import load_text_embeddings
+
+    emb = load_text_embeddings(str(tmp_path / "e.npz"))
+    assert sorted(emb) == ["", "a cat walks on grass"]
+    assert emb["a cat walks on grass"].shape == (12, 16)
+    assert not np.allclose(emb[""], emb["a cat walks on grass"])

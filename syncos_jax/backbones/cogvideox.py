@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any, Optional
 
 import jax
@@ -42,7 +43,10 @@ Array = jax.Array
 __all__ = [
     "CogVideoXConfig",
     "CogVideoXTransformer",
+    "CogVideoXBackbone",
     "cogvideox_denoiser",
+    "load_backbone",
+    "load_text_embeddings",
     "rotary_pos_embed_3d",
     "sincos_pos_embed_3d",
 ]
@@ -394,3 +398,100 @@ def cogvideox_denoiser(model: CogVideoXTransformer, *, frames_per_chunk: Optiona
     """The model as a Denoiser (``cond`` = text embeddings ``[B, L, text_embed_dim]``; per-frame times allowed)."""
     return NnxDenoiser(model, prediction_type="v_prediction", frames_per_chunk=frames_per_chunk, per_frame_timesteps=True,
                        frame_shape=frame_shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it: text embeddings from a file, optional VAE decoding
+# ---------------------------------------------------------------------------------------------
+
+
+def load_text_embeddings(path: str) -> dict[str, np.ndarray]:
+    """``{prompt text: [L, 4096] float32}`` from an ``.npz`` with ``texts [P]`` and ``embeddings [P, L, D]``.
+
+    ``experiments/encode_t5.py`` writes such a file with transformers' T5 encoder.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"text embeddings file {path!r} not found")
+    with np.load(path, allow_pickle=False) as data:
+        if "texts" not in data or "embeddings" not in data:
+            raise ValueError(f"{path!r} must hold arrays 'texts' [P] and 'embeddings' [P, L, D]; it holds {sorted(data.keys())}")
+        texts, emb = [str(t) for t in data["texts"]], np.asarray(data["embeddings"], np.float32)
+    if emb.ndim != 3 or emb.shape[0] != len(texts):
+        raise ValueError(f"{path!r}: 'embeddings' must be [P={len(texts)}, L, D], got {emb.shape}")
+    return dict(zip(texts, emb))
+
+
+@dataclasses.dataclass
+class CogVideoXBackbone:
+    """What the samplers and the command line need from a converted CogVideoX.
+
+    Attributes:
+      model: the :class:`CogVideoXTransformer`.
+      embeddings: ``{prompt text: [L, D]}`` T5 states (the empty text is the negative prompt).
+      latent_size: ``(H, W)`` of the latent frames.
+      vae: a local diffusers ``AutoencoderKLCogVideoX`` folder, or ``None`` (latents are saved).
+      weights: the converted folder it came from.
+    """
+
+    model: CogVideoXTransformer
+    embeddings: dict
+    latent_size: tuple[int, int]
+    vae: Optional[str] = None
+    weights: Optional[str] = None
+    info: dict = dataclasses.field(default_factory=dict)
+
+    name = "cogvideox"
+    default_guidance = 6.0
+
+    @property
+    def chunk_frames(self) -> int:
+        c = self.model.cfg
+        return (c.sample_frames - 1) // c.temporal_compression_ratio + 1
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return (*self.latent_size, self.model.cfg.in_channels)
+
+    @property
+    def denoiser(self) -> NnxDenoiser:
+        return cogvideox_denoiser(self.model, frames_per_chunk=self.chunk_frames, frame_shape=self.frame_shape)
+
+    def encode(self, texts) -> np.ndarray:
+        """``[len(texts), L, D]`` looked up by exact text; an unknown text is a ValueError naming it."""
+        out = []
+        for t in texts:
+            if t not in self.embeddings:
+                raise ValueError(f"no text embedding for {t!r} in the embeddings file "
+                                 f"(compute it with experiments/encode_t5.py); it has {len(self.embeddings)} texts")
+            out.append(self.embeddings[t])
+        return np.stack(out)
+
+    def schedule(self, num_steps: int = 50):
+        from syncos_jax import schedules
+
+        return schedules.cogvideox_2b(num_steps)
+
+    def decode(self, latents) -> Optional[np.ndarray]:
+        """Frames ``[F', H', W', 3]`` in ``[−1, 1]`` via diffusers' VAE if a folder was given and torch is
+        installed; otherwise ``None`` (the caller saves the latents)."""
+        if self.vae is None:
+            return None
+        try:
+            import torch
+            from diffusers import AutoencoderKLCogVideoX
+        except ImportError:
+            return None
+        vae = AutoencoderKLCogVideoX.from_pretrained(self.vae, local_files_only=True).eval()
+        z = torch.from_numpy(np.asarray(latents, np.float32)).permute(3, 0, 1, 2)[None]  # [1, C, F, H, W]
+        with torch.no_grad():
+            frames = vae.decode(z / vae.config.scaling_factor).sample[0]  # [3, F', H', W']
+        return frames.permute(1, 2, 3, 0).clamp(-1, 1).numpy()
+
+
+def load_backbone(weights: str, text_embeddings: str, *, vae: Optional[str] = None, latent_size=None) -> CogVideoXBackbone:
+    """A converted CogVideoX (``syncos convert cogvideox``) with its text embeddings file."""
+    from converters.cogvideox import load
+
+    model, cfg = load(weights)
+    size = tuple(latent_size) if latent_size else (cfg.sample_height, cfg.sample_width)
+    return CogVideoXBackbone(model, load_text_embeddings(text_embeddings), (int(size[0]), int(size[1])), vae, weights)
