@@ -211,6 +211,12 @@ def _generate(args) -> dict:
     schedule = backbone.schedule(cfg["steps"])
     cond = build_conditioning(backbone.encode, scenario.prompt)
     options = dict(cfg["options"], guidance_scale=cfg["guidance_scale"])
+    if options.pop("dynamic_cfg", False):  # diffusers' CogVideoX dynamic CFG: one scale per grid step
+        if cfg["sampler"] == "fifo":
+            raise CLIError("--set dynamic_cfg=true: fifo steps every frame at its own time; dynamic CFG is not supported there")
+        from syncos_jax.guidance import dynamic_cfg_scales
+
+        options["guidance_scale"] = dynamic_cfg_scales(cfg["guidance_scale"], schedule.timesteps)
     if cfg["sampler"] == "fifo":
         total = fifo.num_iterations(layout, fifo.make_config(**options)) if _valid_fifo(options) else None
     else:

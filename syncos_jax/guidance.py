@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-__all__ = ["calls_per_chunk", "guided"]
+__all__ = ["calls_per_chunk", "dynamic_cfg_scales", "guided", "step_guidance"]
 
 
 def _is_unguided(guidance_scale) -> bool:
@@ -54,3 +54,31 @@ def guided(
     out = denoise(jnp.concatenate([x, x], axis=0), jnp.concatenate([t, t], axis=0), pair)
     out_u, out_c = out[:B], out[B:]
     return out_u + guidance_scale * (out_c - out_u)
+
+
+def dynamic_cfg_scales(guidance_scale: float, timesteps) -> tuple[float, ...]:
+    """Per-step guidance of diffusers' CogVideoX pipeline with ``use_dynamic_cfg=True``.
+
+    ``γ_k = 1 + γ·(1 − cos(π·((S − t_k)/S)^5))/2`` with ``S`` the number of steps and ``t_k`` the
+    step's model time, evaluated in float64 exactly as the pipeline writes it (Python ``math``).
+    Note that the pipeline puts the model time ``t_k ∈ [0, T)`` where a step fraction would make
+    sense, so for ``t_k > S`` the cosine's argument is large and ``γ_k`` swings within
+    ``[1, 1 + γ]``; this reproduces diffusers, it does not fix it.
+
+    Returns a tuple (static, hashable) to pass as a sampler's ``guidance_scale``.
+    """
+    import math
+
+    import numpy as np
+
+    ts = [float(t) for t in np.asarray(timesteps).ravel()]
+    S = len(ts)
+    return tuple(1.0 + float(guidance_scale) * ((1.0 - math.cos(math.pi * ((S - t) / S) ** 5.0)) / 2.0) for t in ts)
+
+
+def step_guidance(guidance_scale, step):
+    """The guidance of grid step ``step``: ``guidance_scale`` itself if it is a number, else entry
+    ``step`` of a per-step tuple (e.g. :func:`dynamic_cfg_scales`)."""
+    if isinstance(guidance_scale, (tuple, list)):
+        return jnp.asarray(guidance_scale, jnp.float32)[step]
+    return guidance_scale

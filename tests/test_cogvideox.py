@@ -226,14 +226,15 @@ def test_syncos_convert_and_generate_end_to_end(tmp_path, capsys):
     np.savez(tmp_path / "emb.npz", texts=np.array(texts), embeddings=emb)
     out = tmp_path / "out"
     rc = cli.main(["generate", str(scenario), "--backbone", "cogvideox", "--weights", str(dst), "--text-embeddings",
-                   str(tmp_path / "emb.npz"), "--frames", "6", "--steps", "3", "--set", "iters=2", "--out", str(out),
-                   "--no-progress"])
+                   str(tmp_path / "emb.npz"), "--frames", "6", "--steps", "3", "--set", "iters=2", "--set", "dynamic_cfg=true",
+                   "--out", str(out), "--no-progress"])
     assert rc == 0
     assert sorted(os.listdir(out)) == ["latents.npy", "run.json"]
     lat = np.load(out / "latents.npy")
     assert lat.shape == (6, 8, 8, 4) and np.isfinite(lat).all()
     record = json.loads((out / "run.json").read_text())
     assert record["backbone"]["name"] == "cogvideox" and record["settings"]["num_chunks"] == 4
+    assert record["settings"]["options"] == {"iters": 2, "dynamic_cfg": True}
     assert "no video was decoded" in record["note"] and "no video was decoded" in capsys.readouterr().out
     # a prompt without an embedding is named, and nothing is written
     scenario.write_text("global_prompt: a dog\nlocal_prompts: [runs]\n")

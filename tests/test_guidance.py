@@ -64,3 +64,31 @@ def test_cfg_of_the_exact_gaussian_is_the_exact_posterior_of_the_extrapolated_me
 def test_structure_mismatch():
     with pytest.raises(ValueError, match="same structure"):
         guided(CountingDenoiser(), jnp.ones((1, 1, 1, 1, 1)), jnp.zeros(1), {"a": jnp.ones(1)}, jnp.ones(1), 2.0)
+
+
+def test_dynamic_cfg_matches_the_cogvideox_pipeline_formula_and_drives_the_sampler():
+    import math
+
+    from syncos_jax.chunking import ChunkLayout
+    from syncos_jax.guidance import dynamic_cfg_scales, step_guidance
+    from syncos_jax.samplers import syncos
+    from syncos_jax.schedules import cogvideox_2b
+
+    sched = cogvideox_2b(50)
+    scales = dynamic_cfg_scales(6.0, sched.timesteps)
+    assert len(scales) == 50 and all(1.0 <= g <= 7.0 for g in scales)
+    for t, g in zip(np.asarray(sched.timesteps), scales):  # the pipeline's own expression, with t.item()
+        assert g == 1 + 6.0 * ((1 - math.cos(math.pi * ((50 - int(t)) / 50) ** 5.0)) / 2)
+    assert float(step_guidance(scales, 7)) == np.float32(scales[7]) and step_guidance(3.0, 7) == 3.0
+    # a per-step tuple equal to a constant gives the constant-guidance sampler
+    from sampler_helpers import gaussian
+
+    s4 = cogvideox_2b(4)
+    prior, cond = gaussian(s4, prediction_type="v_prediction")
+    lay = ChunkLayout(12, 8, 4)
+    a = syncos.sample(prior, s4, lay, cond, key=jax.random.key(0), iters=2, guidance_scale=3.0)
+    b = syncos.sample(prior, s4, lay, cond, key=jax.random.key(0), iters=2, guidance_scale=(3.0,) * 4)
+    np.testing.assert_allclose(np.asarray(a.latents), np.asarray(b.latents), atol=1e-5)
+    assert int(a.nfe) == int(b.nfe)
+    c = syncos.sample(prior, s4, lay, cond, key=jax.random.key(0), iters=2, guidance_scale=(3.0, 1.5, 3.0, 3.0))
+    assert not np.allclose(np.asarray(a.latents), np.asarray(c.latents), atol=1e-4)

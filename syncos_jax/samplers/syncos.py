@@ -29,7 +29,7 @@ from syncos_jax import schedules as S
 from syncos_jax.backbones.protocol import DenoiserDef, split_denoiser
 from syncos_jax.chunking import ChunkLayout, fuse, fuse_subset, take, take_subset
 from syncos_jax.csd import csd_gradient
-from syncos_jax.guidance import calls_per_chunk, guided
+from syncos_jax.guidance import calls_per_chunk, guided, step_guidance
 from syncos_jax.parallel import shard_batch
 from syncos_jax.samplers.base import (
     Conditioning,
@@ -62,7 +62,9 @@ class SynCoSConfig(NamedTuple):
       lr, weight_decay: AdamW learning rate and decoupled weight decay.
       decay_iter, decay_rate: staircase exponential decay of the learning rate.
       batch_chunks: ``B`` chunks per stage-2 iteration, drawn without replacement; ``None`` → ``min(N, 4)``.
-      guidance_scale: classifier-free guidance ``γ`` (``1`` skips the unconditional pass).
+      guidance_scale: classifier-free guidance ``γ`` (``1`` skips the unconditional pass), or a tuple
+        of one ``γ`` per grid step (e.g. :func:`syncos_jax.guidance.dynamic_cfg_scales`, diffusers'
+        dynamic CFG; stage 2 uses its step's value).
       grounded_timestep: stage 2 at the step's own ``t``; ``False`` draws ``t' ~ U[t_range]`` per iteration.
       t_range: ``(lo, hi)`` model-time range for ungrounded stage-2 timesteps (CSD's 20..980).
       fixed_baseline_noise: one noise array per step shared by stage 2 and stage 3; ``False`` draws
@@ -137,6 +139,8 @@ def make_config(**options) -> SynCoSConfig:
         raise ValueError(f"t_range={cfg.t_range!r} must be (lo, hi) with lo <= hi.")
     if cfg.eta < 0:
         raise ValueError(f"eta={cfg.eta} must be non-negative.")
+    if isinstance(cfg.guidance_scale, list):
+        cfg = cfg._replace(guidance_scale=tuple(float(g) for g in cfg.guidance_scale))
     return cfg
 
 
@@ -206,7 +210,7 @@ def _stage2_time(cfg: SynCoSConfig, schedule: S.Schedule, t, key):
     return jax.random.uniform(key, (), schedule.timesteps.dtype, float(lo), float(hi))
 
 
-def _refine(denoise, schedule, layout, cfg, cond_c, cond_u, t, X0, E, key):
+def _refine(denoise, schedule, layout, cfg, cond_c, cond_u, t, X0, E, key, gamma):
     """Stage 2: ``iters`` AdamW steps of fused CSD gradients from ``Y = X̂_0``. Returns ``(Y, diagnostics)``."""
     B = _batch_chunks(cfg, layout)
     N = layout.num_chunks
@@ -227,7 +231,7 @@ def _refine(denoise, schedule, layout, cfg, cond_c, cond_u, t, X0, E, key):
         tb = jnp.full((B,), tp, schedule.timesteps.dtype)
         c_sel = jax.tree_util.tree_map(lambda a: a[ids], cond_c)
         u_sel = None if cond_u is None else jax.tree_util.tree_map(lambda a: a[ids], cond_u)
-        out = guided(denoise, z, tb, c_sel, u_sel, cfg.guidance_scale)
+        out = guided(denoise, z, tb, c_sel, u_sel, gamma)
         _, eps_hat = schedule.to_x0_eps(out, z, tb)
         G = csd_gradient(z, eps_hat - e, _weight(cfg, schedule.prediction_type, ap, sp), cfg.kernel_gamma)
         grad = fuse_subset(layout, G, ids, cfg.fusion_weights)
@@ -285,7 +289,7 @@ def step(
     if 1 in cfg.stages:
         chunks = take(layout, X_t)
         tt = jnp.full((layout.num_chunks,), t, schedule.timesteps.dtype)
-        out = guided(denoise, chunks, tt, cond_c, cond_u, cfg.guidance_scale)
+        out = guided(denoise, chunks, tt, cond_c, cond_u, step_guidance(cfg.guidance_scale, k))
         x0_chunks, _ = schedule.to_x0_eps(out, chunks, tt)
         X0 = fuse(layout, x0_chunks, cfg.fusion_weights)
         nfe = nfe + layout.num_chunks * c
@@ -307,7 +311,7 @@ def step(
 
         def refine(ops):
             X0_in, _ = ops
-            Y, nrm, tms = _refine(denoise, schedule, layout, cfg, cond_c, cond_u, t, X0_in, E, k_iter)
+            Y, nrm, tms = _refine(denoise, schedule, layout, cfg, cond_c, cond_u, t, X0_in, E, k_iter, step_guidance(cfg.guidance_scale, k))
             eps_out = E if cfg.fixed_baseline_noise else (X_t - a_t * Y) / s_t
             return (Y, eps_out), nrm, tms
 
