@@ -282,3 +282,59 @@ def test_encode_t5_helper_with_a_tiny_local_t5(tmp_path):
     assert sorted(emb) == ["", "a cat walks on grass"]
     assert emb["a cat walks on grass"].shape == (12, 16)
     assert not np.allclose(emb[""], emb["a cat walks on grass"])
+
+
+@pytest.mark.slow
+def test_real_2b_config_parity_slow():
+    """The real CogVideoX-2B config with random weights (about 7 GiB in diffusers), converted, on a 4×8×8
+    latent with 226 text tokens: within 1e-4 relative of diffusers in float32."""
+    import gc
+
+    cfg = CogVideoXConfig()
+    torch.manual_seed(0)
+    ref = diffusers.CogVideoXTransformer3DModel(**cfg.to_dict()).eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 4, 16, 8, 8, generator=g)
+    text = torch.randn(1, 226, 4096, generator=g)
+    t = torch.tensor([500])
+    with torch.no_grad():
+        r = ref(x, text, t).sample.numpy()
+    sd = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+    _, graphdef, abstract = model_abstract(cfg.to_dict())
+    state = convert(sd, RULES, abstract)
+    del sd, ref
+    gc.collect()
+    state = jax.device_put(state)
+    gc.collect()
+    fwd = jax.jit(lambda s, x, t, c: nnx.merge(graphdef, s)(x, t, c))
+    o = fwd(state, jnp.asarray(x.numpy().transpose(0, 1, 3, 4, 2)), jnp.asarray(t.numpy()), jnp.asarray(text.numpy()))
+    o = np.asarray(o).transpose(0, 1, 4, 2, 3)
+    assert np.abs(o - r).max() / np.abs(r).max() <= 1e-4
+
+
+def test_generate_decodes_with_a_local_vae(tmp_path, capsys):
+    """With --vae (a tiny random AutoencoderKLCogVideoX saved locally) the video files are written too."""
+    from syncos_jax import cli
+    from syncos_jax.prompts import join_prompt
+
+    _save_diffusers_folder(_reference(True), str(tmp_path / "src"))
+    assert cli.main(["convert", "cogvideox", str(tmp_path / "src"), str(tmp_path / "dst"), "--no-progress"]) == 0
+    vae = diffusers.AutoencoderKLCogVideoX(
+        in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4)
+    vae.save_pretrained(tmp_path / "vae")
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("global_prompt: a cat\nlocal_prompts: [walks, sleeps]\n")
+    texts = ["", join_prompt("a cat", "walks"), join_prompt("a cat", "sleeps")]
+    np.savez(tmp_path / "emb.npz", texts=np.array(texts), embeddings=np.random.default_rng(0).normal(size=(3, 8, 8)).astype(np.float32))
+    out = tmp_path / "out"
+    rc = cli.main(["generate", str(scenario), "--backbone", "cogvideox", "--weights", str(tmp_path / "dst"), "--text-embeddings",
+                   str(tmp_path / "emb.npz"), "--vae", str(tmp_path / "vae"), "--latent-size", "4x4", "--frames", "3",
+                   "--steps", "2", "--sampler", "gen-l-video", "--out", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(os.listdir(out)) == ["contact_sheet.png", "latents.npy", "run.json", "video.gif", "video.mp4"]
+    assert np.load(out / "latents.npy").shape == (3, 4, 4, 4)
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(str(out / "video.gif"))
+    assert len(frames) == 9  # the VAE's temporal upsampling: 3 latent frames → 9 frames

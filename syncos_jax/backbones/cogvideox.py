@@ -482,7 +482,7 @@ class CogVideoXBackbone:
         except ImportError:
             return None
         vae = AutoencoderKLCogVideoX.from_pretrained(self.vae, local_files_only=True).eval()
-        z = torch.from_numpy(np.asarray(latents, np.float32)).permute(3, 0, 1, 2)[None]  # [1, C, F, H, W]
+        z = torch.from_numpy(np.array(latents, np.float32)).permute(3, 0, 1, 2)[None]  # [1, C, F, H, W]
         with torch.no_grad():
             frames = vae.decode(z / vae.config.scaling_factor).sample[0]  # [3, F', H', W']
         return frames.permute(1, 2, 3, 0).clamp(-1, 1).numpy()
