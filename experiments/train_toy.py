@@ -5,7 +5,8 @@
 * optax AdamW with warm-up and cosine decay, EMA weights, a tqdm bar.
 * Resumable: an orbax CheckpointManager under ``WORKDIR/checkpoints`` holds the full training
   state (params, EMA, optimiser, step); rerunning the same command after a kill resumes from the
-  newest complete checkpoint. Batches are a deterministic function of the step, so a resumed run
+  newest complete checkpoint. ``--extend --steps N`` continues a finished run to ``N`` steps (the
+  cosine schedule is recomputed for the new horizon; ``settings.json`` records the extension). Batches are a deterministic function of the step, so a resumed run
   sees the same data as an uninterrupted one.
 * Writes ``WORKDIR/loss.csv``, ``WORKDIR/loss.png`` (the loss curve) and, at the end (or at each
   checkpoint with ``--export-every-checkpoint``), the EMA weights to ``--export``
@@ -50,6 +51,8 @@ def parse_args(argv=None):
     ap.add_argument("--checkpoint-every", type=int, default=100)
     ap.add_argument("--export-every-checkpoint", action="store_true")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this much wall time")
+    ap.add_argument("--extend", action="store_true",
+                    help="resume with a different --steps (the learning-rate schedule takes the new horizon)")
     return ap.parse_args(argv)
 
 
@@ -63,9 +66,16 @@ def main(argv=None) -> int:
     if os.path.exists(settings_path):
         with open(settings_path) as f:
             saved = json.load(f)
-        if saved != settings:
-            print(f"error: {settings_path} holds different settings; use another --workdir", file=sys.stderr)
+        history = saved.pop("extensions", [])
+        same_but_steps = {**saved, "train": {**saved["train"], "total_steps": train_cfg.total_steps}} == settings
+        if saved != settings and not (args.extend and same_but_steps):
+            print(f"error: {settings_path} holds different settings; use another --workdir"
+                  + (" (or --extend to change only --steps)" if same_but_steps else ""), file=sys.stderr)
             return 2
+        if saved != settings:  # --extend: a new cosine horizon from the current step on
+            history.append({"from_total_steps": saved["train"]["total_steps"], "to_total_steps": train_cfg.total_steps})
+            with open(settings_path, "w") as f:
+                json.dump({**settings, "extensions": history}, f, indent=2)
     else:
         with open(settings_path, "w") as f:
             json.dump(settings, f, indent=2)

@@ -177,8 +177,13 @@ def test_training_script_resumes_bit_for_bit(tmp_path, monkeypatch):
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
     assert (a / "loss.png").exists() and (b / "loss.csv").read_text().count("\n") == 5
-    # a different configuration in the same workdir is refused
+    # a different configuration in the same workdir is refused; only --steps may change, with --extend
     assert train_toy.main(["--workdir", str(b), "--export", str(b / "w.safetensors"), "--lr", "0.5"] + common) == 2
+    longer = [a if a != "4" else "5" for a in common]
+    assert train_toy.main(["--workdir", str(b), "--export", str(b / "w.safetensors")] + longer) == 2
+    assert train_toy.main(["--workdir", str(b), "--export", str(b / "w.safetensors"), "--extend"] + longer) == 0
+    assert read_toy_config(str(b / "w.safetensors"))[1]["step"] == 5
+    assert json.loads((b / "settings.json").read_text())["extensions"] == [{"from_total_steps": 4, "to_total_steps": 5}]
 
 
 def test_eval_ddim_batch_is_the_ddim_sampler():
