@@ -24,14 +24,17 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+from safetensors.numpy import load_file
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from syncos_jax.backbones.toy.model import ToyConfig
 from syncos_jax.backbones.toy.tokenizer import Tokenizer
 from syncos_jax.backbones.toy.train import TrainConfig, init_train_state, make_batch, train_step
-from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS, save_toy_weights
+from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS, read_toy_config, save_toy_weights
 from syncos_jax.video import line_plot_png
 
 
@@ -51,17 +54,46 @@ def parse_args(argv=None):
     ap.add_argument("--checkpoint-every", type=int, default=100)
     ap.add_argument("--export-every-checkpoint", action="store_true")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this much wall time")
+    ap.add_argument("--init-from", default=None, metavar="WEIGHTS",
+                    help="warm start: copy every parameter of this toy weights file whose path and shape match "
+                         "into the fresh model (params and EMA); the others keep their initialisation")
+    ap.add_argument("--no-local-mixing", action="store_true", help="build the model without the local mixing layer")
     ap.add_argument("--extend", action="store_true",
                     help="resume with a different --steps (the learning-rate schedule takes the new horizon)")
     return ap.parse_args(argv)
 
 
+def warm_start(state, path: str):
+    """``state`` with every parameter found (same path and shape) in the weights file ``path``
+    copied into both ``params`` and ``ema``; prints what was copied and what was not."""
+    tensors = load_file(path)
+    copied, fresh = [], []
+
+    def fill(p, v):
+        key = ".".join(str(k) for k in p)
+        if key in tensors and tensors[key].shape == tuple(v.shape):
+            copied.append(key)
+            return jnp.asarray(tensors[key], v.dtype)
+        fresh.append(key)
+        return v
+
+    params = nnx.from_flat_state([(p, v.replace(fill(p, v[...]))) for p, v in nnx.to_flat_state(state.params)])
+    unused = sorted(set(tensors) - set(copied))
+    print(f"warm start from {path}: {len(copied)} parameters copied, {len(set(fresh))} freshly initialised"
+          f" {sorted(set(fresh))[:8]}, {len(unused)} in the file unused {unused[:8]}", flush=True)
+    ema = jax.tree.map(jnp.copy, params)
+    return state._replace(params=params, ema=ema)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
-    model_cfg = ToyConfig(dim=args.dim, depth=args.depth, heads=args.heads, mlp_ratio=args.mlp_ratio)
+    model_cfg = ToyConfig(dim=args.dim, depth=args.depth, heads=args.heads, mlp_ratio=args.mlp_ratio,
+                          local_mixing=not args.no_local_mixing)
     train_cfg = TrainConfig(batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=args.warmup, total_steps=args.steps)
     settings = {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "seed": args.seed}
+    if args.init_from:
+        settings["init_from"] = {"path": os.path.abspath(args.init_from), "extra": read_toy_config(args.init_from)[1]}
     settings_path = os.path.join(args.workdir, "settings.json")
     if os.path.exists(settings_path):
         with open(settings_path) as f:
@@ -86,6 +118,8 @@ def main(argv=None) -> int:
         options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False),
     )
     start = manager.latest_step()
+    if start is None and args.init_from:
+        state = warm_start(state, args.init_from)
     if start is not None:
         state = manager.restore(start, args=ocp.args.StandardRestore(state))
         print(f"resumed from step {start}", flush=True)

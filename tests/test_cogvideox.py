@@ -309,7 +309,9 @@ def test_real_2b_config_parity_slow():
     fwd = jax.jit(lambda s, x, t, c: nnx.merge(graphdef, s)(x, t, c))
     o = fwd(state, jnp.asarray(x.numpy().transpose(0, 1, 3, 4, 2)), jnp.asarray(t.numpy()), jnp.asarray(text.numpy()))
     o = np.asarray(o).transpose(0, 1, 4, 2, 3)
-    assert np.abs(o - r).max() / np.abs(r).max() <= 1e-4
+    rel = np.abs(o - r).max() / np.abs(r).max()
+    print(f"real CogVideoX-2B config, 4x8x8 latent, 226 tokens: max|ours - diffusers| / max|diffusers| = {rel:.2e}")
+    assert rel <= 1e-4
 
 
 def test_generate_decodes_with_a_local_vae(tmp_path, capsys):

@@ -204,3 +204,41 @@ def test_eval_ddim_batch_is_the_ddim_sampler():
     ref = ddim.sample(den, sched, ChunkLayout(8, 8, 4), cond, key=jax.random.key(0), initial_noise=x_T, guidance_scale=3.0)
     ours = ddim_batch(defn, params, sched, x_T[None], cond.prompts, cond.uncond, 3.0)
     np.testing.assert_allclose(np.asarray(ours[0]), np.asarray(ref.latents), rtol=0, atol=1e-5)
+
+
+def test_depthwise_conv_matches_lax_grouped_convolution():
+    from syncos_jax.backbones.toy.model import DepthwiseConv3x3
+
+    conv = DepthwiseConv3x3(5, rngs=nnx.Rngs(0))
+    conv.bias[...] = jax.random.normal(jax.random.key(2), (5,))
+    x = jax.random.normal(jax.random.key(1), (2, 3, 6, 7, 5))  # [B, f, rows, cols, D]
+    ref = jax.lax.conv_general_dilated(
+        x.reshape(6, 6, 7, 5), conv.kernel[...][:, :, None, :], (1, 1), "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=5,
+    ).reshape(x.shape) + conv.bias[...]
+    np.testing.assert_allclose(np.asarray(conv(x)), np.asarray(ref), atol=1e-5, rtol=1e-5)
+
+
+def test_local_mixing_starts_as_identity_and_warm_starts_from_older_weights(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import train_toy
+
+    old_cfg = dataclasses.replace(TINY, local_mixing=False)
+    old = _randomised(old_cfg)
+    path = str(tmp_path / "old.safetensors")
+    save_toy_weights(path, old_cfg, nnx.state(old, nnx.Param), {"step": 3})
+    # a file written before the field existed has no 'local_mixing' in its config: it loads as False
+    from safetensors.numpy import load_file, save_file
+
+    legacy = {k: v for k, v in old_cfg.to_dict().items() if k != "local_mixing"}
+    save_file(load_file(path), str(tmp_path / "legacy.safetensors"), metadata={"config": json.dumps(legacy)})
+    assert read_toy_config(str(tmp_path / "legacy.safetensors"))[0] == old_cfg
+    # warm start: the new model (with the zero-initialised local layer) computes exactly the old function
+    graphdef, state = init_train_state(TINY, TrainConfig(), seed=5)
+    state = train_toy.warm_start(state, path)
+    new = nnx.merge(graphdef, state.params)
+    assert new.blocks[0].local is not None and old.blocks[0].local is None
+    x, tok = _inputs()
+    t = jnp.array([[10, 100, 200, 300, 400, 500, 600, 700], [999] * 8])
+    np.testing.assert_allclose(np.asarray(new(x, t, tok)), np.asarray(old(x, t, tok)), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(state.ema["patch_in"]["kernel"][...]), np.asarray(old.patch_in.kernel[...]))

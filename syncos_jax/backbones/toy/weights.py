@@ -53,7 +53,9 @@ def read_toy_config(path: str = DEFAULT_WEIGHTS) -> tuple[ToyConfig, dict]:
         meta = f.metadata() or {}
     if "config" not in meta:
         raise ValueError(f"{path!r} is not a toy model weights file (no 'config' in its metadata)")
-    return ToyConfig(**json.loads(meta["config"])), json.loads(meta.get("extra", "{}"))
+    fields = json.loads(meta["config"])
+    fields.setdefault("local_mixing", False)  # files written before the local mixing layer existed
+    return ToyConfig(**fields), json.loads(meta.get("extra", "{}"))
 
 
 def load_toy_model(path: str = DEFAULT_WEIGHTS) -> ToyVideoDiT:
