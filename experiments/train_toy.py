@@ -58,6 +58,7 @@ def parse_args(argv=None):
                     help="warm start: copy every parameter of this toy weights file whose path and shape match "
                          "into the fresh model (params and EMA); the others keep their initialisation")
     ap.add_argument("--no-local-mixing", action="store_true", help="build the model without the local mixing layer")
+    ap.add_argument("--no-temporal-rope", action="store_true", help="build the model without rotary frame embeddings")
     ap.add_argument("--extend", action="store_true",
                     help="resume with a different --steps (the learning-rate schedule takes the new horizon)")
     return ap.parse_args(argv)
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     model_cfg = ToyConfig(dim=args.dim, depth=args.depth, heads=args.heads, mlp_ratio=args.mlp_ratio,
-                          local_mixing=not args.no_local_mixing)
+                          local_mixing=not args.no_local_mixing, temporal_rope=not args.no_temporal_rope)
     train_cfg = TrainConfig(batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=args.warmup, total_steps=args.steps)
     settings = {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "seed": args.seed}
     if args.init_from:

@@ -242,3 +242,29 @@ def test_local_mixing_starts_as_identity_and_warm_starts_from_older_weights(tmp_
     t = jnp.array([[10, 100, 200, 300, 400, 500, 600, 700], [999] * 8])
     np.testing.assert_allclose(np.asarray(new(x, t, tok)), np.asarray(old(x, t, tok)), atol=1e-6)
     np.testing.assert_array_equal(np.asarray(state.ema["patch_in"]["kernel"][...]), np.asarray(old.patch_in.kernel[...]))
+
+
+def test_temporal_rope_is_relative_and_breaks_time_reversal():
+    from syncos_jax.backbones.toy.model import rope_angles, rotate
+
+    q = jax.random.normal(jax.random.key(0), (1, 8, 2, 6))
+    k = jax.random.normal(jax.random.key(1), (1, 8, 2, 6))
+    ang = rope_angles(8, 6)
+    rq, rk = rotate(q, ang), rotate(k, ang)
+    np.testing.assert_allclose(np.linalg.norm(rq, axis=-1), np.linalg.norm(q, axis=-1), rtol=1e-5)
+    # the same query and key vectors placed at positions (i, j) score as at (i + 3, j + 3)
+    same_q = jnp.broadcast_to(q[:, :1], q.shape)
+    same_k = jnp.broadcast_to(k[:, :1], k.shape)
+    s = jnp.einsum("bnhd,bmhd->bhnm", rotate(same_q, ang), rotate(same_k, ang))
+    np.testing.assert_allclose(np.asarray(s[..., 1, 4]), np.asarray(s[..., 4, 7]), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(np.asarray(s[..., 1, 4]), np.asarray(s[..., 4, 1]), atol=1e-3)
+    # without frame order a model cannot tell "moves left" from "moves right" played backwards
+    x, tok = _inputs()
+    t = jnp.array([500, 500])
+    for rope, asymmetric in ((False, False), (True, True)):
+        cfg = dataclasses.replace(TINY, temporal_rope=rope)
+        model = _randomised(cfg)
+        model.pos_time[...] = jnp.zeros_like(model.pos_time[...])
+        v = model(x, t, tok)
+        v_rev = model(x[:, ::-1], t, tok)[:, ::-1]
+        assert (float(jnp.abs(v - v_rev).max()) > 1e-3) == asymmetric

@@ -8,7 +8,8 @@
   layers with a padding mask) gives text states ``[B, L, D]`` and their masked mean.
 * Patches (``patch × patch``) become tokens with learned spatial and frame embeddings.
 * Each block: factorised attention — spatial (within a frame), then temporal (across frames, per
-  patch position) — a local mixing layer (a depthwise ``3×3`` convolution over each frame's
+  patch position, with rotary embeddings of the frame index on queries and keys, so the order of
+  frames — and with it the direction of motion — is visible in every layer) — a local mixing layer (a depthwise ``3×3`` convolution over each frame's
   ``rows × columns`` token grid, then a zero-initialised pointwise projection; it gives
   neighbouring patches a direct path so objects come out whole rather than as a mosaic of
   patches), cross-attention to the text states, and an MLP. Every sub-layer is modulated
@@ -53,6 +54,7 @@ class ToyConfig:
     text_depth: int = 1
     text_length: int = 16
     local_mixing: bool = True
+    temporal_rope: bool = True
     vocab_size: int = len(VOCABULARY)
     num_train_timesteps: int = 1000
 
@@ -87,8 +89,9 @@ class Attention(nnx.Module):
         self.kv = nnx.Linear(context_dim or dim, 2 * dim, rngs=rngs)
         self.out = nnx.Linear(dim, dim, rngs=rngs)
 
-    def __call__(self, x: Array, context: Array | None = None, mask: Array | None = None) -> Array:
-        # x: [..., N, D]; context: [..., M, D]; mask: broadcastable to [..., heads, N, M]
+    def __call__(self, x: Array, context: Array | None = None, mask: Array | None = None, rope: Array | None = None) -> Array:
+        # x: [..., N, D]; context: [..., M, D]; mask: broadcastable to [..., heads, N, M];
+        # rope: rotation angles [N, D/heads/2] applied to queries and keys (self-attention only)
         context = x if context is None else context
         *lead, n, d = x.shape
         m = context.shape[-2]
@@ -97,6 +100,8 @@ class Attention(nnx.Module):
         k, v = jnp.split(self.kv(context), 2, axis=-1)
         k = k.reshape(-1, m, h, d // h)
         v = v.reshape(-1, m, h, d // h)
+        if rope is not None:
+            q, k = rotate(q, rope), rotate(k, rope)
         out = jax.nn.dot_product_attention(q, k, v, mask=mask)
         return self.out(out.reshape(*lead, n, d))
 
@@ -124,6 +129,20 @@ class DepthwiseConv3x3(nnx.Module):
         return out
 
 
+def rope_angles(n: int, head_dim: int, theta: float = 100.0) -> Array:
+    """Rotary angles ``[n, head_dim/2]`` for positions ``0..n−1``: ``pos · θ^(−2i/head_dim)``."""
+    freqs = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+    return jnp.arange(n, dtype=jnp.float32)[:, None] * freqs
+
+
+def rotate(x: Array, angles: Array) -> Array:
+    """Rotary position embedding of ``x: [B, N, heads, head_dim]`` by ``angles: [N, head_dim/2]``
+    (the two halves of each head are the real and imaginary parts)."""
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    cos, sin = jnp.cos(angles)[:, None], jnp.sin(angles)[:, None]
+    return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x.dtype)
+
+
 def _modulate(x: Array, shift: Array, scale: Array) -> Array:
     return x * (1 + scale) + shift
 
@@ -141,6 +160,7 @@ class Block(nnx.Module):
         self.ada = nnx.Linear(d, 10 * d, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
         self.norm = nnx.LayerNorm(d, use_scale=False, use_bias=False, rngs=rngs)
         self.grid = cfg.image_size // cfg.patch
+        self.temporal_rope = cfg.temporal_rope
         if cfg.local_mixing:
             self.local = DepthwiseConv3x3(d, rngs=rngs)
             self.local_out = nnx.Linear(d, d, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
@@ -153,7 +173,8 @@ class Block(nnx.Module):
         m = jnp.split(self.ada(nnx.silu(c))[:, :, None], 10, axis=-1)  # each [B, f, 1, D]
         h = h + m[2] * self.spatial(_modulate(self.norm(h), m[0], m[1]))
         x = jnp.swapaxes(_modulate(self.norm(h), m[3], m[4]), 1, 2)  # [B, P, f, D]
-        h = h + m[5] * jnp.swapaxes(self.temporal(x), 1, 2)
+        rope = rope_angles(f, D // self.temporal.heads) if self.temporal_rope else None
+        h = h + m[5] * jnp.swapaxes(self.temporal(x, rope=rope), 1, 2)
         if self.local is not None:  # depthwise conv over each frame's [rows, cols] token grid
             y = self.norm(h).reshape(B, f, self.grid, self.grid, D)
             h = h + self.local_out(nnx.gelu(self.local(y))).reshape(B, f, P, D)

@@ -54,7 +54,8 @@ def read_toy_config(path: str = DEFAULT_WEIGHTS) -> tuple[ToyConfig, dict]:
     if "config" not in meta:
         raise ValueError(f"{path!r} is not a toy model weights file (no 'config' in its metadata)")
     fields = json.loads(meta["config"])
-    fields.setdefault("local_mixing", False)  # files written before the local mixing layer existed
+    fields.setdefault("local_mixing", False)  # files written before these options existed
+    fields.setdefault("temporal_rope", False)
     return ToyConfig(**fields), json.loads(meta.get("extra", "{}"))
 
 
