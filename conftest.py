@@ -11,9 +11,15 @@ import jax  # noqa: E402
 
 
 def pytest_configure(config):
-    cache_dir = config.cache.mkdir("jax_compilation_cache") if config.cache is not None else None
-    if cache_dir is not None:
-        jax.config.update("jax_compilation_cache_dir", str(cache_dir))
-        # Cache every compiled program, however small or quick to compile.
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    # pytest's cache directory when the cacheprovider plugin is on; the same place when it is off
+    # (``-p no:cacheprovider``), so the compilation cache is never silently dropped.
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        cache_dir = cache.mkdir("jax_compilation_cache")
+    else:
+        cache_dir = config.rootpath / ".pytest_cache" / "d" / "jax_compilation_cache"
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir))
+    # Cache every compiled program, however small or quick to compile.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
