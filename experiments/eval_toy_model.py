@@ -12,7 +12,8 @@ them with a background change), samples one 8-frame clip per caption with determ
   the first background and the last frame the second;
 * motion: :func:`~syncos_jax.metrics.motion_direction` of the centre track equals the caption's.
 
-Prints the accuracies (and those of real renders of the same captions, which must be 100 %) and
+Prints the accuracies (and those of real renders of the same captions, which must be 100 %), the
+confusion matrices of shape, motion and size (what was asked against what the probe read), and
 writes them to ``--json``. The batched DDIM loop here is the same computation as
 ``samplers.ddim`` on a one-chunk video (``tests/test_toy_model.py`` checks that).
 """
@@ -56,8 +57,12 @@ def ddim_batch(defn, params, schedule, x_T, tokens, null_tokens, guidance_scale)
     return jax.lax.fori_loop(0, schedule.num_steps, body, x_T)
 
 
+CONFUSED = {"shape": world.SHAPES, "motion": world.MOTION_NAMES, "size": world.SIZE_NAMES}
+
+
 def judge(text: str, frames: np.ndarray) -> dict:
-    """Per-factor correctness of one clip ``[F, H, W, 3]`` against its caption."""
+    """Per-factor correctness of one clip ``[F, H, W, 3]`` against its caption, and for shape,
+    motion and size the ``(asked, read)`` index pair (``read = −1``: no object found)."""
     c = world.parse_caption(text)
     r = metrics.probe_frames(frames)
 
@@ -66,18 +71,40 @@ def judge(text: str, frames: np.ndarray) -> dict:
         return -1 if v.size == 0 else int(np.bincount(v).argmax())
 
     bg = world.BACKGROUND_NAMES
+    shape, size, motion = majority(r.shape), majority(r.size), metrics.motion_direction(r.centre)
     if c.then is None:
         background = majority(r.background) == bg.index(c.background)
     else:
         background = r.background[0] == bg.index(c.background) and r.background[-1] == bg.index(c.then)
     return {
         "colour": majority(r.colour) == world.COLOUR_NAMES.index(c.colour),
-        "shape": majority(r.shape) == world.SHAPES.index(c.shape),
-        "size": majority(r.size) == world.SIZE_NAMES.index(c.size),
+        "shape": shape == world.SHAPES.index(c.shape),
+        "size": size == world.SIZE_NAMES.index(c.size),
         "background": bool(background),
-        "motion": metrics.motion_direction(r.centre) == world.MOTION_NAMES.index(c.motion),
+        "motion": motion == world.MOTION_NAMES.index(c.motion),
         "event": c.then is not None,
+        "pairs": {"shape": (world.SHAPES.index(c.shape), shape), "size": (world.SIZE_NAMES.index(c.size), size),
+                  "motion": (world.MOTION_NAMES.index(c.motion), motion)},
     }
+
+
+def confusion(judged: list[dict], factor: str) -> list[list[int]]:
+    """Counts ``[asked, read]`` for ``factor``; the last column counts clips where nothing was read."""
+    n = len(CONFUSED[factor])
+    m = np.zeros((n, n + 1), int)
+    for j in judged:
+        asked, read = j["pairs"][factor]
+        m[asked, read if read >= 0 else n] += 1
+    return m.tolist()
+
+
+def format_confusion(matrix: list[list[int]], names) -> str:
+    """A plain-text table: rows are what the caption asked for, columns what the probe read."""
+    cols = list(names) + ["none"]
+    width = max(len(c) for c in cols) + 2
+    lines = [" " * width + "".join(f"{c:>{width}}" for c in cols)]
+    lines += [f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row) for name, row in zip(names, matrix)]
+    return "\n".join(lines)
 
 
 def accuracies(judged: list[dict]) -> dict:
@@ -127,7 +154,9 @@ def main(argv=None) -> int:
         print(f"  sampled {min(i + args.batch, args.num)}/{args.num} clips ({time.time() - t0:.0f} s)", flush=True)
     clips = np.concatenate(clips)
     seconds = time.time() - t0
-    model_acc = accuracies([judge(t, c) for t, c in zip(texts, clips)])
+    judged = [judge(t, c) for t, c in zip(texts, clips)]
+    model_acc = accuracies(judged)
+    confusions = {k: confusion(judged, k) for k in CONFUSED}
     render_rng = np.random.default_rng(args.seed + 1)
     render_acc = accuracies([judge(t, world.render(world.track_from_caption(t, f, render_rng))) for t in texts])
 
@@ -139,10 +168,12 @@ def main(argv=None) -> int:
         bar = f"{BARS[k]:.0%}" if k in BARS else ""
         fmt = lambda v: "  n/a" if v is None else f"{v:.1%}"
         print(f"{k:<24}{fmt(m):>8}{fmt(r):>9}{bar:>7}")
+    for k, names in CONFUSED.items():
+        print(f"\n{k} (rows: asked for, columns: read by the probe)\n{format_confusion(confusions[k], names)}")
     passed = all(model_acc[k] >= v for k, v in BARS.items())
     print("quality bar:", "met" if passed else "NOT met")
     record = {"weights": args.weights, "training_step": backbone.info.get("step"), "num": args.num, "steps": args.steps,
-              "guidance": guidance, "seed": args.seed, "seconds": seconds, "model": model_acc, "renders": render_acc,
+              "guidance": guidance, "seed": args.seed, "seconds": seconds, "model": model_acc, "renders": render_acc, "confusion": confusions,
               "bars": BARS, "passed": passed}
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)

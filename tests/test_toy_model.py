@@ -206,6 +206,33 @@ def test_eval_ddim_batch_is_the_ddim_sampler():
     np.testing.assert_allclose(np.asarray(ours[0]), np.asarray(ref.latents), rtol=0, atol=1e-5)
 
 
+def test_eval_judge_and_confusion_on_renders_and_on_a_swapped_clip():
+    """On real renders every clip is judged right and the confusion matrices are diagonal; a clip
+    of another shape and direction lands in the off-diagonal cell it should."""
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    from eval_toy_model import confusion, format_confusion, judge
+
+    from syncos_jax.backbones.toy import world
+
+    rng = np.random.default_rng(0)
+    texts = ["a large red circle moves left on snow", "a small blue square moves up on grass",
+             "a large cyan triangle stays still on night"]
+    judged = [judge(t, world.render(world.track_from_caption(t, 8, rng))) for t in texts]
+    assert all(j[k] for j in judged for k in ("colour", "shape", "size", "background", "motion"))
+    shape = np.array(confusion(judged, "shape"))
+    assert shape.shape == (3, 4) and np.array_equal(shape[:, :3], np.eye(3, dtype=int)) and shape[:, 3].sum() == 0
+    # a square moving right, judged against a caption asking for a circle moving left
+    clip = world.render(world.track_from_caption("a large red square moves right on snow", 8, rng))
+    j = judge("a large red circle moves left on snow", clip)
+    assert not j["shape"] and not j["motion"] and j["colour"]
+    motion = np.array(confusion([j], "motion"))
+    left, right = world.MOTION_NAMES.index("left"), world.MOTION_NAMES.index("right")
+    assert motion[left, right] == 1 and motion.sum() == 1
+    assert np.array(confusion([j], "shape"))[world.SHAPES.index("circle"), world.SHAPES.index("square")] == 1
+    table = format_confusion(confusion(judged, "size"), world.SIZE_NAMES)
+    assert table.splitlines()[0].split() == ["small", "large", "none"]
+
+
 def test_depthwise_conv_matches_lax_grouped_convolution():
     from syncos_jax.backbones.toy.model import DepthwiseConv3x3
 
