@@ -59,6 +59,11 @@ def parse_args(argv=None):
                          "into the fresh model (params and EMA); the others keep their initialisation")
     ap.add_argument("--no-local-mixing", action="store_true", help="build the model without the local mixing layer")
     ap.add_argument("--no-temporal-rope", action="store_true", help="build the model without rotary frame embeddings")
+    ap.add_argument("--no-frame-conditioning", action="store_true",
+                    help="build the model without the frame-by-text adaLN conditioning")
+    ap.add_argument("--high-noise-fraction", type=float, default=TrainConfig.high_noise_fraction,
+                    help="fraction of clips whose time is drawn from [--high-noise-min, T)")
+    ap.add_argument("--high-noise-min", type=int, default=TrainConfig.high_noise_min)
     ap.add_argument("--extend", action="store_true",
                     help="resume with a different --steps (the learning-rate schedule takes the new horizon)")
     return ap.parse_args(argv)
@@ -90,8 +95,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     model_cfg = ToyConfig(dim=args.dim, depth=args.depth, heads=args.heads, mlp_ratio=args.mlp_ratio,
-                          local_mixing=not args.no_local_mixing, temporal_rope=not args.no_temporal_rope)
-    train_cfg = TrainConfig(batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=args.warmup, total_steps=args.steps)
+                          local_mixing=not args.no_local_mixing, temporal_rope=not args.no_temporal_rope,
+                          frame_conditioning=not args.no_frame_conditioning)
+    train_cfg = TrainConfig(batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=args.warmup, total_steps=args.steps,
+                            high_noise_fraction=args.high_noise_fraction, high_noise_min=args.high_noise_min)
     settings = {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "seed": args.seed}
     if args.init_from:
         settings["init_from"] = {"path": os.path.abspath(args.init_from), "extra": read_toy_config(args.init_from)[1]}

@@ -143,6 +143,51 @@ def test_training_times_mix_scalar_and_ramps():
     assert (np.diff(t[~const], axis=1) >= 0).all()
 
 
+def test_training_times_high_noise_fraction():
+    T = 1000
+    t = np.asarray(sample_times(jax.random.key(1), 4000, 8, T, 0.0, high_noise_fraction=1.0, high_noise_min=500))
+    assert t.min() >= 500 and t.max() <= 999 and (t == t[:, :1]).all()
+    t = np.asarray(sample_times(jax.random.key(2), 4000, 8, T, 0.0, high_noise_fraction=0.5, high_noise_min=500))[:, 0]
+    # half of the clips uniform on [0, T), half on [500, T): P(t >= 500) = 0.75
+    assert abs((t >= 500).mean() - 0.75) < 0.03 and t.min() < 100
+    default = np.asarray(sample_times(jax.random.key(2), 4000, 8, T, 0.0))[:, 0]
+    assert abs((default >= 500).mean() - 0.5) < 0.03
+    with pytest.raises(ValueError, match=r"high_noise_min must be in \[0, 1000\), got 1000"):
+        sample_times(jax.random.key(0), 4, 8, T, 0.0, high_noise_fraction=0.5, high_noise_min=1000)
+
+
+def test_frame_conditioning_starts_as_noop_and_breaks_time_reversal():
+    """The frame-by-text adaLN term is zero at initialisation (the model computes what it would
+    without it), and once trained it tells frames apart even with one time for the clip and no
+    other frame-order signal (no frame embedding, no rotary embedding)."""
+    x, tok = _inputs()
+    t = jnp.array([500, 500])
+    plain_cfg = dataclasses.replace(TINY, frame_conditioning=False, temporal_rope=False)
+    plain = _randomised(plain_cfg)
+    fresh = ToyVideoDiT(dataclasses.replace(plain_cfg, frame_conditioning=True), rngs=nnx.Rngs(3))
+    assert float(jnp.abs(fresh.frame_out.kernel[...]).max()) == 0.0
+    graphdef, state = nnx.split(fresh)
+    plain_state = dict(nnx.to_flat_state(nnx.state(plain)))
+    merged = nnx.merge(graphdef, nnx.from_flat_state([(p, plain_state.get(p, v)) for p, v in nnx.to_flat_state(state)]))
+    np.testing.assert_array_equal(np.asarray(merged(x, t, tok)), np.asarray(plain(x, t, tok)))
+    for frame_conditioning, asymmetric in ((False, False), (True, True)):
+        model = _randomised(dataclasses.replace(plain_cfg, frame_conditioning=frame_conditioning))
+        model.pos_time[...] = jnp.zeros_like(model.pos_time[...])
+        v = model(x, t, tok)
+        v_rev = model(x[:, ::-1], t, tok)[:, ::-1]
+        assert (float(jnp.abs(v - v_rev).max()) > 1e-3) == asymmetric
+    # weights files written before the option existed load without it
+    path_cfg = {k: v for k, v in plain_cfg.to_dict().items() if k != "frame_conditioning"}
+    assert ToyConfig(**path_cfg).frame_conditioning  # the default for new models
+    from safetensors.numpy import save_file
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        legacy = os.path.join(d, "legacy.safetensors")
+        save_file({"x": np.zeros(1, np.float32)}, legacy, metadata={"config": json.dumps(path_cfg)})
+        assert read_toy_config(legacy)[0] == plain_cfg
+
+
 def test_train_step_reduces_the_loss_on_a_fixed_batch():
     tc = TrainConfig(batch_size=4, learning_rate=3e-3, warmup_steps=1, total_steps=30)
     graphdef, state = init_train_state(TINY, tc, seed=0)
@@ -289,7 +334,7 @@ def test_temporal_rope_is_relative_and_breaks_time_reversal():
     x, tok = _inputs()
     t = jnp.array([500, 500])
     for rope, asymmetric in ((False, False), (True, True)):
-        cfg = dataclasses.replace(TINY, temporal_rope=rope)
+        cfg = dataclasses.replace(TINY, temporal_rope=rope, frame_conditioning=False)
         model = _randomised(cfg)
         model.pos_time[...] = jnp.zeros_like(model.pos_time[...])
         v = model(x, t, tok)

@@ -14,7 +14,11 @@
   neighbouring patches a direct path so objects come out whole rather than as a mosaic of
   patches), cross-attention to the text states, and an MLP. Every sub-layer is modulated
   by adaLN (shift, scale, gate) from a **per-frame** conditioning vector: the sinusoidal embedding
-  of that frame's time plus the pooled text. Per-frame times are what FIFO-Diffusion needs.
+  of that frame's time, plus the pooled text, plus (``frame_conditioning``) a frame-by-text term
+  ``W_o·silu(W_t·pooled + e_k)`` for frame index ``k``. Per-frame times are what FIFO-Diffusion
+  needs; the frame-by-text term lets a caption change the modulation from frame to frame (with one
+  time for the clip, time and pooled text alone give every frame the same modulation), which is
+  the direct path from "moves left" to where the object is in each frame.
 * The output projection is zero-initialised (the model starts as ``v = 0``); the prediction type
   is ``v_prediction`` on the CogVideoX-style zero-terminal-SNR schedule
   (:func:`syncos_jax.schedules.cogvideox_2b`).
@@ -55,6 +59,7 @@ class ToyConfig:
     text_length: int = 16
     local_mixing: bool = True
     temporal_rope: bool = True
+    frame_conditioning: bool = True
     vocab_size: int = len(VOCABULARY)
     num_train_timesteps: int = 1000
 
@@ -227,6 +232,12 @@ class ToyVideoDiT(nnx.Module):
         self.time_in = nnx.Linear(d, d, rngs=rngs)
         self.time_out = nnx.Linear(d, d, rngs=rngs)
         self.text = TextEncoder(cfg, rngs=rngs)
+        if cfg.frame_conditioning:  # frame-by-text conditioning; zero output: starts as a no-op
+            self.frame_table = nnx.Param(jax.random.normal(rngs.params(), (cfg.frames, d)))
+            self.frame_text = nnx.Linear(d, d, rngs=rngs)
+            self.frame_out = nnx.Linear(d, d, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+        else:
+            self.frame_table = self.frame_text = self.frame_out = None
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.depth)])
         self.final_ada = nnx.Linear(d, 2 * d, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
         self.final_norm = nnx.LayerNorm(d, use_scale=False, use_bias=False, rngs=rngs)
@@ -262,6 +273,8 @@ class ToyVideoDiT(nnx.Module):
         text, pooled, mask = self.text(tokens)
         temb = self.time_out(nnx.silu(self.time_in(timestep_embedding(t, cfg.dim))))
         c = temb + pooled[:, None]  # [B, f, D]
+        if self.frame_out is not None:
+            c = c + self.frame_out(nnx.silu(self.frame_text(pooled)[:, None] + self.frame_table[...][:f]))
         h = self.patch_in(self.patchify(x)) + self.pos_space[...] + self.pos_time[...][:f, None]
         for blk in self.blocks:
             h = blk(h, c, text, mask)

@@ -2,7 +2,10 @@
 
 The loss is the mean squared error of the predicted velocity ``v = α_t·ε − σ_t·x_0`` on the
 training table of :func:`syncos_jax.schedules.cogvideox_2b` (zero terminal SNR), with times drawn
-uniformly from ``{0, …, T − 1}``. A fraction of the batch (``per_frame_fraction``) gets per-frame
+uniformly from ``{0, …, T − 1}``, except that a fraction ``high_noise_fraction`` of the clips draws
+its time from ``{high_noise_min, …, T − 1}``: the noise levels where the layout — where the object
+is in each frame, hence its motion, and its shape — is decided from the caption alone, and where
+the caption's signal in the loss is weakest against the irreducible error. A fraction of the batch (``per_frame_fraction``) gets per-frame
 times — a random ramp across the clip, as a FIFO-Diffusion queue presents — so the per-frame
 adaLN path is trained; a fraction of captions (``uncond_fraction``) is replaced by the empty text
 for classifier-free guidance.
@@ -47,6 +50,8 @@ class TrainConfig:
     uncond_fraction: float = 0.1
     per_frame_fraction: float = 0.2
     event_probability: float = 0.2
+    high_noise_fraction: float = 0.3
+    high_noise_min: int = 500
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -90,12 +95,18 @@ def ema_decay(step: Array, decay: float) -> Array:
     return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
-def sample_times(key: Array, batch: int, frames: int, num_train_timesteps: int, per_frame_fraction: float) -> Array:
-    """Training times ``[B, f]`` int32: one uniform time per clip, or for ``per_frame_fraction``
-    of the clips a random increasing ramp across frames (as in a FIFO queue)."""
-    k1, k2, k3, k4 = jax.random.split(key, 4)
+def sample_times(key: Array, batch: int, frames: int, num_train_timesteps: int, per_frame_fraction: float,
+                 high_noise_fraction: float = 0.0, high_noise_min: int = 0) -> Array:
+    """Training times ``[B, f]`` int32: one time per clip — uniform on ``{0, …, T − 1}``, or for
+    ``high_noise_fraction`` of the clips uniform on ``{high_noise_min, …, T − 1}`` — or for
+    ``per_frame_fraction`` of the clips a random increasing ramp across frames (as in a FIFO queue)."""
+    k1, k2, k3, k4, k5, k6 = jax.random.split(key, 6)
     T = num_train_timesteps
-    scalar = jax.random.randint(k1, (batch, 1), 0, T)
+    if not 0 <= high_noise_min < T:
+        raise ValueError(f"high_noise_min must be in [0, {T}), got {high_noise_min}")
+    uniform = jax.random.randint(k1, (batch, 1), 0, T)
+    high = jax.random.randint(k5, (batch, 1), high_noise_min, T)
+    scalar = jnp.where(jax.random.uniform(k6, (batch, 1)) < high_noise_fraction, high, uniform)
     lo = jax.random.uniform(k2, (batch, 1), maxval=T)
     span = jax.random.uniform(k3, (batch, 1), maxval=T - lo)
     ramp = lo + span * jnp.linspace(0.0, 1.0, frames)[None]
@@ -104,11 +115,13 @@ def sample_times(key: Array, batch: int, frames: int, num_train_timesteps: int, 
     return jnp.clip(t, 0, T - 1).astype(jnp.int32)
 
 
-def v_loss(model: ToyVideoDiT, schedule: Schedule, clips: Array, tokens: Array, key: Array, per_frame_fraction: float) -> Array:
-    """Mean squared error of the predicted velocity; ``clips: [B, f, H, W, C]``, ``tokens: [B, L]``."""
+def v_loss(model: ToyVideoDiT, schedule: Schedule, clips: Array, tokens: Array, key: Array, per_frame_fraction: float,
+           high_noise_fraction: float = 0.0, high_noise_min: int = 0) -> Array:
+    """Mean squared error of the predicted velocity; ``clips: [B, f, H, W, C]``, ``tokens: [B, L]``.
+    Times as :func:`sample_times` draws them."""
     B, f = clips.shape[:2]
     kt, ke = jax.random.split(key)
-    t = sample_times(kt, B, f, schedule.num_train_timesteps, per_frame_fraction)
+    t = sample_times(kt, B, f, schedule.num_train_timesteps, per_frame_fraction, high_noise_fraction, high_noise_min)
     alpha = append_dims(schedule.train_alphas[t], clips.ndim)
     sigma = append_dims(schedule.train_sigmas[t], clips.ndim)
     eps = jax.random.normal(ke, clips.shape, clips.dtype)
@@ -123,7 +136,8 @@ def train_step(graphdef, train_cfg: TrainConfig, state: TrainState, clips: Array
     schedule = cogvideox_2b()
 
     def loss_fn(params):
-        return v_loss(nnx.merge(graphdef, params), schedule, clips, tokens, key, train_cfg.per_frame_fraction)
+        return v_loss(nnx.merge(graphdef, params), schedule, clips, tokens, key, train_cfg.per_frame_fraction,
+                      train_cfg.high_noise_fraction, train_cfg.high_noise_min)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = make_optimizer(train_cfg).update(grads, state.opt_state, state.params)
