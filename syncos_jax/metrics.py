@@ -14,9 +14,12 @@ How a frame is read:
    4-connected component is kept (a night sky's stars are isolated pixels);
 3. colour: the nearest palette entry to the component's median colour;
 4. centre and size: from the component's bounding box (half-width ``< 5.5`` px is small);
-5. shape: a triangle has far more pixels below its box's middle row than above it (asymmetry
-   ≈ 0.5 against ≈ 0); of the symmetric shapes, a square fills the four 2×2 corners of its bounding box (all of
-   them, against at most a quarter for a circle).
+5. shape: the nearest template — the renderer's own masks of every shape, at the read size,
+   centred within ±2 px (in ½ px steps) of the component's box centre — by intersection over
+   union. On a render the right template overlaps exactly or within a pixel row; the nearest wrong
+   one reaches at most about 0.8 (a circle inside its square). Template matching reads ragged
+   generated objects by their overall form; a reading from a few boundary pixels (such as whether
+   the box's corners are filled) flips on one stray pixel.
 """
 
 from __future__ import annotations
@@ -34,8 +37,7 @@ OBJECT_THRESHOLD = 0.3  # colour distance in [0, 1] RGB units
 _BG = np.array(list(world.BACKGROUNDS.values()))
 _COL = np.array(list(world.COLOURS.values()))
 _SIZE_SPLIT = 0.5 * (world.SIZES["small"] + world.SIZES["large"])
-_TRIANGLE_ASYMMETRY = 0.25  # (lower-half − upper-half pixels) / area: ≈ 0.5 for the triangle, ≈ 0 otherwise
-_SQUARE_CORNERS = 0.6  # filled fraction of the box's four 2×2 corners: 1 for the square, ≤ 0.25 for the circle
+_TEMPLATE_OFFSETS = np.arange(-2.0, 2.01, 0.5)  # template centres searched around the box centre (px)
 
 
 class FrameReadings(NamedTuple):
@@ -62,6 +64,22 @@ def _nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return np.argmin(((colours[..., None, :] - palette) ** 2).sum(-1), axis=-1)
 
 
+def _nearest_shape(mask: np.ndarray, centre, half_width: float) -> int:
+    """The index into ``world.SHAPES`` of the template (at ``half_width``, centred within
+    :data:`_TEMPLATE_OFFSETS` of ``centre``) with the highest intersection over union with
+    ``mask: [H, W]`` bool."""
+    ox, oy = np.meshgrid(_TEMPLATE_OFFSETS, _TEMPLATE_OFFSETS)
+    cx = (centre[0] + ox.ravel())[:, None, None]  # [K, 1, 1]: shape_mask broadcasts over centres
+    cy = (centre[1] + oy.ravel())[:, None, None]
+    best = []
+    for shape in world.SHAPES:
+        t = world.shape_mask(shape, (cx, cy), half_width, mask.shape[0])  # [K, H, W]
+        inter = (t & mask).sum((1, 2))
+        union = (t | mask).sum((1, 2))
+        best.append((inter / np.maximum(union, 1)).max())
+    return int(np.argmax(best))
+
+
 def _read_frame(img: np.ndarray):
     """``img: [H, W, 3]`` in ``[0, 1]`` → (background, found, colour, shape, size, centre, area)."""
     bg_colour = np.median(img.reshape(-1, 3), axis=0)
@@ -76,12 +94,8 @@ def _read_frame(img: np.ndarray):
     ys, xs = np.nonzero(mask)
     cx, cy = 0.5 * (xs.min() + xs.max()) + 0.5, 0.5 * (ys.min() + ys.max()) + 0.5
     half = 0.5 * max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
-    box = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    corners = np.mean([box[:2, :2].mean(), box[:2, -2:].mean(), box[-2:, :2].mean(), box[-2:, -2:].mean()])
-    mid = 0.5 * (ys.min() + ys.max())
-    asym = (np.sum(ys > mid) - np.sum(ys < mid)) / mask.sum()
-    shape = 2 if asym > _TRIANGLE_ASYMMETRY else (1 if corners > _SQUARE_CORNERS else 0)
     size = int(half > _SIZE_SPLIT)
+    shape = _nearest_shape(mask, (cx, cy), world.SIZES[world.SIZE_NAMES[size]])
     return background, True, colour, shape, size, (cx, cy), int(mask.sum())
 
 

@@ -147,6 +147,9 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 def shape_mask(shape: str, centre, half_width: float, size: int = IMAGE_SIZE) -> np.ndarray:
     """The pixels (centres) inside a shape: ``[size, size]`` bool.
 
+    ``centre`` is ``(x, y)``; its entries may be arrays of shape ``[K, 1, 1]``, giving ``K`` masks
+    ``[K, size, size]`` at once.
+
     A circle of radius ``half_width``; an axis-aligned square of half side ``half_width``; an
     upward triangle with base ``2·half_width`` and height ``2·half_width`` whose bounding box is
     centred on ``centre``.
