@@ -156,7 +156,7 @@ def test_training_times_high_noise_fraction():
         sample_times(jax.random.key(0), 4, 8, T, 0.0, high_noise_fraction=0.5, high_noise_min=1000)
 
 
-def test_frame_conditioning_starts_as_noop_and_breaks_time_reversal():
+def test_frame_conditioning_starts_as_noop_and_breaks_time_reversal(tmp_path):
     """The frame-by-text adaLN term is zero at initialisation (the model computes what it would
     without it), and once trained it tells frames apart even with one time for the clip and no
     other frame-order signal (no frame embedding, no rotary embedding)."""
@@ -180,12 +180,10 @@ def test_frame_conditioning_starts_as_noop_and_breaks_time_reversal():
     path_cfg = {k: v for k, v in plain_cfg.to_dict().items() if k != "frame_conditioning"}
     assert ToyConfig(**path_cfg).frame_conditioning  # the default for new models
     from safetensors.numpy import save_file
-    import tempfile
 
-    with tempfile.TemporaryDirectory() as d:
-        legacy = os.path.join(d, "legacy.safetensors")
-        save_file({"x": np.zeros(1, np.float32)}, legacy, metadata={"config": json.dumps(path_cfg)})
-        assert read_toy_config(legacy)[0] == plain_cfg
+    legacy = str(tmp_path / "legacy.safetensors")
+    save_file({"x": np.zeros(1, np.float32)}, legacy, metadata={"config": json.dumps(path_cfg)})
+    assert read_toy_config(legacy)[0] == plain_cfg
 
 
 def test_train_step_reduces_the_loss_on_a_fixed_batch():

@@ -5,7 +5,8 @@ training table of :func:`syncos_jax.schedules.cogvideox_2b` (zero terminal SNR),
 uniformly from ``{0, …, T − 1}``, except that a fraction ``high_noise_fraction`` of the clips draws
 its time from ``{high_noise_min, …, T − 1}``: the noise levels where the layout — where the object
 is in each frame, hence its motion, and its shape — is decided from the caption alone, and where
-the caption's signal in the loss is weakest against the irreducible error. A fraction of the batch (``per_frame_fraction``) gets per-frame
+the caption's signal in the loss is weakest against the irreducible error. A fraction of the
+batch (``per_frame_fraction``) gets per-frame
 times — a random ramp across the clip, as a FIFO-Diffusion queue presents — so the per-frame
 adaLN path is trained; a fraction of captions (``uncond_fraction``) is replaced by the empty text
 for classifier-free guidance.
