@@ -61,6 +61,8 @@ def parse_args(argv=None):
     ap.add_argument("--no-temporal-rope", action="store_true", help="build the model without rotary frame embeddings")
     ap.add_argument("--no-frame-conditioning", action="store_true",
                     help="build the model without the frame-by-text adaLN conditioning")
+    ap.add_argument("--no-word-frame-conditioning", action="store_true",
+                    help="build the model without the per-word, per-frame adaLN table")
     ap.add_argument("--high-noise-fraction", type=float, default=TrainConfig.high_noise_fraction,
                     help="fraction of clips whose time is drawn from [--high-noise-min, T)")
     ap.add_argument("--high-noise-min", type=int, default=TrainConfig.high_noise_min)
@@ -96,7 +98,8 @@ def main(argv=None) -> int:
     os.makedirs(args.workdir, exist_ok=True)
     model_cfg = ToyConfig(dim=args.dim, depth=args.depth, heads=args.heads, mlp_ratio=args.mlp_ratio,
                           local_mixing=not args.no_local_mixing, temporal_rope=not args.no_temporal_rope,
-                          frame_conditioning=not args.no_frame_conditioning)
+                          frame_conditioning=not args.no_frame_conditioning,
+                          word_frame_conditioning=not args.no_word_frame_conditioning)
     train_cfg = TrainConfig(batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=args.warmup, total_steps=args.steps,
                             high_noise_fraction=args.high_noise_fraction, high_noise_min=args.high_noise_min)
     settings = {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "seed": args.seed}

@@ -162,7 +162,7 @@ def test_frame_conditioning_starts_as_noop_and_breaks_time_reversal(tmp_path):
     other frame-order signal (no frame embedding, no rotary embedding)."""
     x, tok = _inputs()
     t = jnp.array([500, 500])
-    plain_cfg = dataclasses.replace(TINY, frame_conditioning=False, temporal_rope=False)
+    plain_cfg = dataclasses.replace(TINY, frame_conditioning=False, temporal_rope=False, word_frame_conditioning=False)
     plain = _randomised(plain_cfg)
     fresh = ToyVideoDiT(dataclasses.replace(plain_cfg, frame_conditioning=True), rngs=nnx.Rngs(3))
     assert float(jnp.abs(fresh.frame_out.kernel[...]).max()) == 0.0
@@ -177,13 +177,52 @@ def test_frame_conditioning_starts_as_noop_and_breaks_time_reversal(tmp_path):
         v_rev = model(x[:, ::-1], t, tok)[:, ::-1]
         assert (float(jnp.abs(v - v_rev).max()) > 1e-3) == asymmetric
     # weights files written before the option existed load without it
-    path_cfg = {k: v for k, v in plain_cfg.to_dict().items() if k != "frame_conditioning"}
-    assert ToyConfig(**path_cfg).frame_conditioning  # the default for new models
+    path_cfg = {k: v for k, v in plain_cfg.to_dict().items() if k not in ("frame_conditioning", "word_frame_conditioning")}
+    assert ToyConfig(**path_cfg).frame_conditioning and ToyConfig(**path_cfg).word_frame_conditioning  # new defaults
     from safetensors.numpy import save_file
 
     legacy = str(tmp_path / "legacy.safetensors")
     save_file({"x": np.zeros(1, np.float32)}, legacy, metadata={"config": json.dumps(path_cfg)})
     assert read_toy_config(legacy)[0] == plain_cfg
+
+
+def test_word_tables_start_as_noop_ignore_padding_and_tell_frames_apart():
+    """The per-word, per-frame tables (adaLN ``word_frame`` and input ``word_layout``) are zero at
+    initialisation (the model computes what it would without them); padding rows and the rows of
+    words not in the caption never contribute; once trained, each on its own gives a caption a
+    different effect in each frame, so with no other frame-order signal (no frame embedding, no
+    rotary embedding, no frame-by-text term) the model tells the frames apart."""
+    from syncos_jax.backbones.toy.tokenizer import PAD
+
+    x, tok = _inputs()
+    t = jnp.array([500, 500])
+    plain_cfg = dataclasses.replace(TINY, frame_conditioning=False, temporal_rope=False, word_frame_conditioning=False)
+    plain = _randomised(plain_cfg)
+    table_cfg = dataclasses.replace(plain_cfg, word_frame_conditioning=True)
+    fresh = ToyVideoDiT(table_cfg, rngs=nnx.Rngs(3))
+    for table in (fresh.word_frame, fresh.word_layout):
+        assert table[...].shape == (table_cfg.vocab_size, table_cfg.frames, table_cfg.dim)
+        assert float(jnp.abs(table[...]).max()) == 0.0
+    graphdef, state = nnx.split(fresh)
+    plain_state = dict(nnx.to_flat_state(nnx.state(plain)))
+    merged = nnx.merge(graphdef, nnx.from_flat_state([(p, plain_state.get(p, v)) for p, v in nnx.to_flat_state(state)]))
+    np.testing.assert_array_equal(np.asarray(merged(x, t, tok)), np.asarray(plain(x, t, tok)))
+
+    up = Tokenizer(16).vocabulary.index("up")  # in neither caption
+    for name in ("word_frame", "word_layout"):
+        model = _randomised(table_cfg)
+        model.pos_time[...] = jnp.zeros_like(model.pos_time[...])
+        other = "word_layout" if name == "word_frame" else "word_frame"
+        getattr(model, other)[...] = jnp.zeros_like(getattr(model, other)[...])
+        v = model(x, t, tok)
+        v_rev = model(x[:, ::-1], t, tok)[:, ::-1]
+        assert float(jnp.abs(v - v_rev).max()) > 1e-3, name
+        table = getattr(model, name)
+        table[...] = table[...].at[PAD].set(100.0).at[up].add(5.0)
+        np.testing.assert_array_equal(np.asarray(model(x, t, tok)), np.asarray(v))
+        table[...] = jnp.zeros_like(table[...])  # without it, the model is symmetric in time again
+        v = model(x, t, tok)
+        np.testing.assert_allclose(np.asarray(model(x[:, ::-1], t, tok)[:, ::-1]), np.asarray(v), atol=1e-5)
 
 
 def test_train_step_reduces_the_loss_on_a_fixed_batch():
@@ -332,9 +371,28 @@ def test_temporal_rope_is_relative_and_breaks_time_reversal():
     x, tok = _inputs()
     t = jnp.array([500, 500])
     for rope, asymmetric in ((False, False), (True, True)):
-        cfg = dataclasses.replace(TINY, temporal_rope=rope, frame_conditioning=False)
+        cfg = dataclasses.replace(TINY, temporal_rope=rope, frame_conditioning=False, word_frame_conditioning=False)
         model = _randomised(cfg)
         model.pos_time[...] = jnp.zeros_like(model.pos_time[...])
         v = model(x, t, tok)
         v_rev = model(x[:, ::-1], t, tok)[:, ::-1]
         assert (float(jnp.abs(v - v_rev).max()) > 1e-3) == asymmetric
+
+
+def test_caption_effect_against_an_oracle_model():
+    """experiments/caption_sensitivity.py: a model that returns the conditional means exactly has
+    correlation 1 and the oracle's rms; one that ignores the word has rms 0."""
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    from caption_sensitivity import caption_effect, conditional_mean
+
+    a = conditional_mean("a small red circle moves left on snow", 20, 0)
+    b = conditional_mean("a small red circle moves right on snow", 20, 1)
+    assert a.shape == (8, 32, 32, 3) and np.abs(a - b).max() > 0.5
+    eps = np.random.default_rng(0).normal(size=a.shape)
+    exact = caption_effect(lambda x: np.stack([a, b]), a, b, 0.0, 1.0, eps)
+    assert exact["corr"] == pytest.approx(1.0, abs=1e-9)
+    assert exact["model_rms"] == pytest.approx(exact["oracle_rms"]) and exact["oracle_rms"] > 0.05
+    blind = caption_effect(lambda x: x * 0.3, a, b, 0.5, 0.8, eps)  # same input for both: no difference
+    assert blind["model_rms"] == 0.0 and blind["corr"] == 0.0
+    reversed_ = caption_effect(lambda x: np.stack([b, a]), a, b, 0.0, 1.0, eps)
+    assert reversed_["corr"] == pytest.approx(-1.0, abs=1e-9)

@@ -57,6 +57,7 @@ def read_toy_config(path: str = DEFAULT_WEIGHTS) -> tuple[ToyConfig, dict]:
     fields.setdefault("local_mixing", False)  # files written before these options existed
     fields.setdefault("temporal_rope", False)
     fields.setdefault("frame_conditioning", False)
+    fields.setdefault("word_frame_conditioning", False)
     return ToyConfig(**fields), json.loads(meta.get("extra", "{}"))
 
 
