@@ -13,6 +13,14 @@ from syncos_jax.chunking import ChunkLayout, assign_prompts, chunk_weights, fuse
 WEIGHTS = ["uniform", "triangular", "gaussian"]
 
 
+# The property tests draw a new layout (new shapes) per example: they call these compiled forms, one
+# program per example, where eagerly each of take/fuse's few ops would compile on its own. The eager
+# path is exercised by the fixed-layout tests below.
+_take = jax.jit(take, static_argnums=0)
+_fuse = jax.jit(fuse, static_argnums=(0, 2))
+_fuse_subset = jax.jit(fuse_subset, static_argnums=(0, 3))
+
+
 @st.composite
 def layouts(draw):
     f = draw(st.integers(1, 9))
@@ -21,8 +29,14 @@ def layouts(draw):
     return ChunkLayout(F, f, stride)
 
 
+def _normal(shape, seed):
+    """A float32 device array of N(0, 1) draws. Drawn with numpy: every hypothesis example has new
+    shapes, and each eager ``jax.random.normal`` (or arithmetic) of a new shape compiles a program."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
+
+
 def _video(layout, seed=0, trailing=(2, 3)):
-    return jax.random.normal(jax.random.key(seed), (layout.num_frames,) + trailing)
+    return _normal((layout.num_frames,) + trailing, seed)
 
 
 def _loop_fuse(layout, chunks, weights):
@@ -53,26 +67,25 @@ def test_layout_invariants(layout):
 @given(layouts(), st.sampled_from(WEIGHTS))
 def test_fuse_take_is_identity(layout, weights):
     x = _video(layout)
-    np.testing.assert_allclose(fuse(layout, take(layout, x), weights), x, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_fuse(layout, _take(layout, x), weights), x, rtol=1e-5, atol=1e-6)
 
 
 @settings(max_examples=40, deadline=None)
 @given(layouts(), st.sampled_from(WEIGHTS), st.floats(-3, 3), st.floats(-3, 3))
 def test_fuse_is_linear_and_matches_loop(layout, weights, a, b):
     shape = (layout.num_chunks, layout.chunk_frames, 2, 3)
-    y1 = jax.random.normal(jax.random.key(1), shape)
-    y2 = jax.random.normal(jax.random.key(2), shape)
-    lhs = fuse(layout, a * y1 + b * y2, weights)
-    rhs = a * fuse(layout, y1, weights) + b * fuse(layout, y2, weights)
+    y1, y2 = _normal(shape, 1), _normal(shape, 2)
+    lhs = _fuse(layout, jnp.asarray(a * np.asarray(y1) + b * np.asarray(y2)), weights)
+    rhs = a * np.asarray(_fuse(layout, y1, weights)) + b * np.asarray(_fuse(layout, y2, weights))
     np.testing.assert_allclose(lhs, rhs, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(fuse(layout, y1, weights), _loop_fuse(layout, y1, weights), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_fuse(layout, y1, weights), _loop_fuse(layout, y1, weights), rtol=1e-5, atol=1e-6)
 
 
 @settings(max_examples=40, deadline=None)
 @given(layouts(), st.sampled_from(WEIGHTS), st.floats(-10, 10))
 def test_fuse_of_equal_chunks_is_that_constant(layout, weights, c):
-    chunks = jnp.full((layout.num_chunks, layout.chunk_frames, 2), c, jnp.float32)
-    np.testing.assert_allclose(fuse(layout, chunks, weights), np.full((layout.num_frames, 2), c), rtol=1e-6, atol=1e-6)
+    chunks = jnp.asarray(np.full((layout.num_chunks, layout.chunk_frames, 2), c, np.float32))
+    np.testing.assert_allclose(_fuse(layout, chunks, weights), np.full((layout.num_frames, 2), c), rtol=1e-6, atol=1e-6)
 
 
 @settings(max_examples=40, deadline=None)
@@ -80,8 +93,8 @@ def test_fuse_of_equal_chunks_is_that_constant(layout, weights, c):
 def test_fuse_subset_uncovered_frames_are_zero(layout, weights, data):
     B = data.draw(st.integers(1, layout.num_chunks))
     ids = np.asarray(data.draw(st.permutations(range(layout.num_chunks)))[:B], np.int32)
-    chunks = jax.random.normal(jax.random.key(3), (B, layout.chunk_frames, 2))
-    out = np.asarray(fuse_subset(layout, chunks, jnp.asarray(ids), weights))
+    chunks = _normal((B, layout.chunk_frames, 2), 3)
+    out = np.asarray(_fuse_subset(layout, chunks, jnp.asarray(ids), weights))
     covered = np.zeros(layout.num_frames, bool)
     covered[layout.index[ids].ravel()] = True
     assert np.all(np.isfinite(out))

@@ -21,13 +21,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ToyConfig(dim=32, depth=1, heads=2, text_depth=1)
 
 
+def _perturbed(state, seed):
+    """``state`` plus ``0.05·N(0, 1)`` noise (numpy: drawn leaf by leaf with ``jax.random``, each
+    shape would compile its own program, tens of seconds on 2 cores)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda a: jnp.asarray(np.asarray(a) + 0.05 * rng.standard_normal(a.shape).astype(a.dtype)), state)
+
+
 def _randomised(cfg=TINY, seed=0):
     """A tiny model whose zero-initialised layers are given random values (so outputs are non-trivial)."""
     model = ToyVideoDiT(cfg, rngs=nnx.Rngs(seed))
     graphdef, state = nnx.split(model)
-    keys = iter(jax.random.split(jax.random.key(seed + 1), 1000))
-    state = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(next(keys), a.shape, a.dtype), state)
-    return nnx.merge(graphdef, state)
+    return nnx.merge(graphdef, _perturbed(state, seed + 1))
+
+
+@nnx.jit
+def _apply(model, x, t, tokens):
+    """``model(x, t, tokens)`` compiled as one program (eagerly, each of the forward's few hundred
+    ops compiles on its own: about a minute on 2 cores for the first call of a shape)."""
+    return model(x, t, tokens)
 
 
 def _inputs(B=2, f=8, seed=0):
@@ -39,24 +51,24 @@ def _inputs(B=2, f=8, seed=0):
 def test_forward_shapes_scalar_and_per_frame_times():
     model = _randomised()
     x, tok = _inputs()
-    out = model(x, jnp.array([10, 900]), tok)
+    out = _apply(model, x, jnp.array([10, 900]), tok)
     assert out.shape == x.shape and out.dtype == jnp.float32
-    per_frame = model(x, jnp.tile(jnp.arange(8)[None] * 100, (2, 1)), tok)
+    per_frame = _apply(model, x, jnp.tile(jnp.arange(8)[None] * 100, (2, 1)), tok)
     assert per_frame.shape == x.shape
     assert np.isfinite(np.asarray(per_frame)).all()
     # per-frame times all equal give the scalar-time output
-    same = model(x, jnp.array([[10] * 8, [900] * 8]), tok)
+    same = _apply(model, x, jnp.array([[10] * 8, [900] * 8]), tok)
     np.testing.assert_allclose(np.asarray(same), np.asarray(out), rtol=0, atol=1e-6)
     # fewer frames than the chunk length work; the frame embedding is sliced
-    assert model(x[:, :5], jnp.array([3, 4]), tok).shape == (2, 5, 32, 32, 3)
+    assert _apply(model, x[:, :5], jnp.array([3, 4]), tok).shape == (2, 5, 32, 32, 3)
 
 
 def test_per_frame_time_changes_only_through_adaln():
     model = _randomised()
     x, tok = _inputs()
     t = jnp.array([[500] * 8, [500] * 8])
-    a = model(x, t, tok)
-    b = model(x, t.at[0, 3].set(10), tok)
+    a = _apply(model, x, t, tok)
+    b = _apply(model, x, t.at[0, 3].set(10), tok)
     assert not np.allclose(np.asarray(a[0]), np.asarray(b[0]))
     np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]))  # the other clip is untouched
 
@@ -65,8 +77,8 @@ def test_text_padding_and_prompt_matter():
     model = _randomised()
     x, _ = _inputs()
     tok = Tokenizer(16)
-    a = model(x, jnp.array([500, 500]), tok(["a small red circle moves left on snow"] * 2))
-    b = model(x, jnp.array([500, 500]), tok(["a small blue circle moves left on snow"] * 2))
+    a = _apply(model, x, jnp.array([500, 500]), tok(["a small red circle moves left on snow"] * 2))
+    b = _apply(model, x, jnp.array([500, 500]), tok(["a small blue circle moves left on snow"] * 2))
     assert float(jnp.abs(a - b).max()) > 1e-4
     # a longer padding does not change the output (padding is masked)
     long = Tokenizer(20)
@@ -74,8 +86,8 @@ def test_text_padding_and_prompt_matter():
     m20 = _randomised(cfg20)
     m16 = nnx.merge(nnx.graphdef(_randomised(TINY)), nnx.state(m20))  # same weights, pos table differs in length only
     del m16
-    c = m20(x, jnp.array([500, 500]), long(["a small red circle moves left on snow"] * 2))
-    d = m20(x, jnp.array([500, 500]), long(["a small red circle moves left on snow"] * 2)[:, :16])
+    c = _apply(m20, x, jnp.array([500, 500]), long(["a small red circle moves left on snow"] * 2))
+    d = _apply(m20, x, jnp.array([500, 500]), long(["a small red circle moves left on snow"] * 2)[:, :16])
     np.testing.assert_allclose(np.asarray(c), np.asarray(d), atol=1e-5)
 
 
@@ -96,7 +108,8 @@ def test_denoiser_adapter_declares_what_samplers_need():
     assert d.frame_shape == (32, 32, 3)
     defn, params = d.split()
     x, tok = _inputs()
-    np.testing.assert_array_equal(np.asarray(defn.apply(params, x, jnp.array([1, 2]), tok)), np.asarray(d.module(x, jnp.array([1, 2]), tok)))
+    apply = jax.jit(defn.apply)  # the split form under jit, as the samplers call it
+    np.testing.assert_array_equal(np.asarray(apply(params, x, jnp.array([1, 2]), tok)), np.asarray(_apply(d.module, x, jnp.array([1, 2]), tok)))
 
 
 def test_weights_round_trip_and_strict_loading(tmp_path):
@@ -107,7 +120,7 @@ def test_weights_round_trip_and_strict_loading(tmp_path):
     assert cfg == TINY and info == {"step": 7}
     loaded = load_toy_model(path)
     x, tok = _inputs()
-    np.testing.assert_array_equal(np.asarray(loaded(x, jnp.array([3, 700]), tok)), np.asarray(model(x, jnp.array([3, 700]), tok)))
+    np.testing.assert_array_equal(np.asarray(_apply(loaded, x, jnp.array([3, 700]), tok)), np.asarray(_apply(model, x, jnp.array([3, 700]), tok)))
     # a file whose tensors do not match its config is rejected with the offenders listed
     from safetensors.numpy import load_file, save_file
 
@@ -130,7 +143,7 @@ def test_shipped_weights_load_without_network():
     assert backbone.info.get("step", 0) > 0
     x, _ = _inputs()
     tok = backbone.encode(["a large red circle moves right on grass", ""])
-    out = backbone.model(x, jnp.array([500, 500]), tok)
+    out = _apply(backbone.model, x, jnp.array([500, 500]), tok)
     assert out.shape == x.shape and np.isfinite(np.asarray(out)).all()
     assert float(jnp.abs(out).mean()) > 0.1  # trained, not the zero-initialised output layer
 
@@ -169,12 +182,12 @@ def test_frame_conditioning_starts_as_noop_and_breaks_time_reversal(tmp_path):
     graphdef, state = nnx.split(fresh)
     plain_state = dict(nnx.to_flat_state(nnx.state(plain)))
     merged = nnx.merge(graphdef, nnx.from_flat_state([(p, plain_state.get(p, v)) for p, v in nnx.to_flat_state(state)]))
-    np.testing.assert_array_equal(np.asarray(merged(x, t, tok)), np.asarray(plain(x, t, tok)))
+    np.testing.assert_array_equal(np.asarray(_apply(merged, x, t, tok)), np.asarray(_apply(plain, x, t, tok)))
     for frame_conditioning, asymmetric in ((False, False), (True, True)):
         model = _randomised(dataclasses.replace(plain_cfg, frame_conditioning=frame_conditioning))
         model.pos_time[...] = jnp.zeros_like(model.pos_time[...])
-        v = model(x, t, tok)
-        v_rev = model(x[:, ::-1], t, tok)[:, ::-1]
+        v = _apply(model, x, t, tok)
+        v_rev = _apply(model, x[:, ::-1], t, tok)[:, ::-1]
         assert (float(jnp.abs(v - v_rev).max()) > 1e-3) == asymmetric
     # weights files written before the option existed load without it
     path_cfg = {k: v for k, v in plain_cfg.to_dict().items() if k not in ("frame_conditioning", "word_frame_conditioning")}
@@ -206,7 +219,7 @@ def test_word_tables_start_as_noop_ignore_padding_and_tell_frames_apart():
     graphdef, state = nnx.split(fresh)
     plain_state = dict(nnx.to_flat_state(nnx.state(plain)))
     merged = nnx.merge(graphdef, nnx.from_flat_state([(p, plain_state.get(p, v)) for p, v in nnx.to_flat_state(state)]))
-    np.testing.assert_array_equal(np.asarray(merged(x, t, tok)), np.asarray(plain(x, t, tok)))
+    np.testing.assert_array_equal(np.asarray(_apply(merged, x, t, tok)), np.asarray(_apply(plain, x, t, tok)))
 
     up = Tokenizer(16).vocabulary.index("up")  # in neither caption
     for name in ("word_frame", "word_layout"):
@@ -214,15 +227,15 @@ def test_word_tables_start_as_noop_ignore_padding_and_tell_frames_apart():
         model.pos_time[...] = jnp.zeros_like(model.pos_time[...])
         other = "word_layout" if name == "word_frame" else "word_frame"
         getattr(model, other)[...] = jnp.zeros_like(getattr(model, other)[...])
-        v = model(x, t, tok)
-        v_rev = model(x[:, ::-1], t, tok)[:, ::-1]
+        v = _apply(model, x, t, tok)
+        v_rev = _apply(model, x[:, ::-1], t, tok)[:, ::-1]
         assert float(jnp.abs(v - v_rev).max()) > 1e-3, name
         table = getattr(model, name)
         table[...] = table[...].at[PAD].set(100.0).at[up].add(5.0)
-        np.testing.assert_array_equal(np.asarray(model(x, t, tok)), np.asarray(v))
+        np.testing.assert_array_equal(np.asarray(_apply(model, x, t, tok)), np.asarray(v))
         table[...] = jnp.zeros_like(table[...])  # without it, the model is symmetric in time again
-        v = model(x, t, tok)
-        np.testing.assert_allclose(np.asarray(model(x[:, ::-1], t, tok)[:, ::-1]), np.asarray(v), atol=1e-5)
+        v = _apply(model, x, t, tok)
+        np.testing.assert_allclose(np.asarray(_apply(model, x[:, ::-1], t, tok)[:, ::-1]), np.asarray(v), atol=1e-5)
 
 
 def test_train_step_reduces_the_loss_on_a_fixed_batch():
@@ -349,7 +362,7 @@ def test_local_mixing_starts_as_identity_and_warm_starts_from_older_weights(tmp_
     assert new.blocks[0].local is not None and old.blocks[0].local is None
     x, tok = _inputs()
     t = jnp.array([[10, 100, 200, 300, 400, 500, 600, 700], [999] * 8])
-    np.testing.assert_allclose(np.asarray(new(x, t, tok)), np.asarray(old(x, t, tok)), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(_apply(new, x, t, tok)), np.asarray(_apply(old, x, t, tok)), atol=1e-6)
     np.testing.assert_array_equal(np.asarray(state.ema["patch_in"]["kernel"][...]), np.asarray(old.patch_in.kernel[...]))
 
 
@@ -374,8 +387,8 @@ def test_temporal_rope_is_relative_and_breaks_time_reversal():
         cfg = dataclasses.replace(TINY, temporal_rope=rope, frame_conditioning=False, word_frame_conditioning=False)
         model = _randomised(cfg)
         model.pos_time[...] = jnp.zeros_like(model.pos_time[...])
-        v = model(x, t, tok)
-        v_rev = model(x[:, ::-1], t, tok)[:, ::-1]
+        v = _apply(model, x, t, tok)
+        v_rev = _apply(model, x[:, ::-1], t, tok)[:, ::-1]
         assert (float(jnp.abs(v - v_rev).max()) > 1e-3) == asymmetric
 
 
