@@ -22,8 +22,8 @@ TINY = ToyConfig(dim=32, depth=1, heads=2, text_depth=1)
 
 
 def _perturbed(state, seed):
-    """``state`` plus ``0.05·N(0, 1)`` noise (numpy: drawn leaf by leaf with ``jax.random``, each
-    shape would compile its own program, tens of seconds on 2 cores)."""
+    """``state`` plus ``0.05·N(0, 1)`` noise, drawn with numpy (``jax.random`` leaf by leaf would
+    compile one program per leaf shape: tens of seconds on 2 cores)."""
     rng = np.random.default_rng(seed)
     return jax.tree.map(lambda a: jnp.asarray(np.asarray(a) + 0.05 * rng.standard_normal(a.shape).astype(a.dtype)), state)
 
