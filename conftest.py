@@ -8,6 +8,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 
 def pytest_configure(config):
@@ -23,3 +24,17 @@ def pytest_configure(config):
     # Cache every compiled program, however small or quick to compile.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A weights file of a tiny random toy model (quick to compile) for command-line and script smoke tests."""
+    from flax import nnx
+
+    from syncos_jax.backbones.toy.model import ToyConfig, ToyVideoDiT
+    from syncos_jax.backbones.toy.weights import save_toy_weights
+
+    cfg = ToyConfig(dim=16, depth=1, heads=2)
+    path = str(tmp_path_factory.mktemp("w") / "tiny.safetensors")
+    save_toy_weights(path, cfg, nnx.state(ToyVideoDiT(cfg, rngs=nnx.Rngs(0)), nnx.Param), {"step": 0})
+    return path

@@ -95,23 +95,41 @@ def rbf_kernel(z: Array, gamma: Optional[float] = None) -> RBFKernel:
     return RBFKernel(matrix=jnp.exp(-g * d2), gamma=g)
 
 
-def csd_gradient(z: Array, g: Array, weight=1.0, gamma: Optional[float] = None) -> Array:
+def csd_gradient(
+    z: Array,
+    g: Array,
+    weight=1.0,
+    gamma: Optional[float] = None,
+    *,
+    repulsion: bool = True,
+    kernel_points: Optional[Array] = None,
+) -> Array:
     """Returns the CSD (Stein variational) gradient ``G: [B, ...]``, a descent direction.
 
-    ``G_i = w/B · Σ_j [K_ij·g_j + 2γ·K_ij·(z_j − z_i)]``.
+    ``G_i = w/B · Σ_j [K_ij·g_j + 2γ·K_ij·(p_j − p_i)]`` with ``K`` the RBF kernel over the
+    points ``p`` (the particles ``z`` themselves unless ``kernel_points`` is given).
 
     Args:
       z: ``[B, ...]`` noisy particles (chunks).
       g: ``[B, ...]`` score residuals ``ε̂(z_j) − e_j`` (or ``−∇ log p`` for plain SVGD).
       weight: ``w(t)``, a scalar.
       gamma: fixed ``γ``, or ``None`` for the median heuristic.
+      repulsion: keep the kernel's repulsion term (SVGD); ``False`` leaves the kernel-smoothed
+        score alone (an extension beyond the paper, for the mechanism study).
+      kernel_points: ``[B, ...]`` points on which the kernel (and its repulsion) is computed
+        instead of ``z``, e.g. the clean estimates the noisy chunks were made from (an extension
+        beyond the paper: on the noisy chunks at high noise the kernel is blind to content).
     """
     if z.shape != g.shape:
         raise ValueError(f"z and g must have the same shape [B, ...], got {tuple(z.shape)} and {tuple(g.shape)}.")
+    if kernel_points is not None and kernel_points.shape != z.shape:
+        raise ValueError(f"kernel_points must have the shape of z {tuple(z.shape)}, got {tuple(kernel_points.shape)}.")
     B = z.shape[0]
-    kern = rbf_kernel(z, gamma)
+    points = z if kernel_points is None else kernel_points
+    kern = rbf_kernel(points, gamma)
     K = kern.matrix
-    zf, gf = _flatten(z), _flatten(g)
-    smoothed = jnp.matmul(K, gf, precision=_HIGHEST)
-    repulsion = 2.0 * kern.gamma * (jnp.matmul(K, zf, precision=_HIGHEST) - jnp.sum(K, axis=1, keepdims=True) * zf)
-    return ((weight / B) * (smoothed + repulsion)).reshape(z.shape)
+    pf, gf = _flatten(points), _flatten(g)
+    G = jnp.matmul(K, gf, precision=_HIGHEST)
+    if repulsion:
+        G = G + 2.0 * kern.gamma * (jnp.matmul(K, pf, precision=_HIGHEST) - jnp.sum(K, axis=1, keepdims=True) * pf)
+    return ((weight / B) * G).reshape(z.shape)

@@ -132,19 +132,6 @@ def test_console_script_is_installed():
     assert r.returncode == 0 and "SCENARIO" in r.stdout or "scenario" in r.stdout
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    from flax import nnx
-
-    from syncos_jax.backbones.toy.model import ToyConfig, ToyVideoDiT
-    from syncos_jax.backbones.toy.weights import save_toy_weights
-
-    cfg = ToyConfig(dim=16, depth=1, heads=2)
-    path = str(tmp_path_factory.mktemp("w") / "tiny.safetensors")
-    save_toy_weights(path, cfg, nnx.state(ToyVideoDiT(cfg, rngs=nnx.Rngs(0)), nnx.Param), {"step": 0})
-    return path
-
-
 @pytest.mark.parametrize("sampler,extra", [("gen-l-video", []), ("csd-only", ["--set", "iters=1"]), ("ddim", ["--frames", "8"]),
                                             ("fifo", ["--set", "num_partitions=1"]), ("freenoise", [])])
 def test_every_sampler_runs_through_the_command_line(tmp_path, tiny_weights, sampler, extra):

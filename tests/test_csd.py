@@ -110,3 +110,29 @@ def test_svgd_recovers_a_correlated_gaussian():
     np.testing.assert_allclose(z.mean(0), mu, atol=0.1)
     emp = np.cov(z.T, bias=True)
     assert np.max(np.abs(emp - np.asarray(cov))) <= 0.2 * float(jnp.max(cov)), emp
+
+
+def test_without_repulsion_only_the_smoothed_score_remains():
+    z = jax.random.normal(jax.random.key(11), (4, 3, 2))
+    g = jax.random.normal(jax.random.key(12), (4, 3, 2))
+    K = np.asarray(rbf_kernel(z).matrix, np.float64)
+    expected = 0.7 / 4 * (K @ np.asarray(g, np.float64).reshape(4, -1))
+    got = csd_gradient(z, g, weight=0.7, repulsion=False)
+    np.testing.assert_allclose(np.asarray(got).reshape(4, -1), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_kernel_on_other_points_uses_their_kernel_and_their_repulsion():
+    z = jax.random.normal(jax.random.key(13), (5, 6))
+    g = jax.random.normal(jax.random.key(14), (5, 6))
+    p = 0.3 * jax.random.normal(jax.random.key(15), (5, 6))
+    pn, gn = np.asarray(p, np.float64), np.asarray(g, np.float64)
+    d2 = ((pn[:, None] - pn[None]) ** 2).sum(-1)
+    srt = np.sort(d2.ravel())
+    gamma = np.log(6) / srt[(srt.size - 1) // 2]
+    K = np.exp(-gamma * d2)
+    expected = (K @ gn + 2 * gamma * (K @ pn - K.sum(1, keepdims=True) * pn)) / 5
+    np.testing.assert_allclose(np.asarray(csd_gradient(z, g, kernel_points=p)), expected, rtol=1e-4, atol=1e-6)
+    # The particles themselves no longer enter: moving z leaves G unchanged.
+    np.testing.assert_array_equal(np.asarray(csd_gradient(z + 1.0, g, kernel_points=p)), np.asarray(csd_gradient(z, g, kernel_points=p)))
+    with pytest.raises(ValueError, match="kernel_points must have the shape"):
+        csd_gradient(z, g, kernel_points=p[:3])

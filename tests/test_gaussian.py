@@ -37,11 +37,14 @@ def _expected_output(kind, x0, eps, alpha, sigma):
     return {"epsilon": eps, "sample": x0, "v_prediction": a * eps - s * x0, "flow": eps - x0}[kind]
 
 
+@pytest.mark.parametrize("identity_variance", [0.0, 0.6])
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample", "flow"])
 @pytest.mark.parametrize("per_frame", [False, True])
-def test_posterior_matches_brute_force(prediction_type, per_frame):
+def test_posterior_matches_brute_force(prediction_type, per_frame, identity_variance):
     schedule = S.flow_matching(20) if prediction_type == "flow" else S.cogvideox_2b(20)
-    prior = GaussianVideoPrior(_means(), schedule, prediction_type=prediction_type, rho=0.7, variance=1.3)
+    prior = GaussianVideoPrior(
+        _means(), schedule, prediction_type=prediction_type, rho=0.7, variance=1.3, identity_variance=identity_variance
+    )
     B, f = 3, 5
     x = jax.random.normal(jax.random.key(1), (B, f, H, W, C)) * 1.5
     T = schedule.num_train_timesteps
@@ -53,7 +56,9 @@ def test_posterior_matches_brute_force(prediction_type, per_frame):
         t = schedule.timesteps[jnp.array([0, 7, 15])]
     cond = jnp.array([0, 2, prior.null_id])
     out = np.asarray(prior(x, t, cond), np.float64)
-    K = np.asarray(prior.temporal_covariance(f), np.float64)
+    # The oracle's covariance is built from the definition, not from the prior: AR(1) plus a shared identity.
+    lag = np.abs(np.subtract.outer(np.arange(f), np.arange(f)))
+    K = 1.3 * 0.7**lag + identity_variance
     means = np.concatenate([np.asarray(_means(), np.float64), np.zeros((1, H, W, C))])
     for b in range(B):
         tb = np.broadcast_to(np.asarray(t[b]), (f,))
@@ -92,11 +97,34 @@ def test_exact_moments_and_protocol():
     np.testing.assert_allclose(jax.jit(defn.apply)(params, x, t, cond), prior(x, t, cond), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("kernel", ["exponential", "squared_exponential"])
+def test_identity_variance_is_the_long_range_covariance(kernel):
+    lam = 0.5
+    base = GaussianVideoPrior(_means(), S.cogvideox_2b(10), temporal_kernel=kernel, rho=0.8, variance=0.5)
+    prior = GaussianVideoPrior(_means(), S.cogvideox_2b(10), temporal_kernel=kernel, rho=0.8, variance=0.5,
+                               identity_variance=lam)
+    frames = jnp.array([0, 1, 4, 7, 40, 500])
+    K0, K = np.asarray(base.temporal_covariance(frames)), np.asarray(prior.temporal_covariance(frames))
+    np.testing.assert_allclose(K, K0 + lam, rtol=1e-6)  # λ added at every pair of frames
+    np.testing.assert_allclose(K[0, -1], lam, rtol=1e-6)  # the short-range part is gone at lag 500
+    np.testing.assert_allclose(np.diag(K), 0.5 + lam, rtol=1e-6)  # marginal variance v + λ
+    assert np.all(K >= lam * (1 - 1e-6))
+    # Explicit λ = 0 is the default, bit for bit, on the posterior as well as the covariance.
+    zero = GaussianVideoPrior(_means(), S.cogvideox_2b(10), temporal_kernel=kernel, rho=0.8, variance=0.5,
+                              identity_variance=0.0)
+    x = jax.random.normal(jax.random.key(5), (2, 6, H, W, C))
+    t, cond = jnp.array([999, 301]), jnp.array([0, 2])
+    np.testing.assert_array_equal(zero(x, t, cond), base(x, t, cond))
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [
         (dict(rho=1.0), "rho=1.0"),
         (dict(variance=0.0), "variance=0.0"),
+        (dict(identity_variance=-0.1), "identity_variance=-0.1"),
+        (dict(identity_variance=float("nan")), "identity_variance=nan"),
+        (dict(identity_variance=float("inf")), "identity_variance=inf"),
         (dict(temporal_kernel="matern"), "temporal_kernel='matern'"),
         (dict(prediction_type="x0"), "prediction_type='x0'"),
     ],

@@ -296,3 +296,84 @@ def test_every_sampler_takes_a_batch_of_keys():
         assert r.latents.shape == (2, 8) + FS, name
         single = fn(prior, sch, layout, cond, key=keys[1]).latents
         np.testing.assert_allclose(r.latents[1], single, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+# -- extensions beyond the paper (the mechanism study's options) ------------------------------------
+
+
+def test_sgd_stage2_is_plain_gradient_descent_on_the_sds_gradient():
+    """One chunk, B = 1, one iteration: SGD gives Y = X̂_0 − lr·σ_t²·(ε̂(z) − E), with ε̂ from the exact prior."""
+    sch = small_schedule(8)
+    prior, cond = gaussian(sch, num_prompts=1)
+    layout = ChunkLayout(4, 4, 1)
+    res = syncos.sample(prior, sch, layout, cond, key=jax.random.key(2), guidance_scale=1.0, t_min=None, iters=1,
+                        lr=0.3, optimizer="sgd", diagnostics=("x0", "x0_fused", "base_noise"))
+    d = {k: np.asarray(v, np.float64) for k, v in res.diagnostics.items()}
+    for k in (1, 4):  # step 0 is t = 999 (α = 0, so ε̂ = x_t = E and the gradient vanishes)
+        t = jnp.full((1,), sch.timesteps[k])
+        a, s = float(sch.alphas[k]), float(sch.sigmas[k])
+        z = jnp.asarray(a * d["x0_fused"][k] + s * d["base_noise"][k], jnp.float32)[None]
+        _, eps_hat = sch.to_x0_eps(prior(z, t, jnp.zeros((1,), jnp.int32)), z, t)
+        expected = d["x0_fused"][k] - 0.3 * s**2 * (np.asarray(eps_hat[0], np.float64) - d["base_noise"][k])
+        np.testing.assert_allclose(d["x0"][k], expected, rtol=1e-5, atol=1e-5)
+        assert np.abs(d["x0"][k] - d["x0_fused"][k]).max() > 1e-3  # the step did move Y
+    # AdamW's first step is ±lr·(1 − ε) per element whatever the gradient's scale.
+    adam = syncos.sample(prior, sch, layout, cond, key=jax.random.key(2), guidance_scale=1.0, t_min=None, iters=1,
+                         lr=0.3, diagnostics=("x0", "x0_fused"))
+    move = np.abs(np.asarray(adam.diagnostics["x0"][1]) - np.asarray(adam.diagnostics["x0_fused"][1]))
+    np.testing.assert_allclose(move[move > 1e-3], 0.3, rtol=1e-3)
+
+
+def test_lr_zero_is_renoising_alone():
+    """With lr = 0 stage 2 updates nothing: x̂_0 after stage 2 equals the fused x̂_0, and stage 3 re-noises it with E."""
+    sch = small_schedule(8)
+    prior, cond = gaussian(sch)
+    layout = ChunkLayout(12, 4, 2)
+    for opt in ("adamw", "sgd"):
+        r = syncos.sample(prior, sch, layout, cond, key=jax.random.key(4), iters=1, lr=0.0, optimizer=opt,
+                          diagnostics=("x0", "x0_fused", "base_noise", "stage2_ran"))
+        np.testing.assert_array_equal(r.diagnostics["x0"], r.diagnostics["x0_fused"])
+        assert np.asarray(r.diagnostics["stage2_ran"]).any()
+
+
+def test_no_repulsion_and_clean_kernel_change_stage2_only():
+    sch = small_schedule(8)
+    prior, cond = gaussian(sch, spread=3.0)
+    layout = ChunkLayout(16, 4, 2)
+    key = jax.random.key(6)
+    base = syncos.sample(prior, sch, layout, cond, key=key, lr=0.1, iters=4, diagnostics=("x0", "x0_fused", "stage2_ran"))
+    ran = np.asarray(base.diagnostics["stage2_ran"])
+    for opts in (dict(repulsion=False), dict(kernel_on="clean"), dict(kernel_on="clean", kernel_gamma=0.05)):
+        v = syncos.sample(prior, sch, layout, cond, key=key, lr=0.1, iters=4, diagnostics=("x0", "x0_fused"), **opts)
+        # Step 0 has the same stage-1 input; only the refinement differs.
+        np.testing.assert_array_equal(v.diagnostics["x0_fused"][0], base.diagnostics["x0_fused"][0])
+        assert np.abs(np.asarray(v.diagnostics["x0"][0]) - np.asarray(base.diagnostics["x0"][0])).max() > 1e-4, opts
+    assert ran[0]
+
+
+def test_eta_above_t_min_applies_only_above_t_min():
+    sch = S.stable_diffusion(10)
+    prior, cond = gaussian(sch)
+    layout = ChunkLayout(12, 4, 2)
+    key = jax.random.key(8)
+    glv = gen_l_video.sample(prior, sch, layout, cond, key=key).latents
+    glv_eta1 = gen_l_video.sample(prior, sch, layout, cond, key=key, eta=1.0).latents
+    never = gen_l_video.sample(prior, sch, layout, cond, key=key, t_min=1000, eta_above_t_min=1.0).latents
+    always = gen_l_video.sample(prior, sch, layout, cond, key=key, t_min=-1, eta_above_t_min=1.0).latents
+    some = gen_l_video.sample(prior, sch, layout, cond, key=key, t_min=500, eta_above_t_min=1.0).latents
+    np.testing.assert_allclose(never, glv, atol=1e-5)
+    np.testing.assert_allclose(always, glv_eta1, atol=1e-5)
+    assert np.abs(some - glv).max() > 1e-2 and np.abs(some - glv_eta1).max() > 1e-2
+
+
+def test_extension_option_errors():
+    sch = small_schedule(4)
+    prior, cond = gaussian(sch)
+    layout = ChunkLayout(8, 4, 2)
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="kernel_on='dirty'"):
+        syncos.sample(prior, sch, layout, cond, key=key, kernel_on="dirty")
+    with pytest.raises(ValueError, match="optimizer='adam'"):
+        syncos.sample(prior, sch, layout, cond, key=key, optimizer="adam")
+    with pytest.raises(ValueError, match="eta_above_t_min=1.0 .*needs a t_min"):
+        syncos.sample(prior, sch, layout, cond, key=key, t_min=None, eta_above_t_min=1.0)

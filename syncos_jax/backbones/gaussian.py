@@ -3,9 +3,13 @@
 The prior over a video ``x_0: [F, H, W, C]`` conditioned on prompt ``p`` is Gaussian:
 
 * mean: a per-prompt image ``m_p: [H, W, C]`` repeated over frames (so prompts matter);
-* covariance: ``K ⊗ I`` — a stationary temporal covariance ``K_ij = k(|i − j|)`` across frames,
+* covariance: ``K ⊗ I`` — a stationary temporal covariance ``K_ij = k(|i − j|) + λ`` across frames,
   identity across pixels. ``k(lag) = v·ρ^lag`` (``exponential``, the default, an AR(1) process)
-  or ``v·exp(−lag²/(2ℓ²))`` (``squared_exponential``).
+  or ``v·exp(−lag²/(2ℓ²))`` (``squared_exponential``) is the short-range part; ``λ ≥ 0``
+  (``identity_variance``, default 0) is a shared identity: every frame of a video carries one latent
+  vector ``u ~ N(0, λ·I)`` (per pixel), so ``x_0[i] = m_p + u + s[i]`` with ``s`` the short-range
+  process. The covariance at any distance never falls below ``λ`` — an exact answer for how much
+  long-range coherence a sampler should keep across chunks.
 
 For a chunk ``x_t = A·x_0 + Σ^{1/2}·ε`` with per-frame ``A = diag(α)``, ``Σ = diag(σ²)`` the
 posterior is exact: with ``r = (A K A + Σ)⁻¹ (x_t − A m)``,
@@ -54,7 +58,9 @@ class GaussianVideoPrior(nnx.Module):
       temporal_kernel: ``exponential`` (``v·ρ^lag``) or ``squared_exponential`` (``v·exp(−lag²/2ℓ²)``).
       rho: correlation between neighbouring frames, in ``(−1, 1)`` (``exponential``).
       length_scale: ``ℓ`` in frames (``squared_exponential``).
-      variance: per-pixel marginal variance ``v``.
+      variance: per-pixel variance ``v`` of the short-range part (the marginal variance is ``v + λ``).
+      identity_variance: ``λ ≥ 0``, the variance of the identity shared by all frames of a video; the
+        temporal covariance is ``k(|lag|) + λ`` at every lag. ``0`` (default) is the plain process.
       uncond_mean: ``[H, W, C]`` mean of the unconditional prompt; zero when ``None``.
     """
 
@@ -71,6 +77,7 @@ class GaussianVideoPrior(nnx.Module):
         rho: float = 0.8,
         length_scale: float = 2.0,
         variance: float = 1.0,
+        identity_variance: float = 0.0,
         uncond_mean: Optional[Array] = None,
     ):
         means = jnp.asarray(means, jnp.float32)
@@ -87,6 +94,11 @@ class GaussianVideoPrior(nnx.Module):
             raise ValueError(f"length_scale={length_scale} must be positive.")
         if not variance > 0:
             raise ValueError(f"variance={variance} must be positive.")
+        if not (np.isfinite(identity_variance) and identity_variance >= 0):
+            raise ValueError(
+                f"identity_variance={identity_variance} must be a finite number >= 0 (the variance λ of the "
+                "identity shared by all frames; 0 turns it off)."
+            )
         if uncond_mean is None:
             uncond_mean = jnp.zeros(means.shape[1:], jnp.float32)
         uncond_mean = jnp.asarray(uncond_mean, jnp.float32)
@@ -98,6 +110,7 @@ class GaussianVideoPrior(nnx.Module):
         self.rho = float(rho)
         self.length_scale = float(length_scale)
         self.variance = float(variance)
+        self.identity_variance = float(identity_variance)
         self.num_prompts = int(means.shape[0])
         self.means = PriorTable(jnp.concatenate([means, uncond_mean[None]], axis=0))
         # Only the (α, σ) lookup of the schedule is needed: model time → noise level.
@@ -128,11 +141,14 @@ class GaussianVideoPrior(nnx.Module):
         return self.num_prompts
 
     def lag_covariance(self, lags: Array) -> Array:
-        """Returns ``k(|lag|)`` elementwise (float32)."""
+        """Returns ``k(|lag|) + λ`` elementwise (float32): the prior covariance of two frames ``lag`` apart."""
         lag = jnp.abs(jnp.asarray(lags, jnp.float32))
         if self.temporal_kernel == "exponential":
-            return self.variance * jnp.power(jnp.float32(self.rho), lag)
-        return self.variance * jnp.exp(-(lag**2) / (2.0 * self.length_scale**2))
+            k = self.variance * jnp.power(jnp.float32(self.rho), lag)
+        else:
+            k = self.variance * jnp.exp(-(lag**2) / (2.0 * self.length_scale**2))
+        # A Python branch, not ``+ 0.0``: λ = 0 then leaves the traced program (and every result) unchanged.
+        return k + self.identity_variance if self.identity_variance else k
 
     def temporal_covariance(self, frames) -> Array:
         """Returns ``[n, n]`` the exact prior covariance between frames (per pixel; pixels are independent).

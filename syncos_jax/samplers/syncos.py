@@ -45,8 +45,10 @@ from syncos_jax.samplers.base import (
 
 Array = jax.Array
 
-DIAGNOSTICS = ("x0", "base_noise", "grad_norm", "stage2_t", "stage2_ran", "nfe")
+DIAGNOSTICS = ("x0", "x0_fused", "base_noise", "grad_norm", "stage2_t", "stage2_ran", "nfe")
 WEIGHTINGS = ("sigma2", "one")
+KERNEL_ON = ("noisy", "clean")
+OPTIMIZERS = ("adamw", "sgd")
 
 __all__ = ["DIAGNOSTICS", "SynCoSConfig", "SynCoSState", "expected_nfe", "init", "sample", "step"]
 
@@ -75,6 +77,18 @@ class SynCoSConfig(NamedTuple):
       native_residual: fold the objective-native factor ``1/α_t`` of ``v``/flow residuals into ``w(t)``
         (``α_t`` clipped at ``1e-3``: the factor diverges at zero terminal SNR).
       eta: DDIM ``η`` for stage 3 (VP only); 0 is deterministic.
+      repulsion: keep the kernel's repulsion term in the CSD gradient (the paper). *Extension*:
+        ``False`` keeps only the kernel-smoothed score (mechanism study: SVGD's repulsion keeps
+        particles apart, and here the particles are chunks of one video).
+      kernel_on: the points of the RBF kernel: ``noisy`` (the paper: the noisy chunks ``z_j``) or,
+        as an *extension*, ``clean`` (the chunks of the current estimate ``Y`` they were made from;
+        at high noise the noisy chunks are almost pure baseline noise and the kernel is blind).
+      optimizer: ``adamw`` (the paper, after the CSD code) or, as an *extension*, ``sgd`` (plain
+        gradient descent with the same learning-rate schedule: AdamW normalises each element, so
+        ``w(t)`` and the ``1/B`` factor have no effect under it).
+      eta_above_t_min: *extension*: the DDIM ``η`` of stage 3 at grid times ``t > t_min`` (``None``:
+        ``eta`` everywhere). With ``stages=(1, 3)`` and ``1.0`` this is Gen-L-Video with fresh noise
+        only where SynCoS would run stage 2 (mechanism study).
       check_finite: record the first NaN/Inf and raise after the run (naming step, time and stage).
       diagnostics: names from :data:`DIAGNOSTICS` to record per step.
     """
@@ -96,6 +110,10 @@ class SynCoSConfig(NamedTuple):
     weighting: str = "sigma2"
     native_residual: bool = False
     eta: float = 0.0
+    repulsion: bool = True
+    kernel_on: str = "noisy"
+    optimizer: str = "adamw"
+    eta_above_t_min: Optional[float] = None
     check_finite: bool = False
     diagnostics: tuple = ()
 
@@ -139,6 +157,12 @@ def make_config(**options) -> SynCoSConfig:
         raise ValueError(f"t_range={cfg.t_range!r} must be (lo, hi) with lo <= hi.")
     if cfg.eta < 0:
         raise ValueError(f"eta={cfg.eta} must be non-negative.")
+    if cfg.kernel_on not in KERNEL_ON:
+        raise ValueError(f"kernel_on={cfg.kernel_on!r} is not supported; expected one of {KERNEL_ON}.")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer={cfg.optimizer!r} is not supported; expected one of {OPTIMIZERS}.")
+    if cfg.eta_above_t_min is not None and (cfg.eta_above_t_min < 0 or cfg.t_min is None):
+        raise ValueError(f"eta_above_t_min={cfg.eta_above_t_min} must be non-negative and needs a t_min (got t_min={cfg.t_min}).")
     if isinstance(cfg.guidance_scale, list):
         cfg = cfg._replace(guidance_scale=tuple(float(g) for g in cfg.guidance_scale))
     return cfg
@@ -214,10 +238,11 @@ def _refine(denoise, schedule, layout, cfg, cond_c, cond_u, t, X0, E, key, gamma
     """Stage 2: ``iters`` AdamW steps of fused CSD gradients from ``Y = X̂_0``. Returns ``(Y, diagnostics)``."""
     B = _batch_chunks(cfg, layout)
     N = layout.num_chunks
-    opt = optax.adamw(
-        optax.exponential_decay(cfg.lr, cfg.decay_iter, cfg.decay_rate, staircase=True),
-        weight_decay=cfg.weight_decay,
-    )
+    lr = optax.exponential_decay(cfg.lr, cfg.decay_iter, cfg.decay_rate, staircase=True)
+    if cfg.optimizer == "adamw":
+        opt = optax.adamw(lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(lr))
     E_shape = (B, layout.chunk_frames) + X0.shape[1:]
 
     def body(i, carry):
@@ -227,13 +252,15 @@ def _refine(denoise, schedule, layout, cfg, cond_c, cond_u, t, X0, E, key, gamma
         tp = _stage2_time(cfg, schedule, t, k_t)
         ap, sp = schedule.alpha_sigma(tp)
         e = take_subset(layout, E, ids) if cfg.fixed_baseline_noise else jax.random.normal(k_e, E_shape, X0.dtype)
-        z = ap * take_subset(layout, Y, ids) + sp * e
+        y = take_subset(layout, Y, ids)
+        z = ap * y + sp * e
         tb = jnp.full((B,), tp, schedule.timesteps.dtype)
         c_sel = jax.tree_util.tree_map(lambda a: a[ids], cond_c)
         u_sel = None if cond_u is None else jax.tree_util.tree_map(lambda a: a[ids], cond_u)
         out = guided(denoise, z, tb, c_sel, u_sel, gamma)
         _, eps_hat = schedule.to_x0_eps(out, z, tb)
-        G = csd_gradient(z, eps_hat - e, _weight(cfg, schedule.prediction_type, ap, sp), cfg.kernel_gamma)
+        G = csd_gradient(z, eps_hat - e, _weight(cfg, schedule.prediction_type, ap, sp), cfg.kernel_gamma,
+                         repulsion=cfg.repulsion, kernel_points=y if cfg.kernel_on == "clean" else None)
         grad = fuse_subset(layout, G, ids, cfg.fusion_weights)
         updates, opt_state = opt.update(grad, opt_state, Y)
         Y = optax.apply_updates(Y, updates)
@@ -298,6 +325,7 @@ def step(
     else:
         X0 = X_t
     eps = (X_t - a_t * X0) / s_t  # plain DDIM on the fused x̂_0
+    X0_fused = X0
 
     E = jnp.zeros_like(X0)
     norms = times = jnp.zeros((cfg.iters,), jnp.float32)
@@ -324,7 +352,10 @@ def step(
             flag = first_nonfinite(flag, k, 2, X0)
 
     if 3 in cfg.stages:
-        x_next = S.ddim_step(X0, eps, a_s, s_s, eta=cfg.eta, alpha_t=a_t, sigma_t=s_t, key=k_eta)
+        eta = cfg.eta
+        if cfg.eta_above_t_min is not None:
+            eta = jnp.where(t > cfg.t_min, cfg.eta_above_t_min, cfg.eta)
+        x_next = S.ddim_step(X0, eps, a_s, s_s, eta=eta, alpha_t=a_t, sigma_t=s_t, key=k_eta)
         x_next = jnp.where(k == S_steps - 1, X0, x_next)  # the last step returns x̂_0
         if cfg.check_finite:
             flag = first_nonfinite(flag, k, 3, x_next)
@@ -333,6 +364,7 @@ def step(
 
     wanted = {
         "x0": lambda: X0,
+        "x0_fused": lambda: X0_fused,
         "base_noise": lambda: E,
         "grad_norm": lambda: norms,
         "stage2_t": lambda: times,

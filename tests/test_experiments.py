@@ -1,0 +1,89 @@
+"""Smoke test of the experiment scripts: ``experiments/run_all.py`` end to end on one tiny scenario.
+
+A tiny random toy model (so compiling is quick), one scenario, one seed, two steps: every script
+runs, writes strict JSON, Markdown and its plots, and the run cache makes a second call sample
+nothing. The figures themselves are results, not tests (see experiments/results/).
+"""
+
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "experiments"))
+
+
+def test_scenario_suite_is_what_its_script_writes(tmp_path):
+    import make_scenarios
+
+    make_scenarios.main(["--out", str(tmp_path)])
+    ours = sorted(os.listdir(os.path.join(HERE, "..", "experiments", "scenarios")))
+    assert sorted(os.listdir(tmp_path)) == ours and len(ours) >= 24
+    for name in ours:
+        with open(tmp_path / name) as a, open(os.path.join(HERE, "..", "experiments", "scenarios", name)) as b:
+            assert a.read() == b.read(), name
+    from syncos_jax.prompts import load_scenario
+
+    frames = {load_scenario(str(tmp_path / n)).frames for n in ours}
+    events = {len(load_scenario(str(tmp_path / n)).prompt.local_prompts) for n in ours}
+    assert frames == {32, 48, 64} and events == {2, 3, 4}
+
+
+def test_run_all_smoke(tmp_path, tiny_weights):
+    """Tables 1, 3 and 4 through ``run_all`` (Table 3 and 4 reuse Table 1's compiled programs and runs)."""
+    import common
+    import run_all
+
+    scripts = ["table1_baselines", "table3_stages", "table4_cost"]
+    argv = ["--quick", "--names", "motion-2ev-32f", "--seeds", "0", "--steps", "2", "--weights", tiny_weights,
+            "--results", str(tmp_path), "--only"] + scripts
+    run_all.main(argv)
+    for name in scripts:
+        with open(tmp_path / f"{name}.json") as fh:
+            payload = json.load(fh)  # strict JSON: no NaN
+        assert payload["title"]
+        assert (tmp_path / f"{name}.md").read_text().startswith("# ")
+    for png in ("table1_baselines", "table3_stages"):
+        assert (tmp_path / f"{png}.png").stat().st_size > 1000
+    t1 = json.load(open(tmp_path / "table1_baselines.json"))
+    assert set(t1["summary"]) == {"gen_l_video", "fifo", "csd_only", "syncos"}
+    assert t1["summary"]["syncos"]["subject_consistency"]["n"] == 1
+    assert t1["setup"]["weights"] == "tiny.safetensors"  # no machine paths in results
+    t4 = json.load(open(tmp_path / "table4_cost.json"))
+    assert {r["method"]: r["nfe_ratio"] for r in t4["rows"]}["Gen-L-Video"] == 1.0
+    # Every run is cached once; a second call samples nothing and reproduces the table.
+    assert sum(1 for _ in open(tmp_path / "runs" / "syncos.jsonl")) == 1
+    sample = common.sample_scenario
+    common.sample_scenario = None  # any sampling now would fail
+    try:
+        run_all.main(argv[:-len(scripts)] + ["table1_baselines"])
+        assert json.load(open(tmp_path / "table1_baselines.json"))["summary"] == t1["summary"]
+        # --cached-only tables a partial run: seed 1 was never sampled, so each variant has one video.
+        run_all.main(argv[:-len(scripts)] + ["table1_baselines", "--seeds", "0", "1", "--cached-only"])
+    finally:
+        common.sample_scenario = sample
+    partial = json.load(open(tmp_path / "table1_baselines.json"))
+    assert partial["setup"]["seeds"] == [0, 1] and partial["setup"]["cached_only"]
+    assert partial["summary"]["syncos"]["videos"]["n"] == 1
+
+
+def test_every_variant_of_every_table_is_a_valid_setting():
+    """The variants of Table 2, the mechanism study and the sweeps build valid sampler configs (no sampling)."""
+    import mechanism
+    import sweeps
+    import table2_ablations
+
+    from syncos_jax.chunking import ChunkLayout
+    from syncos_jax.samplers import fifo, syncos
+
+    variants = list(table2_ablations.VARIANTS) + list(mechanism.variants()) + sweeps.variants(False) + sweeps.variants(True)
+    assert len({v.name for v in variants}) == len({(v.name, v.settings["sampler"], str(v.settings)) for v in variants})
+    defaults = {"syncos": {}, "gen-l-video": {"stages": (1, 3)}, "csd-only": {"stages": (2,), "t_min": None}}
+    for v in variants:
+        ChunkLayout(32, 8, v.stride)
+        if v.sampler == "fifo":
+            fifo.make_config(**dict(v.options))
+        else:
+            syncos.make_config(**{**defaults[v.sampler], **dict(v.options)})
+    gamma = mechanism.data_gamma()
+    assert 0 < gamma < 1e-2  # log(5)/median squared distance of 8-frame clips (thousands of px²)

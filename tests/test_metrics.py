@@ -1,0 +1,302 @@
+"""Video metrics: generic VBench-style metrics and the shapes-world ones, on constructed videos with known answers."""
+
+import json
+
+import numpy as np
+import pytest
+
+from syncos_jax import metrics
+from syncos_jax.backbones.toy import world
+from syncos_jax.video import to_uint8
+
+
+def _render(colour="red", shape="circle", size="small", events=(("still", "grass", 8),), start=None):
+    """A render of ``world.long_track``; ``events`` are ``(motion, background, frames[, new colour])``."""
+    evs = [world.Event(e[2], e[0], e[1], *e[3:]) for e in events]
+    return world.render(world.long_track(colour, shape, size, evs, start=start))
+
+
+# ---------------------------------------------------------------------------------------------
+# Input handling
+# ---------------------------------------------------------------------------------------------
+
+
+def test_uint8_and_float_frames_normalise_alike():
+    v = _render(events=(("right", "sand", 6),), start=(10, 16))
+    np.testing.assert_array_equal(metrics.uint8_frames(v), to_uint8(v))
+    np.testing.assert_allclose(metrics.unit_frames(v), (v.astype(np.float64) + 1) / 2)
+    np.testing.assert_array_equal(metrics.unit_frames(to_uint8(v)), to_uint8(v) / 255.0)
+    np.testing.assert_array_equal(metrics.flow_magnitudes(v), metrics.flow_magnitudes(to_uint8(v)))
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((8, 32, 32)), r"\[F, H, W, 3\].*\(8, 32, 32\)"),
+        (np.zeros((8, 32, 32, 4)), r"\[F, H, W, 3\].*\(8, 32, 32, 4\)"),
+        (np.zeros((0, 32, 32, 3)), r"F, H, W >= 1"),
+        (np.zeros((8, 32, 32, 3), np.int64), r"uint8 or float.*int64"),
+        (np.zeros((8, 32, 32, 3), bool), r"uint8 or float.*bool"),
+        (np.full((8, 32, 32, 3), 200.0), r"\[-1, 1\].*200"),
+        (np.full((8, 32, 32, 3), np.nan), r"non-finite"),
+    ],
+)
+def test_bad_frames_give_a_clear_error(bad, match):
+    for fn in (metrics.unit_frames, metrics.uint8_frames, metrics.motion_smoothness, metrics.dynamic_degree,
+               metrics.num_scenes, metrics.ghost_frames, lambda f: metrics.consistency(f, metrics.object_descriptor)):
+        with pytest.raises(ValueError, match=match):
+            fn(bad)
+
+
+def test_other_bad_arguments_give_a_clear_error():
+    v = _render()
+    with pytest.raises(ValueError, match=r"F >= 3.*F = 2"):
+        metrics.motion_smoothness(v[:2])
+    with pytest.raises(ValueError, match=r"features\(frames\) must return \[F, D\] = \[8, D\].*\(8,\)"):
+        metrics.consistency(v, lambda x: x.mean((1, 2, 3)))
+    with pytest.raises(ValueError, match=r"\[0, 1\].*\(frames \+ 1\) / 2"):
+        metrics.object_descriptor(v)  # frames in [−1, 1]: the descriptors take the features convention
+    with pytest.raises(ValueError, match=r"texts\[1\]: caption 'a red blob' does not parse"):
+        metrics.prompt_fidelity(v, [(0, 4), (4, 8)], ["a small red circle stays still on grass", "a red blob"])
+    with pytest.raises(ValueError, match=r"one caption per segment: got 1 texts for 2 segments"):
+        metrics.prompt_fidelity(v, [(0, 4), (4, 8)], ["a small red circle stays still on grass"])
+    with pytest.raises(ValueError, match=r"boundaries: 8 is not a frame index in \[1, 7\]"):
+        metrics.centre_jumps(metrics.probe_frames(v), [8])
+    with pytest.raises(ValueError, match=r"unknown attribute 'motion'"):
+        metrics.identity_consistency(metrics.probe_frames(v), ("motion",))
+    with pytest.raises(ValueError, match=r"min_scene_len must be >= 1, got 0"):
+        metrics.num_scenes(v, min_scene_len=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Consistency
+# ---------------------------------------------------------------------------------------------
+
+
+def _vbench_consistency(feats):
+    """VBench's loop (subject_consistency.py), in numpy."""
+    unit = feats / np.linalg.norm(feats, axis=-1, keepdims=True)
+    total = 0.0
+    for i in range(1, len(unit)):
+        total += 0.5 * (max(0.0, unit[i - 1] @ unit[i]) + max(0.0, unit[0] @ unit[i]))
+    return total / (len(unit) - 1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_feature_consistency_is_vbench_formula(seed):
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(9, 5)) + 0.3  # some cosines negative, so the max(0, ·) matters
+    assert metrics.feature_consistency(feats) == pytest.approx(_vbench_consistency(feats), abs=1e-12)
+
+
+def test_feature_consistency_edge_cases():
+    assert metrics.feature_consistency(np.ones((1, 4))) == 1.0
+    f = np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])  # a zero vector: cosine 0, never NaN
+    assert metrics.feature_consistency(f) == pytest.approx(0.5 * (0.0 + 0.5 * (0.0 + 1.0)))
+    assert metrics.feature_consistency(np.zeros((4, 3))) == 0.0
+    np.testing.assert_array_equal(metrics.cosine_similarity(np.zeros((2, 3)), np.ones((2, 3))), [0.0, 0.0])
+
+
+def test_consistency_hands_unit_frames_to_the_features():
+    v = _render(events=(("right", "grass", 5), ("right", "snow", 5)), start=(8, 16))
+    seen = []
+
+    def mean_colour(x):
+        seen.append(x)
+        return x.mean((1, 2))
+
+    got = metrics.consistency(v, mean_colour)
+    assert seen[0].dtype == np.float32 and seen[0].shape == v.shape
+    np.testing.assert_allclose(seen[0], (v + 1) / 2, atol=1e-7)
+    assert got == metrics.feature_consistency(seen[0].mean((1, 2)))
+
+
+def _unit(v):
+    return v / np.linalg.norm(v)
+
+
+@pytest.mark.parametrize("new_colour", ["blue", "orange"])
+def test_colour_switch_lowers_subject_consistency_by_the_closed_form(new_colour):
+    T, k = 10, 4  # a still small red circle, recoloured at frame k
+    v = _render(events=(("still", "grass", k), ("still", "grass", T - k, new_colour)))
+    u = [_unit(2.0 * np.float32(world.COLOURS[c]).astype(np.float64) - 1.0) for c in ("red", new_colour)]
+    rho = 0.5 * (1.0 + u[0] @ u[1])  # cosine of the two descriptors: same mask, other colour
+    expected = ((k - 1) + rho + (T - 1 - k) * 0.5 * (1.0 + rho)) / (T - 1)
+    assert metrics.consistency(v, metrics.object_descriptor) == pytest.approx(expected, abs=1e-6)
+    assert metrics.consistency(v[:k], metrics.object_descriptor) == pytest.approx(1.0, abs=1e-12)
+    assert metrics.consistency(v, metrics.background_descriptor) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_object_descriptor_ignores_position_but_not_shape():
+    a = _render(start=(10, 12))[:1]
+    b = _render(start=(21, 19))[:1]
+    c = _render(shape="square", start=(10, 12))[:1]
+    da, db, dc = (metrics.object_descriptor((x + 1) / 2)[0] for x in (a, b, c))
+    circle = world.shape_mask("circle", (10, 12), world.SIZES["small"])
+    square = world.shape_mask("square", (10, 12), world.SIZES["small"])
+    assert da @ da == pytest.approx(1.0, abs=1e-12) and da @ db == pytest.approx(1.0, abs=1e-12)
+    assert da @ dc == pytest.approx(0.5 * (1.0 + (circle & square).sum() / np.sqrt(circle.sum() * square.sum())), abs=1e-12)
+    assert not metrics.object_descriptor(np.full((1, 32, 32, 3), 0.4)).any()  # no object: zero
+
+
+# ---------------------------------------------------------------------------------------------
+# Motion: smoothness, dynamic degree, calibration
+# ---------------------------------------------------------------------------------------------
+
+
+def test_static_video_is_not_dynamic_and_one_scene():
+    v = _render(events=(("still", "sand", 16),))
+    d = metrics.dynamic_degree(v)
+    assert not d.dynamic and d.fraction == 0.0 and d.mean_magnitude == 0.0
+    np.testing.assert_array_equal(d.magnitudes, np.zeros(15))
+    assert metrics.num_scenes(v) == metrics.Scenes(count=1, cuts=(), min_scene_len=metrics.MIN_SCENE_LEN)
+    assert metrics.motion_smoothness(v) == 1.0
+
+
+@pytest.mark.parametrize("shape, size", [("circle", "small"), ("square", "large"), ("triangle", "large")])
+def test_calibration_moving_renders_are_dynamic_still_ones_are_not(shape, size):
+    d0 = metrics.dynamic_degree(_render())
+    assert d0.threshold == pytest.approx(metrics.DYNAMIC_THRESHOLD_PER_SIDE * 32) == pytest.approx(0.5 * world.MOTION_SPEED)
+    for colour in world.COLOURS:
+        for bg in world.BACKGROUNDS:
+            for motion, start in [("right", (10, 16)), ("up", (16, 22))]:
+                d = metrics.dynamic_degree(_render(colour, shape, size, ((motion, bg, 6),), start=start))
+                assert d.dynamic and d.fraction >= 0.5, (colour, bg, motion, d.magnitudes)
+            still = metrics.dynamic_degree(_render(colour, shape, size, (("still", bg, 6),), start=(12, 20)))
+            assert not still.dynamic and still.mean_magnitude == 0.0, (colour, bg)
+
+
+def test_tiny_frames_are_upscaled_for_the_flow():
+    v = _render(events=(("right", "grass", 8),), start=(8, 16))
+    half = v.reshape(8, 16, 2, 16, 2, 3).mean((2, 4))  # 16×16: below FLOW_MIN_SIDE, object at 0.75 px/frame
+    d = metrics.dynamic_degree(half)
+    assert d.threshold == pytest.approx(0.375) and d.dynamic
+    assert not metrics.dynamic_degree(_render().reshape(8, 16, 2, 16, 2, 3).mean((2, 4))).dynamic
+
+
+def test_smooth_motion_scores_higher_than_shuffled():
+    rng = np.random.default_rng(0)
+    for colour, bg in [("red", "grass"), ("yellow", "night"), ("blue", "snow")]:
+        v = _render(colour, "triangle", "large", (("right", bg, 12),), start=(9, 16))
+        smooth = metrics.motion_smoothness(v)
+        shuffled = metrics.motion_smoothness(v[rng.permutation(12)])
+        assert 0.98 < smooth <= 1.0 and shuffled < smooth - 0.005, (colour, bg, smooth, shuffled)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenes
+# ---------------------------------------------------------------------------------------------
+
+
+def test_hard_cut_is_two_scenes():
+    a = _render("red", "circle", "small", (("right", "grass", 16),), start=(8, 16))
+    b = _render("blue", "square", "large", (("left", "snow", 16),), start=(24, 16))
+    assert metrics.num_scenes(np.concatenate([a, b])) == metrics.Scenes(2, (16,), metrics.MIN_SCENE_LEN)
+
+
+def test_short_scenes_need_a_small_min_scene_len():
+    events = (("right", "grass", 8), ("down", "snow", 8), ("left", "sand", 8), ("up", "night", 8))
+    v = _render(events=events, start=(10, 10))
+    assert metrics.num_scenes(v) == metrics.Scenes(4, (8, 16, 24), 3)
+    assert metrics.num_scenes(v, min_scene_len=15).count == 2  # scenedetect's default hides cuts
+
+
+# ---------------------------------------------------------------------------------------------
+# Centre track, identity, ghosts
+# ---------------------------------------------------------------------------------------------
+
+
+def test_constant_velocity_has_no_acceleration_and_no_jump():
+    tr = world.long_track("red", "circle", "small", [world.Event(12, "right", "grass")], start=(8, 16))
+    r = metrics.probe_frames(world.render(tr))
+    np.testing.assert_array_equal(np.diff(r.centre, 2, axis=0), np.zeros((10, 2)))
+    assert metrics.centre_jumps(r, []) == metrics.CentreJumps(at_boundary=0.0, away=world.MOTION_SPEED)
+
+
+def test_teleport_is_a_jump_of_the_right_size_at_its_boundary():
+    a = _render(events=(("right", "grass", 8),), start=(8, 16))  # centre of frame 7: (18.5, 16)
+    b = _render(events=(("right", "grass", 8),), start=(14, 24))
+    r = metrics.probe_frames(np.concatenate([a, b]))
+    jump = float(np.hypot(14 - 18.5, 24 - 16))
+    assert metrics.centre_jumps(r, [8]) == metrics.CentreJumps(jump, 1.5)
+    assert metrics.centre_jumps(r, [4]) == metrics.CentreJumps(1.5, jump)
+    assert metrics.centre_jumps(r, [9]).at_boundary == 1.5
+    assert metrics.centre_jumps(r, [9], window=1).at_boundary == jump
+    gone = r._replace(centre=np.where(np.arange(16)[:, None] == 8, np.nan, r.centre))
+    assert metrics.centre_jumps(gone, [8]) == metrics.CentreJumps(0.0, 1.5)  # no object at 8: no pair to judge
+
+
+def test_identity_consistency_counts_majority_frames():
+    v = _render(events=(("still", "grass", 6), ("still", "grass", 2, "cyan")))
+    r = metrics.probe_frames(v)
+    assert metrics.identity_consistency(r) == {"colour": 0.75, "shape": 1.0, "size": 1.0}
+    none = r._replace(found=np.zeros(8, bool))
+    assert metrics.identity_consistency(none, ("colour", "background")) == {"colour": 0.0, "background": 1.0}
+
+
+def _paste(frame, shape, centre, size, colour):
+    out = frame.copy()
+    out[world.shape_mask(shape, centre, world.SIZES[size])] = 2.0 * np.asarray(world.COLOURS[colour]) - 1.0
+    return out
+
+
+def test_ghosts_and_clean_frames():
+    assert metrics.GHOST_MIN_AREA == 24 == int(np.ceil(0.3 * world.shape_mask("circle", (16, 16), 5).sum()))
+    clean = _render("orange", "circle", "small", (("still", "sand", 1),), start=(10, 10))[0]
+    ghost = _paste(clean, "circle", (24, 22), "small", "orange")
+    speck = clean.copy()
+    speck[26:30, 26:30] = 2.0 * np.asarray(world.COLOURS["orange"]) - 1.0  # 16 px < GHOST_MIN_AREA
+    night = _render("cyan", "square", "small", (("still", "night", 1),), start=(10, 10))[0]
+    bg = world.background_field("night", world.long_track("cyan", "square", "small", [world.Event(1, "still", "night")]).phase)
+    assert (bg > np.asarray(world.BACKGROUNDS["night"]) + 0.1).any(), "the night sky has stars"
+    empty = 2.0 * np.broadcast_to(np.asarray(world.BACKGROUNDS["snow"]), (32, 32, 3)) - 1.0
+    frames = np.stack([clean, ghost, speck, night, empty]).astype(np.float32)
+    np.testing.assert_array_equal(metrics.ghost_frames(frames), [False, True, False, False, False])
+    np.testing.assert_array_equal(metrics.clean_frames(frames), [True, False, True, True, False])
+    np.testing.assert_array_equal(metrics.ghost_frames(to_uint8(frames)), [False, True, False, False, False])
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompt fidelity and the report
+# ---------------------------------------------------------------------------------------------
+
+_EVENTS = (("right", "grass", 8), ("down", "grass", 8), ("left", "snow", 8), ("up", "snow", 8))
+_SEGMENTS = [(0, 8), (8, 16), (16, 24), (24, 32)]
+
+
+def _four_turns():
+    v = _render("purple", "square", "small", _EVENTS, start=(8, 8))
+    texts = [world.caption("purple", "square", "small", m, bg) for m, bg, _ in _EVENTS]
+    return v, texts
+
+
+def test_prompt_fidelity_reads_every_factor():
+    v, texts = _four_turns()
+    f = metrics.prompt_fidelity(v, _SEGMENTS, texts)
+    assert f.all_factors == 1.0 and f.per_factor == dict.fromkeys(metrics.FACTORS, 1.0)
+    wrong = [texts[0].replace("purple", "red"), texts[1].replace("moves down", "moves up"), texts[2], texts[3]]
+    f = metrics.prompt_fidelity(v, _SEGMENTS, wrong)
+    assert f.all_factors == 0.5
+    assert f.per_factor == {"colour": 0.75, "shape": 1.0, "size": 1.0, "motion": 0.75, "background": 1.0}
+    assert f.matches[0] == {"colour": False, "shape": True, "size": True, "motion": True, "background": True}
+    then = [world.caption("purple", "square", "small", "right", "grass"),
+            world.caption("purple", "square", "small", "down", "grass", "snow")]
+    f = metrics.prompt_fidelity(v[:24], [(0, 8), (8, 24)], then)  # segment 2 switches grass → snow at frame 16
+    assert [m["background"] for m in f.matches] == [True, True]
+    swapped = then[:1] + [world.caption("purple", "square", "small", "down", "snow", "grass")]
+    assert [m["background"] for m in metrics.prompt_fidelity(v[:24], [(0, 8), (8, 24)], swapped).matches] == [True, False]
+
+
+def test_shapes_report_on_a_clean_render():
+    v, texts = _four_turns()
+    rep = metrics.shapes_report(v, _SEGMENTS, texts)
+    json.dumps(rep)  # plain JSON types only
+    assert all(isinstance(x, (int, float, bool)) for x in rep.values())
+    assert rep["fidelity_all"] == rep["motion_fidelity"] == 1.0
+    assert rep["identity_colour"] == rep["identity_shape"] == rep["identity_size"] == 1.0
+    assert rep["ghost_fraction"] == 0.0 and rep["clean_fraction"] == rep["object_found_fraction"] == 1.0
+    assert rep["centre_jump_at_boundary"] == rep["centre_jump_away"] == 1.5
+    assert 0.97 < rep["subject_consistency"] < 1.0  # a moving square's pixel mask alternates 10 and 11 px wide
+    assert rep["background_consistency"] < 1.0  # grass → snow at frame 16
+    assert rep["dynamic"] and rep["num_scenes"] == 2 and rep["min_scene_len"] == metrics.MIN_SCENE_LEN
+    assert 0.95 < rep["motion_smoothness"] < 1.0
