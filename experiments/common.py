@@ -220,6 +220,11 @@ def _cache_path(results: str, variant: Variant) -> str:
     return os.path.join(results, "runs", variant.name + ".jsonl")
 
 
+def _settings(variant: Variant) -> dict:
+    """What a cached record must match: the variant, and the weights file when it is not the shipped one."""
+    return variant.settings if _WEIGHTS is None else {**variant.settings, "weights": os.path.basename(_WEIGHTS)}
+
+
 def read_cache(results: str, variant: Variant) -> dict:
     """``{(scenario, seed, steps, stride): record}`` of ``variant``'s finished runs whose settings match."""
     path = _cache_path(results, variant)
@@ -232,7 +237,7 @@ def read_cache(results: str, variant: Variant) -> dict:
             if not line:
                 continue
             rec = json.loads(line)
-            if rec["settings"] == variant.settings:
+            if rec["settings"] == _settings(variant):
                 out[(rec["scenario"], rec["seed"], rec["steps"], rec["stride"])] = rec
     return out
 
@@ -257,7 +262,7 @@ def runs(variant: Variant, names: Sequence[str], seed_list: Sequence[int], *, re
             with open(path, "a") as fh:
                 for s, fr, n in zip(todo, frames, nfe):
                     rec = {"scenario": name, "seed": int(s), "steps": steps, "stride": stride,
-                           "settings": variant.settings, "nfe": int(n), "wall_seconds": round(wall, 3),
+                           "settings": _settings(variant), "nfe": int(n), "wall_seconds": round(wall, 3),
                            "metrics": judge(fr, name)}
                     cache[(name, s, steps, stride)] = rec
                     fh.write(json.dumps(rec, allow_nan=False) + "\n")

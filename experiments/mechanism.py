@@ -9,15 +9,17 @@ Variants (all but the first two are extensions beyond the paper, options of ``sa
 * **no repulsion** — the CSD gradient without SVGD's repulsion term;
 * **clean kernel** — the RBF kernel on the chunks of the current estimate ``Y`` instead of the
   noisy chunks (median heuristic), and **clean kernel, fixed γ** — with one bandwidth for all
-  steps, set from the world's data (the heuristic's value ``log(B + 1)/median D²`` on chunks of
-  independent training clips; not tuned on results);
+  steps, set from the world's data (``log(B + 1)/median D²`` over pairs of independent training
+  clips, the plain median of the distinct pairs rather than csd.py's lower median with the zero
+  diagonal, so smaller than the heuristic would give; not tuned on results);
 * **SGD** — plain gradient descent at the paper's ``lr`` instead of AdamW.
 
 Inside stage 2 (SynCoS and Gen-L-Video, seed 0 of a few scenarios, from the sampler's
 diagnostics): how far stage 2 moves the fused ``x̂_0`` against the distances between its chunks;
 the RBF weights between chunks on the noisy chunks and on the clean ones; and when each attribute
-of the video settles — per step, the fraction of frames whose probe reading of the fused ``x̂_0``
-agrees with the final video (object centre within 2 px, colour, shape, background), and the first
+of the video settles — per step, the fraction of frames whose probe reading of the step's ``x̂_0``
+agrees with the final video (object centre within 2 px, colour, shape, background) — the x̂₀ after
+stage 2, the fused one for Gen-L-Video — and the first
 step from which at least 80 % agree to the end.
 
 Writes ``mechanism.{json,md,png}`` and ``mechanism_inside.png``; ``--quick`` for the reduced run.
@@ -216,7 +218,7 @@ def main(argv=None) -> dict:
                          f"{ss['centre']} / {ss['colour']} / {ss['shape']} / {ss['background']} |")
     lines.append(f"\nStage 2 runs at steps {stage2[0] if stage2 else '—'}–{stage2[-1] if stage2 else '—'} "
                  f"(t > 800) of {st.steps}. Settle step: the first step from which ≥ {SETTLE_FRACTION:.0%} of frames "
-                 f"of the fused x̂₀ agree with the final video to the end.")
+                 f"of the step's x̂₀ (after stage 2) agree with the final video to the end.")
     payload["inside"] = look
     payload["data_gamma"] = data_gamma()
     md = open(os.path.join(st.results, "mechanism.md")).read() + "\n".join(lines)

@@ -210,6 +210,7 @@ class SegmentReading(NamedTuple):
     object_frames: int
 
     def as_dict(self) -> dict:
+        """The reading as a plain dict (JSON-ready)."""
         return self._asdict()
 
 

@@ -90,7 +90,10 @@ class SynCoSConfig(NamedTuple):
         ``eta`` everywhere). With ``stages=(1, 3)`` and ``1.0`` this is Gen-L-Video with fresh noise
         only where SynCoS would run stage 2 (mechanism study).
       check_finite: record the first NaN/Inf and raise after the run (naming step, time and stage).
-      diagnostics: names from :data:`DIAGNOSTICS` to record per step.
+      diagnostics: names from :data:`DIAGNOSTICS` to record per step: ``x0`` the ``X̂_0`` of the step
+        (after stage 2), ``x0_fused`` the fused stage-1 ``X̂_0`` before stage 2 (``X_t`` when stage 1
+        is off), ``base_noise`` the stage-2 noise ``E``, ``grad_norm`` / ``stage2_t`` per stage-2
+        iteration, ``stage2_ran``, ``nfe`` of the step.
     """
 
     stages: tuple = (1, 2, 3)
@@ -352,10 +355,10 @@ def step(
             flag = first_nonfinite(flag, k, 2, X0)
 
     if 3 in cfg.stages:
-        eta = cfg.eta
-        if cfg.eta_above_t_min is not None:
-            eta = jnp.where(t > cfg.t_min, cfg.eta_above_t_min, cfg.eta)
-        x_next = S.ddim_step(X0, eps, a_s, s_s, eta=eta, alpha_t=a_t, sigma_t=s_t, key=k_eta)
+        x_next = S.ddim_step(X0, eps, a_s, s_s, eta=cfg.eta, alpha_t=a_t, sigma_t=s_t, key=k_eta)
+        if cfg.eta_above_t_min is not None:  # both steps with static η, selected by the grid time
+            x_high = S.ddim_step(X0, eps, a_s, s_s, eta=cfg.eta_above_t_min, alpha_t=a_t, sigma_t=s_t, key=k_eta)
+            x_next = jnp.where(t > cfg.t_min, x_high, x_next)
         x_next = jnp.where(k == S_steps - 1, X0, x_next)  # the last step returns x̂_0
         if cfg.check_finite:
             flag = first_nonfinite(flag, k, 3, x_next)
