@@ -172,7 +172,8 @@ def main(argv=None) -> int:
         print(f"\n{k} (rows: asked for, columns: read by the probe)\n{format_confusion(confusions[k], names)}")
     passed = all(model_acc[k] >= v for k, v in BARS.items())
     print("quality bar:", "met" if passed else "NOT met")
-    record = {"weights": args.weights, "training_step": backbone.info.get("step"), "num": args.num, "steps": args.steps,
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # no machine paths in the record
+    record = {"weights": os.path.relpath(os.path.abspath(args.weights), repo), "training_step": backbone.info.get("step"), "num": args.num, "steps": args.steps,
               "guidance": guidance, "seed": args.seed, "seconds": seconds, "model": model_acc, "renders": render_acc, "confusion": confusions,
               "bars": BARS, "passed": passed}
     if args.json:

@@ -104,7 +104,9 @@ def main(argv=None) -> int:
                             high_noise_fraction=args.high_noise_fraction, high_noise_min=args.high_noise_min)
     settings = {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "seed": args.seed}
     if args.init_from:
-        settings["init_from"] = {"path": os.path.abspath(args.init_from), "extra": read_toy_config(args.init_from)[1]}
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # recorded relative to the repo
+        settings["init_from"] = {"path": os.path.relpath(os.path.abspath(args.init_from), repo),
+                                 "extra": read_toy_config(args.init_from)[1]}
     settings_path = os.path.join(args.workdir, "settings.json")
     if os.path.exists(settings_path):
         with open(settings_path) as f:
