@@ -74,22 +74,13 @@ def _rms(x, axis=None):
 
 
 def _kernel_offdiag(points: np.ndarray, batch: int, rng: np.random.Generator, draws: int = 32) -> float:
-    """Mean off-diagonal RBF weight (median heuristic, lower median with the zero diagonal, as csd.py)
-    over random ``batch``-subsets of ``points: [N, ...]``."""
-    flat = points.reshape(points.shape[0], -1).astype(np.float64)
-    vals = []
-    for _ in range(draws):
-        ids = rng.choice(len(flat), size=batch, replace=False)
-        z = flat[ids]
-        d2 = ((z[:, None] - z[None]) ** 2).sum(-1)
-        srt = np.sort(d2.ravel())
-        med = srt[(srt.size - 1) // 2]
-        if med <= 0:
-            off = np.sort(d2[~np.eye(batch, dtype=bool)])
-            med = off[(off.size - 1) // 2]
-        gamma = math.log(batch + 1) / med if med > 0 else 0.0
-        K = np.exp(-gamma * d2)
-        vals.append(K[~np.eye(batch, dtype=bool)].mean())
+    """Mean off-diagonal RBF weight of :func:`syncos_jax.csd.rbf_kernel` (the sampler's own median
+    heuristic) over random ``batch``-subsets of ``points: [N, ...]``."""
+    from syncos_jax.csd import rbf_kernel
+
+    off = ~np.eye(batch, dtype=bool)
+    vals = [np.asarray(rbf_kernel(np.asarray(points[rng.choice(len(points), size=batch, replace=False)],
+                                             np.float32)).matrix)[off].mean() for _ in range(draws)]
     return float(np.mean(vals))
 
 
