@@ -51,6 +51,18 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+def read_json(path: str) -> dict:
+    """The JSON object in ``path``; raises :class:`ConversionError` naming the file if it is not one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConversionError(f"{path!r} is not valid JSON ({' '.join(str(e).split())[:120]})") from None
+    if not isinstance(data, dict):
+        raise ConversionError(f"{path!r} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
 def transformer_folder(src: str) -> str:
     """The folder holding ``config.json`` + weights: ``SRC/transformer`` if present, else ``SRC``."""
     sub = os.path.join(src, "transformer")
@@ -82,9 +94,11 @@ def convert_folder(src: str, dst: Optional[str] = None, *, dtype: str = "float32
     from flax import nnx
 
     folder = transformer_folder(src)
-    with open(os.path.join(folder, "config.json")) as f:
-        config = json.load(f)
-    cfg, graphdef, abstract = model_abstract(config)
+    config = read_json(os.path.join(folder, "config.json"))
+    try:
+        cfg, graphdef, abstract = model_abstract(config)
+    except (TypeError, ValueError) as e:
+        raise ConversionError(f"{os.path.join(folder, 'config.json')!r}: {' '.join(str(e).split())[:300]}") from None
     tensors = read_safetensors(folder)
     state = convert(tensors, RULES, abstract, dtype=dtype, progress=progress)
     if dst is not None:
@@ -96,8 +110,7 @@ def load(dst: str):
     """The model saved by :func:`convert_folder` in ``dst`` (no conversion)."""
     from flax import nnx
 
-    with open(os.path.join(dst, "config.json")) as f:
-        meta = json.load(f)
+    meta = read_json(os.path.join(dst, "config.json"))
     if meta.get("model") != "cogvideox":
         raise ConversionError(f"{dst!r} holds a {meta.get('model')!r} checkpoint, not cogvideox")
     cfg, graphdef, abstract = model_abstract(meta["config"])

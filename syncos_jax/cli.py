@@ -2,8 +2,9 @@
 
     syncos generate SCENARIO.yaml [--sampler syncos|gen-l-video|fifo|csd-only|freenoise|ddim]
                     [--frames N] [--seed S] [--out DIR] [--steps K] [--guidance G] [--stride s]
-                    [--set NAME=VALUE ...] [--weights FILE] [--overwrite]
+                    [--set NAME=VALUE ...] [--weights FILE] [--overwrite] [--checkpoint-every K]
                     [--backbone cogvideox --weights DST --text-embeddings FILE [--vae FOLDER] [--latent-size HxW]]
+    syncos generate --resume RUN_DIR
     syncos convert cogvideox SRC DST [--dtype bf16]
 
 ``generate`` samples a long video for a scenario file (:func:`syncos_jax.prompts.load_scenario`)
@@ -11,107 +12,204 @@ with the shipped toy model (or a converted CogVideoX), showing a progress bar, a
 
 * ``video.mp4`` and ``video.gif``;
 * ``contact_sheet.png``: every frame with its index, and the local prompt of each segment;
-* ``run.json``: the resolved settings, the NFE, the wall time and the probes' per-segment
-  readings next to what the prompts ask for (:mod:`syncos_jax.metrics`; toy model only);
+* ``run.json``: the resolved settings, the NFE, the wall time, a SHA-256 of the final latents and
+  the probes' per-segment readings next to what the prompts ask for (:mod:`syncos_jax.metrics`;
+  toy model only);
 * with CogVideoX, ``latents.npy`` too; without a VAE folder (or without torch) only the latents
   and ``run.json`` are written, and the command says so.
 
-``convert`` turns a diffusers CogVideoX folder into this library's format (orbax + config; see
-:mod:`converters.cogvideox`), with a progress bar over tensors.
-
 Settings resolve in this order: command-line flags, then the scenario's ``sampler`` mapping, then
 the defaults (``frames`` = 4 chunks, ``stride`` = half a chunk, the backbone's guidance scale,
-50 steps). Everything is checked before sampling; a malformed scenario gives one line
-``error: FILE: field 'FIELD': PROBLEM`` and exit status 2. The files are written into a temporary
-directory beside ``DIR`` and moved into place at the end, so a failed run leaves nothing behind.
+50 steps). **Everything is checked before sampling**: the grammar of every joined prompt, the
+seed (``[0, 2**32 − 1]``), the type and range of every sampler setting, the number of prompts
+against the frames, the weights (loadable and finite), the backbone's prediction type against the
+schedule, and the destination (see :mod:`syncos_jax.outdir` for ``--overwrite``'s rule).
+
+**Sampling runs in segments** of ``--checkpoint-every`` steps (default 5) of one compiled loop;
+after each, the sampler state is saved with orbax into the run folder ``.NAME.resume`` beside
+``DIR``. Ctrl-C (or SIGTERM) stops at the end of the segment, keeps that checkpoint, prints the
+command that resumes and exits 130; a second Ctrl-C stops at once (the last checkpoint is kept).
+``syncos generate --resume RUN_DIR`` continues a stopped or killed run; its video is
+bit-identical to an uninterrupted run (the same executable runs every segment). NaN/Inf are
+checked after every segment (``--set check_finite=false`` turns it off): the run stops with one
+line naming the step, the grid time and the stage.
+
+Exit status: 0 done; 2 an error (bad input, an unusable destination, non-finite values): one
+line ``error: ...`` on stderr and no output written; 130 interrupted (a checkpoint is kept and
+the resume command printed). Any other status is a bug: please report it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import os
+import re
+import shlex
 import shutil
+import signal
 import sys
-import tempfile
+import threading
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["generate", "main"]
+__all__ = ["CLIError", "Interrupted", "build_parser", "generate", "main"]
 
 SAMPLER_NAMES = ("syncos", "gen-l-video", "fifo", "csd-only", "freenoise", "ddim")
-COMMON_SETTINGS = ("steps", "stride", "guidance_scale")
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+DEFAULT_CHECKPOINT_EVERY = 5
+RESUME_FORMAT = "syncos_jax.resume/1"
+# generate's arguments that do not change the video; all others are recorded and must match on --resume
+_FREE_ARGS = ("resume", "progress", "checkpoint_every")
+_PATH_ARGS = ("scenario", "out", "weights", "text_embeddings", "vae")
 
 
 class CLIError(Exception):
     """An error reported as one line and exit status 2."""
 
 
-def _parse_value(text: str) -> Any:
-    import yaml
-
-    return yaml.safe_load(text)
+class Interrupted(Exception):
+    """A run stopped by a signal after saving its checkpoint; ``str()`` says how to resume (exit 130)."""
 
 
-def _resolve(args, scenario, backbone) -> dict:
-    """Resolved settings: ``frames, seed, sampler, steps, stride, guidance_scale, options``."""
+# ---------------------------------------------------------------------------------------------
+# Signals: Ctrl-C before sampling aborts; during sampling it asks to stop after the segment.
+# ---------------------------------------------------------------------------------------------
+
+
+class _Signals:
+    """SIGINT / SIGTERM handling for one command.
+
+    Before sampling (``deferred`` false) a signal raises ``KeyboardInterrupt`` as usual: nothing
+    has been computed. During sampling the first signal only sets ``stop_requested`` (checked
+    between segments, never inside compiled code or a compilation); a second one exits at once
+    with status 130, keeping the last checkpoint, after printing ``hint``.
+    """
+
+    def __init__(self):
+        self.deferred = False
+        self.stop_requested = False
+        self.hint = ""
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        return False
+
+    def _handle(self, signum, frame):
+        if not self.deferred:
+            raise KeyboardInterrupt
+        if self.stop_requested:
+            sys.stderr.write(f"\nstopped at once; {self.hint}\n")
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        self.stop_requested = True
+        sys.stderr.write("\nstopping after the current segment (press Ctrl-C again to stop at once) ...\n")
+        sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings: where each came from, so that a bad value is reported against its source
+# ---------------------------------------------------------------------------------------------
+
+
+class _Settings(NamedTuple):
+    values: dict  # name -> value, the scenario's sampler mapping overridden by flags
+    origin: dict  # name -> ("flag", "--set lr") | ("scenario", "sampler.lr")
+
+
+def _brief(value) -> str:
+    from syncos_jax.validate import brief
+
+    return brief(value)
+
+
+def _reject(scenario, settings: _Settings, name: str, value, problem: str):
+    """Returns the error for setting ``name`` (to raise), worded for where the value came from."""
     from syncos_jax.prompts import ScenarioError
 
-    settings = dict(scenario.sampler)
+    kind, label = settings.origin.get(name, ("flag", f"--set {name}"))
+    if kind == "scenario":
+        return ScenarioError(scenario.path, label, f"{problem}, got {_brief(value)}")
+    return CLIError(f"{label}={_brief(value)}: {problem}")
+
+
+_EXPONENT_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _number_or_value(value):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; such a string is taken as the number it spells."""
+    return float(value) if isinstance(value, str) and _EXPONENT_NUMBER.match(value.strip()) else value
+
+
+def _collect_settings(args, scenario) -> _Settings:
+    from syncos_jax.prompts import parse_yaml
+
+    values, origin = {}, {}
+    for name, value in scenario.sampler.items():
+        values[name], origin[name] = _number_or_value(value), ("scenario", f"sampler.{name}")
     for item in args.set or ():
         if "=" not in item:
-            raise CLIError(f"--set {item!r}: expected NAME=VALUE")
-        name, value = item.split("=", 1)
-        settings[name.strip()] = _parse_value(value)
+            raise CLIError(f"--set {_brief(item)}: expected NAME=VALUE")
+        name, text = (part.strip() for part in item.split("=", 1))
+        if not name:
+            raise CLIError(f"--set {_brief(item)}: expected NAME=VALUE")
+        values[name] = _number_or_value(parse_yaml(text, "--set", name))
+        origin[name] = ("flag", f"--set {name}")
     for flag, name in (("steps", "steps"), ("stride", "stride"), ("guidance", "guidance_scale")):
         if getattr(args, flag) is not None:
-            settings[name] = getattr(args, flag)
-    f = backbone.chunk_frames
-    frames = args.frames if args.frames is not None else (scenario.frames or 4 * f)
-    where = "--frames" if args.frames is not None else "frames"
-    if frames < f:
-        raise ScenarioError(scenario.path, where, f"{frames} frames is fewer than one chunk ({f} frames)")
-    steps = settings.pop("steps", 50)
-    stride = settings.pop("stride", max(1, f // 2))
-    guidance = settings.pop("guidance_scale", backbone.default_guidance)
-    for name, value, ok in (
-        ("steps", steps, isinstance(steps, int) and steps >= 1),
-        ("stride", stride, isinstance(stride, int) and 1 <= stride <= f),
-        ("guidance_scale", guidance, isinstance(guidance, (int, float)) and not isinstance(guidance, bool)),
-    ):
-        if not ok:
-            expected = {"steps": "a positive integer", "stride": f"an integer in [1, {f}]", "guidance_scale": "a number"}[name]
-            raise ScenarioError(scenario.path, f"sampler.{name}", f"expected {expected}, got {value!r}")
-    seed = args.seed if args.seed is not None else (scenario.seed if scenario.seed is not None else 0)
-    return dict(frames=int(frames), seed=int(seed), sampler=args.sampler, steps=int(steps), stride=int(stride),
-                guidance_scale=float(guidance), options=settings)
+            values[name], origin[name] = getattr(args, flag), ("flag", f"--{flag}")
+    return _Settings(values, origin)
 
 
-def _check_words(scenario, backbone) -> None:
-    from syncos_jax.prompts import ScenarioError
+def _checked(scenario, settings: _Settings, name: str, default, rule):
+    """The setting ``name`` (or ``default``) checked by ``rule`` (a :mod:`syncos_jax.validate` rule)."""
+    from syncos_jax import validate as V
 
-    # the toy tokenizer checks words, so each part alone names the field with the unknown word;
-    # other backbones look texts up whole, so only the joined texts are checked
-    fields = [("global_prompt", scenario.prompt.global_prompt)]
-    fields += [(f"local_prompts[{i}]", p) for i, p in enumerate(scenario.prompt.local_prompts)]
-    for field, text in fields if backbone.name == "toy" else ():
+    value = settings.values.pop(name, default)
+    try:
+        return V.check_options({name: rule}, {name: value})[name]
+    except V.OptionError as e:
+        raise _reject(scenario, settings, name, value, e.problem) from None
+
+
+def _check_prompts(scenario, backbone) -> None:
+    """Every word known (per field, for the toy tokenizer), every joined prompt encodable and, where
+    the backbone declares a grammar (``check_prompt``), grammatical."""
+    from syncos_jax.prompts import ScenarioError, join_prompt
+
+    if backbone.name == "toy":  # the toy tokenizer checks words: each part alone names the field at fault
+        fields = [("global_prompt", scenario.prompt.global_prompt)]
+        fields += [(f"local_prompts[{i}]", p) for i, p in enumerate(scenario.prompt.local_prompts)]
+        for field, text in fields:
+            try:
+                backbone.encode([text])
+            except ValueError as e:
+                raise ScenarioError(scenario.path, field, str(e)) from None
+    check = getattr(backbone, "check_prompt", None)
+    for i, p in enumerate(scenario.prompt.local_prompts):
+        text = join_prompt(scenario.prompt.global_prompt, p)
         try:
             backbone.encode([text])
-        except ValueError as e:
-            raise ScenarioError(scenario.path, field, str(e)) from None
-    from syncos_jax.prompts import join_prompt
-
-    for i, p in enumerate(scenario.prompt.local_prompts):
-        try:
-            backbone.encode([join_prompt(scenario.prompt.global_prompt, p)])
+            if check is not None:
+                check(text)
         except ValueError as e:
             raise ScenarioError(scenario.path, f"local_prompts[{i}]", str(e)) from None
 
 
 def _load_backbone(args):
-    if getattr(args, "backbone", "toy") == "cogvideox":
+    if args.backbone == "cogvideox":
         from syncos_jax.backbones import cogvideox
 
         if not args.weights:
@@ -124,17 +222,185 @@ def _load_backbone(args):
                 size = tuple(int(v) for v in args.latent_size.lower().split("x"))
                 assert len(size) == 2 and min(size) > 0
             except (ValueError, AssertionError):
-                raise CLIError(f"--latent-size {args.latent_size!r}: expected HxW, e.g. 60x90") from None
+                raise CLIError(f"--latent-size {_brief(args.latent_size)}: expected HxW, e.g. 60x90") from None
         try:
             return cogvideox.load_backbone(args.weights, args.text_embeddings, vae=args.vae, latent_size=size)
-        except (FileNotFoundError, ValueError) as e:
-            raise CLIError(f"--backbone cogvideox: {e}") from None
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise CLIError(f"--backbone cogvideox: {' '.join(str(e).split())[:300]}") from None
     from syncos_jax.backbones import toy
 
+    where = "--weights" if args.weights else "the shipped toy weights"
     try:
         return toy.load_default(args.weights) if args.weights else toy.load_default()
-    except (FileNotFoundError, ValueError) as e:
-        raise CLIError(f"--weights: {e}") from None
+    except (OSError, ValueError) as e:
+        raise CLIError(f"{where}: {' '.join(str(e).split())[:300]}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# A sampler driven in segments: init, run to a step, read the video, word a NaN
+# ---------------------------------------------------------------------------------------------
+
+
+class _Job(NamedTuple):
+    """One sampler bound to its inputs, as the command line drives it.
+
+    Attributes:
+      total: the number of steps (FIFO: queue iterations).
+      init: ``() -> state`` at step 0.
+      run: ``(state, stop) -> state`` after step ``stop`` (one compiled executable for every segment).
+      latents: ``state -> [F, H, W, C]`` the video so far.
+      nonfinite: ``state -> message or None`` (the first NaN/Inf recorded).
+      options: the resolved sampler options (for the record).
+    """
+
+    total: int
+    init: Callable[[], Any]
+    run: Callable[[Any, int], Any]
+    latents: Callable[[Any], Any]
+    nonfinite: Callable[[Any], Optional[str]]
+    options: dict
+
+
+def _make_job(name, backbone, schedule, layout, cond, options: dict, key, progress) -> _Job:
+    """Validates ``options`` for sampler ``name`` and binds it (raises ``TypeError`` for an unknown
+    option, ``OptionError`` for a bad value, ``ValueError`` for a combination the sampler refuses)."""
+    from syncos_jax.samplers import base, csd_only, ddim, fifo, freenoise, gen_l_video, syncos
+
+    from syncos_jax import validate as V
+
+    den = backbone.denoiser
+    shape = backbone.frame_shape
+    opts = dict(options)
+    known = fifo.FIFOConfig._fields if name == "fifo" else syncos.SynCoSConfig._fields + (
+        ("window", "noise_stride") if name == "freenoise" else ())
+    for key_name in opts:
+        if key_name not in known:
+            raise V.OptionError(key_name, opts[key_name], f"not a setting of {name} (its settings: {', '.join(known)})")
+    if name == "fifo":
+        cfg = fifo.make_config(**opts)
+        fifo.check_backbone(den.split()[0], layout)
+        fifo.expected_nfe(schedule, layout, **opts)  # checks the queue plan (lookahead needs an even f)
+        fifo.fifo_levels(schedule, cfg.num_partitions * layout.chunk_frames)
+        return _Job(
+            total=fifo.num_iterations(layout, cfg),
+            init=lambda: fifo.init(key, den, schedule, layout, cond, shape, cfg),
+            run=lambda st, stop: fifo.run(den, schedule, layout, cond, st, config=cfg, stop=stop, progress=progress)[0],
+            latents=lambda st: st.outputs,
+            nonfinite=lambda st: fifo.nonfinite_message(st.nonfinite, schedule, layout, cfg),
+            options=opts,
+        )
+    fixed = {"gen-l-video": gen_l_video.DEFAULTS, "csd-only": csd_only.DEFAULTS, "ddim": ddim.DEFAULTS,
+             "freenoise": {"stages": (1, 3)}}.get(name, {})
+    if "stages" in opts and "stages" in fixed:
+        raise ValueError(f"{name} fixes stages={fixed['stages']}; use --sampler syncos to choose stages")
+    lay = layout
+    init = lambda: syncos.init(key, lay, shape)  # noqa: E731
+    if name == "freenoise":
+        extra = V.check_options({"window": V.integer(1), "noise_stride": V.integer(1)},
+                                {"window": opts.pop("window", layout.chunk_frames),
+                                 "noise_stride": opts.pop("noise_stride", layout.stride)})
+        if extra["noise_stride"] > extra["window"]:
+            raise V.OptionError("noise_stride", extra["noise_stride"], f"expected an integer in [1, window={extra['window']}]")
+        lay = freenoise.trajectory_layout(layout, den)
+        init = lambda: freenoise.init(key, lay, shape, **extra)  # noqa: E731
+    elif name == "ddim":
+        lay = ddim.whole_video_layout(layout, den)
+    config = syncos.make_config(**{**fixed, **opts})
+    syncos.expected_nfe(schedule, lay, **{**fixed, **opts})  # checks batch_chunks against the layout
+    return _Job(
+        total=schedule.num_steps,
+        init=init,
+        run=lambda st, stop: syncos.run(den, schedule, lay, cond, st, config=config, stop=stop, progress=progress)[0],
+        latents=lambda st: st.x,
+        nonfinite=lambda st: base.nonfinite_message(st.nonfinite, schedule.timesteps),
+        options=opts,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The run folder (.NAME.resume): what was asked, and the checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def _digest(path: Optional[str]) -> Optional[str]:
+    """SHA-256 of a file; for a folder, of every file's relative name, size and mtime."""
+    if path is None or not os.path.exists(path):
+        return None
+    h = hashlib.sha256()
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    for root, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            p = os.path.join(root, name)
+            st = os.stat(p)
+            h.update(f"{os.path.relpath(p, path)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _resume_command(run_dir: str) -> str:
+    return f"syncos generate --resume {shlex.quote(run_dir)}"
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, allow_nan=False)
+    os.replace(tmp, path)
+
+
+def _recorded_args(args) -> dict:
+    rec = {k: v for k, v in vars(args).items() if k not in _FREE_ARGS and k != "command"}
+    for k in _PATH_ARGS:
+        if rec.get(k):
+            rec[k] = os.path.abspath(rec[k])
+    return rec
+
+
+def _args_from_run_dir(args, parser) -> argparse.Namespace:
+    """The arguments recorded in ``args.resume``; explicitly given ones must match them."""
+    run_dir = args.resume
+    path = os.path.join(run_dir, "resume.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        assert isinstance(record, dict) and record.get("format") == RESUME_FORMAT and isinstance(record.get("args"), dict)
+    except (OSError, ValueError, AssertionError):
+        raise CLIError(f"--resume {run_dir!r}: not a run folder of syncos generate (no valid resume.json)") from None
+    recorded = record["args"]
+    defaults = vars(parser.parse_args(["generate", "x"]))
+    given = _recorded_args(args)
+    for k, v in given.items():
+        if k == "scenario" and args.scenario is None:
+            continue
+        if v != defaults.get(k) and v != recorded.get(k):
+            raise CLIError(f"--resume {run_dir!r}: {k}={_brief(v)} differs from the recorded run ({_brief(recorded.get(k))}); "
+                           f"give only --resume (and --no-progress)")
+    merged = argparse.Namespace(**{**defaults, **recorded})
+    merged.command, merged.resume, merged.progress = "generate", run_dir, args.progress
+    merged.checkpoint_every = args.checkpoint_every
+    merged.digests = record.get("digests", {})
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------
+# generate
+# ---------------------------------------------------------------------------------------------
+
+
+def _json_safe(obj):
+    """``obj`` with numpy scalars as Python numbers and non-finite floats as ``None`` (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _expected_factors(text: str) -> Optional[dict]:
@@ -147,15 +413,8 @@ def _expected_factors(text: str) -> Optional[dict]:
     return {"colour": c.colour, "shape": c.shape, "size": c.size, "motion": c.motion, "background": c.background}
 
 
-def _prepare_out(out: str, overwrite: bool) -> None:
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise CLIError(f"--out {out!r} exists and is not a directory")
-    if os.path.isdir(out) and os.listdir(out) and not overwrite:
-        raise CLIError(f"--out {out!r} exists and is not empty; pass --overwrite to replace it")
-
-
 def generate(
-    scenario_path: str,
+    scenario_path: Optional[str] = None,
     *,
     sampler: str = "syncos",
     frames: Optional[int] = None,
@@ -172,107 +431,217 @@ def generate(
     text_embeddings: Optional[str] = None,
     vae: Optional[str] = None,
     latent_size: Optional[str] = None,
+    resume: Optional[str] = None,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
 ) -> dict:
     """Runs ``syncos generate`` from Python; returns the ``run.json`` record.
 
     Raises:
       ScenarioError: for a malformed scenario (nothing is written).
-      CLIError: for a bad command-line value (nothing is written).
+      CLIError: for a bad command-line value, an unusable destination or non-finite values.
+      Interrupted: if SIGINT/SIGTERM stopped the run (its checkpoint is kept; ``str()`` says how to resume).
     """
-    args = argparse.Namespace(scenario=scenario_path, sampler=sampler, frames=frames, seed=seed, out=out, steps=steps,
-                              guidance=guidance, stride=stride, set=list(set), weights=weights, overwrite=overwrite,
-                              progress=progress, backbone=backbone, text_embeddings=text_embeddings, vae=vae,
-                              latent_size=latent_size)
-    return _generate(args)
+    args = argparse.Namespace(command="generate", scenario=scenario_path, sampler=sampler, frames=frames, seed=seed,
+                              out=out, steps=steps, guidance=guidance, stride=stride, set=list(set), weights=weights,
+                              overwrite=overwrite, progress=progress, backbone=backbone, text_embeddings=text_embeddings,
+                              vae=vae, latent_size=latent_size, resume=resume, checkpoint_every=checkpoint_every)
+    with _Signals() as signals:
+        return _generate(args, signals)
 
 
-def _generate(args) -> dict:
+def _generate(args, signals: _Signals) -> dict:
     import jax
     from tqdm import tqdm
 
-    from syncos_jax import metrics, video
+    from syncos_jax import checkpoint, metrics, outdir, video
+    from syncos_jax import validate as V
     from syncos_jax.chunking import ChunkLayout
-    from syncos_jax.prompts import ScenarioError, join_prompt, load_scenario, segment_bounds
-    from syncos_jax.samplers import SAMPLERS, build_conditioning, fifo
+    from syncos_jax.prompts import MAX_FRAMES, SEED_RANGE, ScenarioError, join_prompt, load_scenario, segment_bounds
+    from syncos_jax.samplers import build_conditioning
 
     t_start = time.time()
+    if args.resume:
+        args = _args_from_run_dir(args, build_parser())
+    elif args.scenario is None:
+        raise CLIError("generate needs a SCENARIO file (or --resume RUN_DIR)")
     if args.sampler not in SAMPLER_NAMES:
-        raise CLIError(f"--sampler {args.sampler!r}: expected one of {', '.join(SAMPLER_NAMES)}")
+        raise CLIError(f"--sampler {_brief(args.sampler)}: expected one of {', '.join(SAMPLER_NAMES)}")
+    if not isinstance(args.checkpoint_every, int) or args.checkpoint_every < 1:
+        raise CLIError(f"--checkpoint-every={_brief(args.checkpoint_every)}: expected an integer >= 1")
+
+    # -- everything checkable, before anything is written or compiled -----------------------------
     scenario = load_scenario(args.scenario)
     backbone = _load_backbone(args)
-    _check_words(scenario, backbone)
-    cfg = _resolve(args, scenario, backbone)
-    stem = os.path.splitext(os.path.basename(scenario.path))[0]
-    out = args.out or os.path.join("outputs", f"{stem}-{cfg['sampler']}-seed{cfg['seed']}")
-    _prepare_out(out, args.overwrite)
+    if args.resume:
+        for what, path in (("scenario", args.scenario), ("weights", backbone.weights)):
+            if args.digests.get(what) != _digest(path):
+                raise CLIError(f"--resume {args.resume!r}: the {what} {path!r} changed since the run started; it cannot be resumed")
+    _check_prompts(scenario, backbone)
+    settings = _collect_settings(args, scenario)
+    recorded_options = {k: v for k, v in settings.values.items() if k not in ("steps", "stride", "guidance_scale")}
+    f = backbone.chunk_frames
+    if args.frames is not None:
+        F = args.frames
+        if not f <= F <= MAX_FRAMES:
+            raise ScenarioError(scenario.path, "--frames", f"expected an integer in [{f}, {MAX_FRAMES}] (at least one chunk), got {F}")
+    else:
+        F = scenario.frames or 4 * f
+        if F < f:
+            raise ScenarioError(scenario.path, "frames", f"{F} frames is fewer than one chunk ({f} frames)")
+    P = len(scenario.prompt.local_prompts)
+    if P > F:
+        raise ScenarioError(scenario.path, "local_prompts", f"{P} local prompts need at least {P} frames (one per event), got {F}")
+    seed = args.seed if args.seed is not None else (scenario.seed if scenario.seed is not None else 0)
+    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise CLIError(f"--seed={_brief(seed)}: expected an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}]")
+    T = backbone.schedule(1).num_train_timesteps
+    steps = _checked(scenario, settings, "steps", 50, V.integer(1, T))
+    stride = _checked(scenario, settings, "stride", max(1, f // 2), V.integer(1, f))
+    guidance = _checked(scenario, settings, "guidance_scale", backbone.default_guidance, V.real(0.0))
+    dynamic = _checked(scenario, settings, "dynamic_cfg", False, V.boolean())
+    options = dict(settings.values)
+    options.setdefault("check_finite", True)
 
-    F, f = cfg["frames"], backbone.chunk_frames
-    layout = ChunkLayout(F, f, cfg["stride"])
-    schedule = backbone.schedule(cfg["steps"])
+    layout = ChunkLayout(F, f, stride)
+    try:
+        schedule = backbone.schedule(steps)
+    except ValueError as e:
+        raise _reject(scenario, settings, "steps", steps, str(e).rstrip(".")) from None
     cond = build_conditioning(backbone.encode, scenario.prompt)
-    options = dict(cfg["options"], guidance_scale=cfg["guidance_scale"])
-    if options.pop("dynamic_cfg", False):  # diffusers' CogVideoX dynamic CFG: one scale per grid step
-        if cfg["sampler"] == "fifo":
+    options["guidance_scale"] = guidance
+    if dynamic:  # diffusers' CogVideoX dynamic CFG: one scale per grid step
+        if args.sampler == "fifo":
             raise CLIError("--set dynamic_cfg=true: fifo steps every frame at its own time; dynamic CFG is not supported there")
         from syncos_jax.guidance import dynamic_cfg_scales
 
-        options["guidance_scale"] = dynamic_cfg_scales(cfg["guidance_scale"], schedule.timesteps)
-    if cfg["sampler"] == "fifo":
-        total = fifo.num_iterations(layout, fifo.make_config(**options)) if _valid_fifo(options) else None
-    else:
-        total = cfg["steps"]
-    bar = tqdm(total=total, desc=f"{cfg['sampler']} {F} frames", unit="step", disable=not args.progress, dynamic_ncols=True)
-
-    def on_progress(n):
+        options["guidance_scale"] = tuple(float(g) for g in np.asarray(dynamic_cfg_scales(guidance, schedule.timesteps)))
+    def on_progress(n):  # one object for every segment: the compiled loop is keyed on it
         bar.update(n - bar.n)
 
+    try:
+        job = _make_job(args.sampler, backbone, schedule, layout, cond, options, jax.random.key(seed), on_progress)
+    except V.OptionError as e:
+        raise _reject(scenario, settings, e.name, e.value, e.problem) from None
+    except (TypeError, ValueError) as e:
+        raise CLIError(f"--sampler {args.sampler}: {' '.join(str(e).split())[:300]}") from None
+
+    stem = os.path.splitext(os.path.basename(scenario.path))[0]
+    out = args.out or os.path.join("outputs", f"{stem}-{args.sampler}-seed{seed}")
+    try:
+        outdir.check_destination(out, args.overwrite)
+    except outdir.OutputError as e:
+        raise CLIError(str(e)) from None
+
+    # -- the run folder: what was asked, and the checkpoints --------------------------------------
+    parent = os.path.dirname(os.path.abspath(out))
+    run_dir = args.resume or os.path.join(parent, f".{os.path.basename(os.path.abspath(out))}.resume")
+    ckpt_dir = os.path.join(run_dir, "checkpoint")
+    created: list = []
+    fresh = not args.resume
+    if fresh and os.path.exists(run_dir):
+        if not args.overwrite:
+            raise CLIError(f"--out {out!r}: an unfinished run of it is kept in {run_dir!r}; continue it with "
+                           f"`{_resume_command(run_dir)}`, or pass --overwrite to discard it")
+        shutil.rmtree(run_dir)
+    try:
+        created = outdir.make_parents(out)
+        outdir.clean_stale(out)
+        if fresh:
+            os.mkdir(run_dir)
+            _write_json(os.path.join(run_dir, "resume.json"), {
+                "format": RESUME_FORMAT, "args": _recorded_args(args),
+                "digests": {"scenario": _digest(args.scenario), "weights": _digest(backbone.weights)},
+            })
+    except OSError as e:
+        if fresh:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        outdir.remove_created(created)
+        raise CLIError(f"--out {out!r}: cannot write beside it ({e.strerror or e})") from None
+
+    # -- sampling, in segments -------------------------------------------------------------------
+    hint = f"resume with: {_resume_command(run_dir)}"
+
+    def discard():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        outdir.remove_created(created)
+
+    signals.hint, signals.deferred = hint, True
+    bar = tqdm(total=None, desc=f"{args.sampler} {F} frames", unit="step", disable=not args.progress, dynamic_ncols=True)
+    resumed_from = checkpoint.latest_step(ckpt_dir) if os.path.isdir(ckpt_dir) else None
     t0 = time.time()
     try:
-        result = SAMPLERS[cfg["sampler"]](backbone.denoiser, schedule, layout, cond, key=jax.random.key(cfg["seed"]),
-                                          progress=on_progress, **options)
-        latents = np.asarray(jax.block_until_ready(result.latents))
-    except TypeError as e:
-        raise ScenarioError(scenario.path, "sampler", f"{cfg['sampler']} does not take these settings: {e}") from None
-    except ValueError as e:
-        raise CLIError(f"--sampler {cfg['sampler']}: " + " ".join(str(e).split())) from None
+        if resumed_from is not None:
+            state = checkpoint.restore_state(ckpt_dir)
+            expected = jax.eval_shape(job.init)
+            if jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(expected) or any(
+                    a.shape != b.shape for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(expected))):
+                raise CLIError(f"--resume {run_dir!r}: its checkpoint does not fit the recorded run")
+        else:
+            state = job.init()
+        step = int(state.step)
+        bar.reset(total=job.total)
+        bar.update(step)
+        check = options.get("check_finite", True)
+        saved = resumed_from
+        while True:
+            message = job.nonfinite(state) if check else None
+            if message:
+                discard()
+                raise CLIError(message + " Nothing was written.")
+            if step >= job.total:
+                break
+            if signals.stop_requested:
+                if saved != step:
+                    checkpoint.save_state(ckpt_dir, state, max_to_keep=1)
+                raise Interrupted(f"interrupted at step {step} of {job.total}; the checkpoint is kept; {hint}")
+            state = job.run(state, min(step + args.checkpoint_every, job.total))
+            step = int(state.step)
+            checkpoint.save_state(ckpt_dir, state, max_to_keep=1)
+            saved = step
+        latents = np.asarray(jax.block_until_ready(job.latents(state)))
     finally:
         bar.close()
     sample_seconds = time.time() - t0
-    frames_px = backbone.decode(latents)
 
-    segments = segment_bounds(F, len(scenario.prompt.local_prompts))
-    probe = backbone.name == "toy" and frames_px is not None
-    readings = metrics.read_segments(frames_px, segments) if probe else [None] * len(segments)
-    seg_records = []
-    for (a, b), local, r in zip(segments, scenario.prompt.local_prompts, readings):
-        text = join_prompt(scenario.prompt.global_prompt, local)
-        rec = {"frames": [a, b], "local_prompt": local, "text": text}
-        if r is not None:
-            expected = _expected_factors(text)
-            rec.update(probe=r.as_dict(), expected=expected)
-            if expected is not None:
-                rec["match"] = {k: getattr(r, k) == v for k, v in expected.items()}
-        seg_records.append(rec)
-    record = {
-        "scenario": os.path.abspath(scenario.path),
-        "global_prompt": scenario.prompt.global_prompt,
-        "local_prompts": list(scenario.prompt.local_prompts),
-        "backbone": {"name": backbone.name, "weights": backbone.weights, "training_step": backbone.info.get("step"),
-                     "frame_shape": list(backbone.frame_shape), "chunk_frames": backbone.chunk_frames},
-        "settings": {**{k: v for k, v in cfg.items() if k != "options"}, "num_chunks": layout.num_chunks,
-                     "options": cfg["options"], "schedule": "cogvideox_2b"},
-        "nfe": int(result.nfe),
-        "wall_seconds": {"sampling": round(sample_seconds, 3), "total": None},
-        "segments": seg_records,
-        "jax": {"version": jax.__version__, "backend": jax.default_backend(), "devices": jax.device_count()},
-    }
-
-    parent = os.path.dirname(os.path.abspath(out)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.tmp-", dir=parent)
+    # -- the record and the files ----------------------------------------------------------------
+    try:
+        frames_px = backbone.decode(latents)
+        segments = segment_bounds(F, P)
+        probe = backbone.name == "toy" and frames_px is not None
+        readings = metrics.read_segments(frames_px, segments) if probe else [None] * len(segments)
+        seg_records = []
+        for (a, b), local, r in zip(segments, scenario.prompt.local_prompts, readings):
+            text = join_prompt(scenario.prompt.global_prompt, local)
+            rec = {"frames": [a, b], "local_prompt": local, "text": text}
+            if r is not None:
+                expected = _expected_factors(text)
+                rec.update(probe=r.as_dict(), expected=expected)
+                if expected is not None:
+                    rec["match"] = {k: getattr(r, k) == v for k, v in expected.items()}
+            seg_records.append(rec)
+        record = {
+            **outdir.MARKER,
+            "scenario": os.path.abspath(scenario.path),
+            "global_prompt": scenario.prompt.global_prompt,
+            "local_prompts": list(scenario.prompt.local_prompts),
+            "backbone": {"name": backbone.name, "weights": backbone.weights, "training_step": backbone.info.get("step"),
+                         "frame_shape": list(backbone.frame_shape), "chunk_frames": backbone.chunk_frames},
+            "settings": {"frames": F, "seed": int(seed), "sampler": args.sampler, "steps": steps, "stride": stride,
+                         "guidance_scale": float(guidance), "num_chunks": layout.num_chunks,
+                         "options": recorded_options, "schedule": "cogvideox_2b"},
+            "nfe": int(np.reshape(np.asarray(state.nfe), (-1,))[0]),
+            "latents_sha256": hashlib.sha256(np.ascontiguousarray(latents, np.float32).tobytes()).hexdigest(),
+            "resumed_from_step": resumed_from,
+            "wall_seconds": {"sampling": round(sample_seconds, 3), "total": None},
+            "segments": seg_records,
+            "jax": {"version": jax.__version__, "backend": jax.default_backend(), "devices": jax.device_count()},
+        }
+        staged = outdir.staging_folder(out)
+    except OSError as e:
+        raise CLIError(f"--out {out!r}: cannot write ({e.strerror or e}); the sampled state is kept; {hint}") from None
     try:
         if backbone.name != "toy":
-            np.save(os.path.join(tmp, "latents.npy"), latents)
+            np.save(os.path.join(staged, "latents.npy"), latents)
         if frames_px is None:
             record["note"] = ("latents.npy holds the final latents [F, H, W, C]; no video was decoded "
                               "(give --vae FOLDER with the [torch] extra installed to decode)")
@@ -280,78 +649,41 @@ def _generate(args) -> dict:
             # decoded frames can outnumber latent frames (the VAE's temporal upsampling): scale the segments
             k = len(frames_px) / F
             px_segments = [(int(round(a * k)), int(round(b * k))) for a, b in segments]
-            video.write_mp4(os.path.join(tmp, "video.mp4"), frames_px)
-            video.write_gif(os.path.join(tmp, "video.gif"), frames_px)
+            video.write_mp4(os.path.join(staged, "video.mp4"), frames_px)
+            video.write_gif(os.path.join(staged, "video.gif"), frames_px)
             sheet = video.contact_sheet(
                 frames_px,
                 segments=[(a, b, join_prompt(scenario.prompt.global_prompt, p))
                           for (a, b), p in zip(px_segments, scenario.prompt.local_prompts)],
-                title=f"{stem}: {cfg['sampler']}, {F} frames, seed {cfg['seed']}, {cfg['steps']} steps, guidance {cfg['guidance_scale']:g}",
+                title=f"{stem}: {args.sampler}, {F} frames, seed {seed}, {steps} steps, guidance {guidance:g}",
             )
             import imageio.v2 as imageio
 
-            imageio.imwrite(os.path.join(tmp, "contact_sheet.png"), sheet)
+            imageio.imwrite(os.path.join(staged, "contact_sheet.png"), sheet)
         record["wall_seconds"]["total"] = round(time.time() - t_start, 3)
-        with open(os.path.join(tmp, "run.json"), "w") as fh:
-            json.dump(record, fh, indent=2)
-        if os.path.isdir(out):
-            if os.listdir(out):
-                shutil.rmtree(out)  # only reached with --overwrite (checked above)
-            else:
-                os.rmdir(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        record = _json_safe(record)
+        with open(os.path.join(staged, "run.json"), "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2, allow_nan=False)
+        outdir.replace_atomically(staged, out)
+    except BaseException as e:
+        shutil.rmtree(staged, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise CLIError(f"--out {out!r}: cannot write ({e.strerror or e}); the sampled state is kept; {hint}") from None
         raise
+    shutil.rmtree(run_dir, ignore_errors=True)
     record["out"] = out
     return record
 
 
-def _valid_fifo(options) -> bool:
-    from syncos_jax.samplers import fifo
-
-    try:
-        fifo.make_config(**options)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="syncos", description="SynCoS long-video sampling in JAX.")
-    sub = ap.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="sample a long video for a scenario file",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g.add_argument("scenario", help="a scenario YAML file")
-    g.add_argument("--sampler", default="syncos", choices=SAMPLER_NAMES)
-    g.add_argument("--frames", type=int, default=None, help="number of frames (default: the scenario's, else 4 chunks)")
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--out", default=None, help="output directory (default outputs/<scenario>-<sampler>-seed<S>)")
-    g.add_argument("--steps", type=int, default=None, help="sampling steps (default 50)")
-    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
-    g.add_argument("--stride", type=int, default=None, help="chunk stride in frames (default half a chunk)")
-    g.add_argument("--set", action="append", metavar="NAME=VALUE", help="any sampler setting, e.g. --set iters=10")
-    g.add_argument("--backbone", default="toy", choices=("toy", "cogvideox"))
-    g.add_argument("--weights", default=None, help="toy: a weights file (default: the shipped one); cogvideox: a converted folder")
-    g.add_argument("--text-embeddings", default=None, help="cogvideox: .npz of T5 embeddings per prompt (experiments/encode_t5.py)")
-    g.add_argument("--vae", default=None, help="cogvideox: a local AutoencoderKLCogVideoX folder to decode with ([torch] extra)")
-    g.add_argument("--latent-size", default=None, help="cogvideox: latent HxW (default: the config's sample size)")
-    g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out directory")
-    g.add_argument("--no-progress", dest="progress", action="store_false")
-    c = sub.add_parser("convert", help="convert a diffusers checkpoint to this library's format")
-    c.add_argument("model", choices=("cogvideox",))
-    c.add_argument("src", help="a diffusers folder (with transformer/config.json and safetensors)")
-    c.add_argument("dst", help="the output folder (must not exist or be empty)")
-    c.add_argument("--dtype", default="float32", choices=("float32", "fp32", "bfloat16", "bf16"))
-    c.add_argument("--no-progress", dest="progress", action="store_false")
-    return ap
+# ---------------------------------------------------------------------------------------------
+# convert, the parser, main
+# ---------------------------------------------------------------------------------------------
 
 
 def _convert(args) -> str:
     from tqdm import tqdm
 
     from converters import cogvideox
-    from converters.common import ConversionError
 
     if os.path.exists(args.dst) and (not os.path.isdir(args.dst) or os.listdir(args.dst)):
         raise CLIError(f"{args.dst!r} exists and is not empty; choose a new destination")
@@ -363,40 +695,94 @@ def _convert(args) -> str:
 
     try:
         _, cfg = cogvideox.convert_folder(args.src, args.dst, dtype=args.dtype, progress=on_progress)
-    except (ConversionError, FileNotFoundError, FileExistsError, NotImplementedError) as e:
-        raise CLIError(f"convert {args.model} {args.src}: " + " ".join(str(e).split())) from None
+    except (OSError, ValueError, NotImplementedError) as e:  # ConversionError is a ValueError
+        raise CLIError(f"convert {args.model} {args.src}: " + " ".join(str(e).split())[:400]) from None
     finally:
         bar.close()
     return f"converted {args.src} -> {args.dst} ({cfg.num_layers} layers, {args.dtype})"
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``CLIError``), not a usage block."""
+
+    def error(self, message):
+        raise CLIError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``syncos`` argument parser (``generate``, ``convert``)."""
+    ap = _Parser(prog="syncos", description="SynCoS long-video sampling in JAX.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="sample a long video for a scenario file",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("scenario", nargs="?", default=None, help="a scenario YAML file (not needed with --resume)")
+    g.add_argument("--sampler", default="syncos", choices=SAMPLER_NAMES)
+    g.add_argument("--frames", type=int, default=None, help="number of frames (default: the scenario's, else 4 chunks)")
+    g.add_argument("--seed", type=int, default=None, help="an integer in [0, 2**32 - 1] (default: the scenario's, else 0)")
+    g.add_argument("--out", default=None, help="output directory (default outputs/<scenario>-<sampler>-seed<S>)")
+    g.add_argument("--steps", type=int, default=None, help="sampling steps (default 50)")
+    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (finite, >= 0)")
+    g.add_argument("--stride", type=int, default=None, help="chunk stride in frames (default half a chunk)")
+    g.add_argument("--set", action="append", metavar="NAME=VALUE", help="any sampler setting, e.g. --set iters=10")
+    g.add_argument("--backbone", default="toy", choices=("toy", "cogvideox"))
+    g.add_argument("--weights", default=None, help="toy: a weights file (default: the shipped one); cogvideox: a converted folder")
+    g.add_argument("--text-embeddings", default=None, help="cogvideox: .npz of T5 embeddings per prompt (experiments/encode_t5.py)")
+    g.add_argument("--vae", default=None, help="cogvideox: a local AutoencoderKLCogVideoX folder to decode with ([torch] extra)")
+    g.add_argument("--latent-size", default=None, help="cogvideox: latent HxW (default: the config's sample size)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it is an earlier syncos output (never another folder); discard an unfinished run of it")
+    g.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a stopped or killed run from its run folder (.NAME.resume beside --out)")
+    g.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, metavar="K",
+                   help=f"save the sampler state every K steps (default {DEFAULT_CHECKPOINT_EVERY}); does not change the video")
+    g.add_argument("--no-progress", dest="progress", action="store_false")
+    c = sub.add_parser("convert", help="convert a diffusers checkpoint to this library's format")
+    c.add_argument("model", choices=("cogvideox",))
+    c.add_argument("src", help="a diffusers folder (with transformer/config.json and safetensors)")
+    c.add_argument("dst", help="the output folder (must not exist or be empty)")
+    c.add_argument("--dtype", default="float32", choices=("float32", "fp32", "bfloat16", "bf16"))
+    c.add_argument("--no-progress", dest="progress", action="store_false")
+    return ap
+
+
+def _report(record: dict) -> None:
+    s = record["wall_seconds"]
+    print(f"wrote {record['out']}/{{{','.join(sorted(os.listdir(record['out'])))}}}: NFE {record['nfe']}, "
+          f"sampling {s['sampling']:.1f} s, total {s['total']:.1f} s"
+          + (f" (resumed from step {record['resumed_from_step']})" if record.get("resumed_from_step") is not None else ""))
+    if "note" in record:
+        print("  " + record["note"])
+    for seg in record["segments"]:
+        if "probe" not in seg:
+            continue
+        p = seg["probe"]
+        ok = "" if "match" not in seg else ("  [ok]" if all(seg["match"].values()) else
+                                            "  [differs: " + ", ".join(k for k, v in seg["match"].items() if not v) + "]")
+        print(f"  frames {seg['frames'][0]}-{seg['frames'][1] - 1}: {seg['text']!r} -> probe: {p['size']} {p['colour']} "
+              f"{p['shape']} {p['motion']} on {p['background']}{ok}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``syncos`` command."""
+    """Entry point of the ``syncos`` command; returns the exit status (0, 2 or 130)."""
     from syncos_jax.prompts import ScenarioError
 
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "convert":
-            print(_convert(args))
-        elif args.command == "generate":
-            record = _generate(args)
-            s = record["wall_seconds"]
-            print(f"wrote {record['out']}/{{{','.join(sorted(os.listdir(record['out'])))}}}: NFE {record['nfe']}, "
-                  f"sampling {s['sampling']:.1f} s, total {s['total']:.1f} s")
-            if "note" in record:
-                print("  " + record["note"])
-            for seg in record["segments"]:
-                if "probe" not in seg:
-                    continue
-                p = seg["probe"]
-                ok = "" if "match" not in seg else ("  [ok]" if all(seg["match"].values()) else
-                                                    "  [differs: " + ", ".join(k for k, v in seg["match"].items() if not v) + "]")
-                print(f"  frames {seg['frames'][0]}-{seg['frames'][1] - 1}: {seg['text']!r} -> probe: {p['size']} {p['colour']} "
-                      f"{p['shape']} {p['motion']} on {p['background']}{ok}")
-        return 0
-    except (ScenarioError, CLIError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    with _Signals() as signals:
+        try:
+            args = build_parser().parse_args(argv)
+            if args.command == "convert":
+                print(_convert(args))
+            else:
+                _report(_generate(args, signals))
+            return 0
+        except (ScenarioError, CLIError) as e:
+            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+            return EXIT_ERROR
+        except Interrupted as e:
+            print(str(e), file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except KeyboardInterrupt:
+            print("interrupted before sampling started; nothing was written", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -26,10 +26,18 @@ import os
 from typing import Any, NamedTuple, Optional, Sequence
 
 from syncos_jax.chunking import ChunkLayout, assign_prompts
+from syncos_jax.validate import brief
 
 DEFAULT_TEMPLATE = "{global} {local}"
 
-__all__ = ["DEFAULT_TEMPLATE", "Scenario", "ScenarioError", "StructuredPrompt", "chunk_texts", "join_prompt", "load_scenario", "segment_bounds"]
+__all__ = [
+    "DEFAULT_TEMPLATE", "MAX_FRAMES", "MAX_SCENARIO_BYTES", "SEED_RANGE", "Scenario", "ScenarioError", "StructuredPrompt",
+    "chunk_texts", "join_prompt", "load_scenario", "parse_yaml", "read_yaml", "segment_bounds",
+]
+
+MAX_SCENARIO_BYTES = 64 * 1024  # a scenario is a few lines; anything larger is refused unread
+MAX_FRAMES = 10_000
+SEED_RANGE = (0, 2**32 - 1)  # what jax.random.key takes without wrapping (64-bit mode off)
 
 
 class StructuredPrompt(NamedTuple):
@@ -49,10 +57,10 @@ class StructuredPrompt(NamedTuple):
         if not isinstance(global_prompt, str):
             raise TypeError(f"global_prompt must be a string, got {type(global_prompt).__name__}.")
         if isinstance(local_prompts, str) or len(local_prompts) == 0:
-            raise ValueError(f"local_prompts must be a non-empty list of strings, got {local_prompts!r}.")
+            raise ValueError(f"local_prompts must be a non-empty list of strings, got {brief(local_prompts)}.")
         for i, p in enumerate(local_prompts):
             if not isinstance(p, str) or not p.strip():
-                raise ValueError(f"local_prompts[{i}]={p!r} must be a non-empty string.")
+                raise ValueError(f"local_prompts[{i}]={brief(p)} must be a non-empty string.")
         return cls(global_prompt.strip(), tuple(p.strip() for p in local_prompts))
 
 
@@ -104,28 +112,71 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _no_alias_loader(path: str, field: str):
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise ScenarioError(path, field, f"YAML aliases (*name) are not allowed here (line {mark.line + 1})")
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
+def parse_yaml(text: str, path: str, field: str) -> Any:
+    """Returns the YAML value of ``text``, refusing aliases; errors are :class:`ScenarioError` ``(path, field)``."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_no_alias_loader(path, field))
+    except yaml.YAMLError as e:
+        raise ScenarioError(path, field, "not valid YAML: " + brief(" ".join(str(e).split()), 160)) from None
+    except RecursionError:
+        raise ScenarioError(path, field, "nested too deeply") from None
+
+
+def read_yaml(path: str, *, max_bytes: int = MAX_SCENARIO_BYTES) -> Any:
+    """Returns the YAML document in ``path``, read safely.
+
+    Refuses a file over ``max_bytes`` (unread), a file that is not UTF-8 text, and YAML aliases
+    (``*name``): nested aliases expand exponentially (a "billion laughs" file of a few hundred
+    bytes takes minutes and gigabytes), and a scenario never needs them.
+
+    Raises:
+      ScenarioError: field ``(file)``, naming the problem (never echoing the content).
+    """
+    if not os.path.isfile(path):
+        raise ScenarioError(path, "(file)", "no such file" if not os.path.exists(path) else "not a regular file")
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        raise ScenarioError(path, "(file)", f"{size} bytes; a scenario file may have at most {max_bytes}")
+    try:
+        with open(path, "rb") as f:
+            text = f.read(max_bytes + 1).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(path, "(file)", f"not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ScenarioError(path, "(file)", f"cannot be read: {e.strerror}") from None
+    return parse_yaml(text, path, "(file)")
+
+
 def load_scenario(path: str) -> Scenario:
     """Reads and validates a scenario file (see the module docstring).
 
     Raises:
-      ScenarioError: for a missing file, bad YAML, a missing or unknown field, an empty or
-        non-string prompt, an empty prompt list, a non-positive frame count or seed type, or a
-        ``sampler`` that is not a mapping.
+      ScenarioError: for a missing, oversized or non-UTF-8 file, bad YAML or YAML aliases, a
+        missing or unknown field, an empty or non-string prompt, an empty prompt list, a frame
+        count outside ``[1, MAX_FRAMES]``, a seed outside ``SEED_RANGE``, or a ``sampler`` that is
+        not a mapping of names to values.
     """
-    import yaml
-
-    if not os.path.isfile(path):
-        raise ScenarioError(path, "(file)", "no such file")
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        raise ScenarioError(path, "(file)", "not valid YAML: " + " ".join(str(e).split())) from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ScenarioError(path, "(file)", f"expected a mapping with keys {', '.join(SCENARIO_FIELDS)}, got {type(data).__name__}")
     unknown = [k for k in data if k not in SCENARIO_FIELDS]
     if unknown:
-        raise ScenarioError(path, str(unknown[0]), f"unknown field; expected one of {', '.join(SCENARIO_FIELDS)}")
+        raise ScenarioError(path, brief(unknown[0], 40).strip("'"), f"unknown field; expected one of {', '.join(SCENARIO_FIELDS)}")
     for key in ("global_prompt", "local_prompts"):
         if key not in data:
             raise ScenarioError(path, key, "missing")
@@ -139,16 +190,19 @@ def load_scenario(path: str) -> Scenario:
         raise ScenarioError(path, "local_prompts", "empty; give at least one local prompt")
     for i, p in enumerate(locs):
         if not isinstance(p, str) or not p.strip():
-            raise ScenarioError(path, f"local_prompts[{i}]", f"expected a non-empty string, got {p!r}")
+            raise ScenarioError(path, f"local_prompts[{i}]", f"expected a non-empty string, got {brief(p)}")
     frames = data.get("frames")
-    if frames is not None and (not _is_int(frames) or frames < 1):
-        raise ScenarioError(path, "frames", f"expected a positive integer, got {frames!r}")
+    if frames is not None and (not _is_int(frames) or not 1 <= frames <= MAX_FRAMES):
+        raise ScenarioError(path, "frames", f"expected an integer in [1, {MAX_FRAMES}], got {brief(frames)}")
     seed = data.get("seed")
-    if seed is not None and not _is_int(seed):
-        raise ScenarioError(path, "seed", f"expected an integer, got {seed!r}")
+    if seed is not None and (not _is_int(seed) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]):
+        raise ScenarioError(path, "seed", f"expected an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}], got {brief(seed)}")
     sampler = data.get("sampler") or {}
     if not isinstance(sampler, dict):
         raise ScenarioError(path, "sampler", f"expected a mapping of settings, got {type(sampler).__name__}")
+    for name in sampler:
+        if not isinstance(name, str):
+            raise ScenarioError(path, "sampler", f"setting names must be strings, got {brief(name)}")
     return Scenario(path, StructuredPrompt.make(g, locs), frames, seed, dict(sampler))
 
 

@@ -132,7 +132,7 @@ def test_weights_round_trip_and_strict_loading(tmp_path):
     save_file(tensors, bad, metadata={"config": json.dumps(TINY.to_dict())})
     with pytest.raises(ValueError, match=r"missing \['patch_out.kernel'\] \(1\), unexpected \['extra.kernel'\] \(1\), mis-shaped \['patch_in.bias: file \(5,\), model \(32,\)'\] \(1\)"):
         load_toy_model(bad)
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         load_toy_model(str(tmp_path / "nope.safetensors"))
 
 

@@ -116,6 +116,17 @@ class CogVideoXConfig:
         unknown = sorted(set(data) - fields)
         if unknown:
             raise ValueError(f"unknown CogVideoX config keys {unknown}; expected a subset of {sorted(fields)}")
+        kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            v, ann = data[f.name], str(f.type)
+            base = ann.replace("Optional[", "").rstrip("]")
+            if v is None and ann.startswith("Optional["):
+                continue
+            ok = isinstance(v, kinds[base]) and (base == "bool" or not isinstance(v, bool))
+            if not ok:
+                raise ValueError(f"CogVideoX config key {f.name!r} must be {ann}, got {type(v).__name__} {str(v)[:40]!r}")
         return cls(**data)
 
     def to_dict(self) -> dict:

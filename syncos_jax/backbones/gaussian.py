@@ -26,6 +26,7 @@ is the unconditional prompt, whose mean is ``uncond_mean`` (zero by default).
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import jax
@@ -33,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from syncos_jax.backbones.protocol import DenoiserDef, check_denoiser_inputs
+from syncos_jax.backbones.protocol import DenoiserDef, check_denoiser_inputs, check_ids
 from syncos_jax.schedules import Schedule, alpha_sigma, append_dims, from_x0_eps
 
 Array = jax.Array
@@ -172,8 +173,12 @@ class GaussianVideoPrior(nnx.Module):
         Args:
           x: ``[B, f, H, W, C]`` noisy chunks.
           t: ``[B]`` or ``[B, f]`` model times.
-          cond: ``int32 [B]`` prompt ids (``null_id`` for the unconditional prompt).
+          cond: ``int32 [B]`` prompt ids in ``[0, P]`` (``null_id`` = ``P`` for the unconditional
+            prompt). Checked when concrete; under ``jax.jit`` an id out of range is clamped by
+            JAX's indexing (samplers check concrete conditioning before tracing).
         """
+        if not isinstance(cond, jax.core.Tracer):
+            check_ids(cond, "cond", low=0, high=self.num_prompts + 1, what="prompt ids")
         B, f = x.shape[:2]
         alpha, sigma = alpha_sigma(self.schedule, t)
         alpha = jnp.broadcast_to(append_dims(alpha, 2), (B, f)).astype(jnp.float32)
@@ -204,6 +209,7 @@ class GaussianVideoPrior(nnx.Module):
                 frames_per_chunk=None,
                 per_frame_timesteps=True,
                 graphdef=graphdef,
+                check_cond=functools.partial(check_ids, low=0, high=self.num_prompts + 1, what="prompt ids"),
             ),
             state,
         )

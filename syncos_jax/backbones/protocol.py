@@ -27,7 +27,7 @@ from syncos_jax.schedules import PREDICTION_TYPES
 
 Array = jax.Array
 
-__all__ = ["Denoiser", "DenoiserDef", "NnxDenoiser", "check_denoiser_inputs", "split_denoiser"]
+__all__ = ["Denoiser", "DenoiserDef", "NnxDenoiser", "check_denoiser_inputs", "check_ids", "split_denoiser"]
 
 
 @runtime_checkable
@@ -66,6 +66,10 @@ class DenoiserDef:
       fn: ``fn(params, x, t, cond) -> out`` when ``graphdef`` is ``None``; otherwise unused.
       graphdef: an ``nnx.GraphDef``; then ``apply`` merges it with ``params`` and calls the module.
       prediction_type, frames_per_chunk, per_frame_timesteps: as in :class:`Denoiser`.
+      check_cond: optional ``check_cond(cond, name)`` that raises ``ValueError`` for a
+        conditioning pytree the backbone cannot take (ids out of range, ...). Samplers call it
+        on concrete arrays before tracing (:func:`syncos_jax.samplers.base.check_inputs`); it
+        takes no part in equality or hashing, so it never causes a recompilation.
     """
 
     prediction_type: str
@@ -73,6 +77,7 @@ class DenoiserDef:
     per_frame_timesteps: bool = False
     fn: Optional[Callable[..., Array]] = None
     graphdef: Any = None
+    check_cond: Optional[Callable[[Any, str], None]] = dataclasses.field(default=None, compare=False, hash=False)
 
     def __post_init__(self):
         if self.prediction_type not in PREDICTION_TYPES:
@@ -110,6 +115,22 @@ def check_denoiser_inputs(denoiser, x: Array, t: Array) -> None:
         raise ValueError(f"t must be [B={B}] or, per frame, [B={B}, f={f}]; got shape {t_shape}.")
 
 
+def check_ids(ids: Any, name: str, *, low: int, high: int, what: str) -> None:
+    """Raises ``ValueError`` unless the concrete integer array ``ids`` lies in ``[low, high)``.
+
+    For backbones whose conditioning is ids (prompt ids, token ids): JAX's indexing would clamp
+    an id out of range silently, so a ``check_cond`` built on this reports it instead.
+    """
+    import numpy as np
+
+    a = np.asarray(ids)
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integer {what}, got dtype {a.dtype}.")
+    if a.size and (a.min() < low or a.max() >= high):
+        bad = a[(a < low) | (a >= high)].ravel()[0]
+        raise ValueError(f"{name} holds {what} {int(bad)}, outside [{low}, {high - 1}].")
+
+
 def split_denoiser(denoiser: Any) -> tuple[DenoiserDef, Any]:
     """Returns ``(DenoiserDef, params)`` for a denoiser, or passes an already split pair through."""
     if isinstance(denoiser, tuple) and len(denoiser) == 2 and isinstance(denoiser[0], DenoiserDef):
@@ -128,6 +149,7 @@ class NnxDenoiser:
       module: the nnx module; called as ``module(x, t, cond)``.
       prediction_type, frames_per_chunk, per_frame_timesteps: the metadata samplers need.
       frame_shape: optional ``(H, W, C)`` of one frame, so samplers need not be told it.
+      check_cond: optional range check of concrete conditioning (see :class:`DenoiserDef`).
     """
 
     def __init__(
@@ -138,6 +160,7 @@ class NnxDenoiser:
         frames_per_chunk: Optional[int] = None,
         per_frame_timesteps: bool = False,
         frame_shape: Optional[tuple[int, int, int]] = None,
+        check_cond: Optional[Callable[[Any, str], None]] = None,
     ):
         self.module = module
         self.frame_shape = None if frame_shape is None else tuple(int(s) for s in frame_shape)
@@ -150,6 +173,7 @@ class NnxDenoiser:
             frames_per_chunk=frames_per_chunk,
             per_frame_timesteps=per_frame_timesteps,
             graphdef=graphdef,
+            check_cond=check_cond,
         )
 
     def split(self) -> tuple[DenoiserDef, Any]:

@@ -26,7 +26,9 @@ __all__ = [
     "SampleResult",
     "STAGE_NAMES",
     "chunk_conditioning",
+    "check_inputs",
     "finite_error",
+    "nonfinite_message",
     "frame_shape_of",
     "progress_hook",
 ]
@@ -44,6 +46,11 @@ class Conditioning(NamedTuple):
         Gaussian backbone, prompt ids).
       uncond: pytree of the same structure with leading axis 1: the unconditional (null) prompt.
         Needed only when ``guidance_scale != 1``.
+
+    Ids (prompt ids, token ids) must be in the backbone's range. ``sample`` and ``run`` check
+    concrete arrays before tracing (:func:`check_inputs`) and raise ``ValueError``; a caller who
+    steps a sampler inside their own ``jax.jit`` holds tracers, and ids out of range are then
+    clamped by JAX's indexing, silently: that contract is the caller's.
     """
 
     prompts: Any
@@ -157,22 +164,55 @@ def first_nonfinite(flag: Array, step: Array, stage: int, value: Array) -> Array
     return jnp.where(fresh, jnp.array([0, stage], jnp.int32) + jnp.array([1, 0], jnp.int32) * step, flag)
 
 
-def finite_error(flag, timesteps) -> None:
-    """Raises ``FloatingPointError`` naming the step, grid time and stage recorded in ``flag``."""
+def nonfinite_message(flag, timesteps) -> Optional[str]:
+    """Returns the sentence naming the step, grid time and stage recorded in ``flag`` (``[2]`` or
+    ``[batch, 2]``, the first bad run), or ``None`` if no NaN/Inf was recorded."""
     flag = np.asarray(flag)
     if flag.ndim > 1:  # a batch of runs: report the first bad one
         bad = np.nonzero(flag[:, 0] >= 0)[0]
         if bad.size == 0:
-            return
+            return None
         flag = flag[bad[0]]
     step, stage = int(flag[0]), int(flag[1])
     if step < 0:
-        return
+        return None
     ts = np.asarray(timesteps)
     t = ts[step] if step < ts.shape[0] else "end"
-    raise FloatingPointError(
-        f"non-finite value (NaN/Inf) first appeared at step {step} (grid time t={t}) in {STAGE_NAMES.get(stage, stage)}."
-    )
+    return f"non-finite value (NaN/Inf) first appeared at step {step} (grid time t={t}) in {STAGE_NAMES.get(stage, stage)}."
+
+
+def finite_error(flag, timesteps) -> None:
+    """Raises ``FloatingPointError`` naming the step, grid time and stage recorded in ``flag`` (if any)."""
+    message = nonfinite_message(flag, timesteps)
+    if message:
+        raise FloatingPointError(message)
+
+
+def _is_concrete(tree) -> bool:
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def check_inputs(defn, schedule, cond: Conditioning) -> None:
+    """Checks what a sampler can check before tracing; raises ``ValueError`` naming the problem.
+
+    * the backbone's ``prediction_type`` must be the schedule's: its outputs are read through the
+      schedule's conversion (a v-prediction model under a flow schedule would be read as a
+      velocity of another process, silently);
+    * where the conditioning arrays are concrete, the backbone's ``check_cond`` (if it declares
+      one) range-checks them — prompt ids, token ids. Inside ``jax.jit`` they are tracers and the
+      contract is the caller's: ids out of range are clamped by JAX's indexing, not reported.
+    """
+    if defn.prediction_type != schedule.prediction_type:
+        raise ValueError(
+            f"the backbone predicts {defn.prediction_type!r} but the schedule is a {schedule.kind!r} schedule of "
+            f"{schedule.prediction_type!r} outputs; use the schedule the backbone was trained with."
+        )
+    check = getattr(defn, "check_cond", None)
+    if check is None:
+        return
+    for name, tree in (("cond.prompts", cond.prompts), ("cond.uncond", cond.uncond)):
+        if tree is not None and _is_concrete(tree):
+            check(tree, name)
 
 
 def run_loop(

@@ -28,12 +28,13 @@ from syncos_jax.backbones.protocol import split_denoiser
 from syncos_jax.chunking import ChunkLayout
 from syncos_jax.guidance import calls_per_chunk, guided
 from syncos_jax.parallel import shard_batch
+from syncos_jax import validate as V
 from syncos_jax.samplers import syncos
 from syncos_jax.samplers.base import (
     Conditioning,
     SampleResult,
     config_from_options,
-    finite_error,
+    check_inputs,
     first_nonfinite,
     frame_shape_of,
     is_key_batch,
@@ -43,8 +44,10 @@ from syncos_jax.samplers.base import (
 Array = jax.Array
 
 DIAGNOSTICS = ("frame", "prompt", "nfe")
+STAGE_BASE, STAGE_QUEUE = 4, 5  # stage ids of FIFOState.nonfinite: the base video's DDIM, a queue iteration
 
-__all__ = ["FIFOConfig", "FIFONoise", "FIFOState", "expected_nfe", "fifo_levels", "init", "sample", "step"]
+__all__ = ["FIFOConfig", "FIFONoise", "FIFOState", "RULES", "expected_nfe", "check_backbone", "fifo_levels", "init", "make_config",
+           "nonfinite_message", "num_iterations", "run", "sample", "step"]
 
 
 class FIFOConfig(NamedTuple):
@@ -90,7 +93,9 @@ class FIFOState(NamedTuple):
       step: int32 iteration index.
       key: PRNG key; iteration ``i`` uses ``fold_in(key, i)``.
       nfe: int32 backbone evaluations so far (the base video's included).
-      nonfinite: int32 ``[2]`` ``(iteration, stage)`` of the first NaN/Inf, ``-1`` if none.
+      nonfinite: int32 ``[2]`` ``(index, stage)`` of the first NaN/Inf, ``-1`` if none: ``(DDIM step,
+        STAGE_BASE)`` in the base video or ``(iteration, STAGE_QUEUE)`` in the queue
+        (:func:`nonfinite_message` words it).
     """
 
     queue: Array
@@ -101,17 +106,26 @@ class FIFOState(NamedTuple):
     nonfinite: Array
 
 
+# Type and range of every setting (see syncos_jax.validate).
+RULES = {
+    "num_partitions": V.integer(1, 10_000),
+    "lookahead": V.boolean(),
+    "eta": V.real(0.0, 1.0),
+    "guidance_scale": V.real(0.0),
+    "check_finite": V.boolean(),
+    "diagnostics": V.names(DIAGNOSTICS),
+}
+
+
 def make_config(**options) -> FIFOConfig:
-    """Returns a validated :class:`FIFOConfig`."""
-    cfg = config_from_options(FIFOConfig, options, "FIFO")
-    if cfg.num_partitions < 1:
-        raise ValueError(f"num_partitions={cfg.num_partitions} must be at least 1.")
-    if cfg.eta < 0:
-        raise ValueError(f"eta={cfg.eta} must be non-negative.")
-    bad = sorted(set(cfg.diagnostics) - set(DIAGNOSTICS))
-    if bad:
-        raise ValueError(f"diagnostics {bad} are not supported; expected some of {list(DIAGNOSTICS)}.")
-    return cfg
+    """Returns a validated :class:`FIFOConfig`.
+
+    Raises:
+      TypeError: for an unknown option.
+      OptionError: (a ``ValueError``) for a value of the wrong type or out of range (:data:`RULES`).
+    """
+    config_from_options(FIFOConfig, options, "FIFO")  # unknown names first
+    return config_from_options(FIFOConfig, V.check_options(RULES, options), "FIFO")
 
 
 class _Plan(NamedTuple):
@@ -158,7 +172,8 @@ def fifo_levels(schedule: S.Schedule, num_levels: int) -> Array:
     return schedule.timesteps[::-1]
 
 
-def _check_backbone(defn, layout: ChunkLayout) -> None:
+def check_backbone(defn, layout: ChunkLayout) -> None:
+    """Raises ``ValueError`` unless the backbone takes per-frame timesteps and chunks of the layout's length."""
     if not defn.per_frame_timesteps:
         raise ValueError(
             "FIFO-Diffusion needs a backbone that accepts per-frame timesteps (t: [B, f]); this one does not "
@@ -199,16 +214,18 @@ def init(
     """Returns the initial state: a base ``f``-frame video (DDIM over the schedule's grid, first
     local prompt) noised into the queue, ``Q[p] = α_{τ_p}·x̂[max(0, p − (S − f))] + σ_{τ_p}·ε``."""
     defn, params = split_denoiser(denoiser)
-    _check_backbone(defn, layout)
+    check_backbone(defn, layout)
     f = layout.chunk_frames
     plan = _plan(f, config)
     k_base, k_queue, k_run = jax.random.split(key, 3)
     first = Conditioning(prompts=cond.select(jnp.zeros((1,), jnp.int32)), uncond=cond.uncond)
     base_layout = ChunkLayout(f, f, f)
-    base_cfg = syncos.make_config(stages=(1, 3), guidance_scale=config.guidance_scale)
+    base_cfg = syncos.make_config(stages=(1, 3), guidance_scale=config.guidance_scale, check_finite=config.check_finite)
     st = syncos.init(k_base, base_layout, frame_shape, initial_noise=noise.base)
     st, _ = syncos.run((defn, params), schedule, base_layout, first, st, config=base_cfg, mesh=mesh)
     base = st.x
+    # a NaN/Inf in the base video is recorded as (its DDIM step, STAGE_BASE)
+    flag = jnp.where(st.nonfinite[0] >= 0, jnp.stack([st.nonfinite[0], jnp.int32(STAGE_BASE)]), -1).astype(jnp.int32)
     tau = fifo_levels(schedule, config.num_partitions * f)
     alpha, sigma = schedule.alpha_sigma(tau[plan.level])  # [Q]
     S_levels = config.num_partitions * f
@@ -223,7 +240,7 @@ def init(
         step=jnp.zeros((), jnp.int32),
         key=k_run,
         nfe=st.nfe,
-        nonfinite=jnp.full((2,), -1, jnp.int32),
+        nonfinite=flag,
     )
 
 
@@ -273,7 +290,7 @@ def step(
     fresh = jax.random.normal(k_push, frame.shape, frame.dtype) if push_noise is None else push_noise[i]
     queue = jnp.concatenate([queue[1:], fresh[None]], axis=0)
     nfe = state.nfe + R * calls_per_chunk(config.guidance_scale)
-    flag = first_nonfinite(state.nonfinite, i, 1, queue) if config.check_finite else state.nonfinite
+    flag = first_nonfinite(state.nonfinite, i, STAGE_QUEUE, queue) if config.check_finite else state.nonfinite
     wanted = {"frame": lambda: frame, "prompt": lambda: prompt, "nfe": lambda: nfe - state.nfe}
     diag = {n: wanted[n]() for n in config.diagnostics}
     return FIFOState(queue, outputs, i + 1, state.key, nfe.astype(jnp.int32), flag), diag
@@ -286,6 +303,62 @@ def _run(params, schedule, cond, state, stop, push, *, defn, layout, config, pro
 
     step_fn = jax.vmap(one, in_axes=(0, None if push is None else 0)) if batched else one
     return run_loop(lambda st: step_fn(st, push), state, stop, num_iterations(layout, config), progress)
+
+
+def run(
+    denoiser,
+    schedule: S.Schedule,
+    layout: ChunkLayout,
+    cond: Conditioning,
+    state: FIFOState,
+    *,
+    config: FIFOConfig,
+    stop: Optional[int] = None,
+    push_noise: Optional[Array] = None,
+    progress: Optional[Callable[[int], None]] = None,
+    mesh=None,
+) -> tuple[FIFOState, dict]:
+    """Runs compiled iterations from ``state.step`` to ``stop`` (default: the end). Returns ``(state, diagnostics)``.
+
+    One executable serves a full run, a run stopped after iteration ``k`` and a resumed one, so
+    a resumed video is bit-identical to an uninterrupted one (as :func:`syncos_jax.samplers.syncos.run`).
+    """
+    defn, params = split_denoiser(denoiser)
+    check_inputs(defn, schedule, cond)
+    total = num_iterations(layout, config)
+    stop = total if stop is None else int(stop)
+    if not 0 <= stop <= total:
+        raise ValueError(f"stop={stop} must be between 0 and the number of iterations {total}.")
+    if push_noise is not None:
+        expected = (total,) + tuple(state.queue.shape[-3:])
+        if tuple(jnp.shape(push_noise)[-4:]) != expected:
+            raise ValueError(f"noise.push has shape {tuple(jnp.shape(push_noise))}, expected [..., {expected}].")
+    batched = jnp.ndim(state.step) == 1
+    return _run(params, schedule, cond, state, jnp.asarray(stop, jnp.int32), push_noise, defn=defn, layout=layout,
+                config=config, progress=progress, mesh=mesh, batched=batched)
+
+
+def nonfinite_message(flag, schedule: S.Schedule, layout: ChunkLayout, config: FIFOConfig) -> Optional[str]:
+    """Returns the sentence naming where the first NaN/Inf of ``flag`` (``FIFOState.nonfinite``) appeared, or ``None``."""
+    flag = np.asarray(flag)
+    if flag.ndim > 1:  # a batch of runs: the first bad one
+        bad = np.nonzero(flag[:, 0] >= 0)[0]
+        if bad.size == 0:
+            return None
+        flag = flag[bad[0]]
+    index, stage = int(flag[0]), int(flag[1])
+    if index < 0:
+        return None
+    if stage == STAGE_BASE:
+        t = np.asarray(schedule.timesteps)[index]
+        return (f"non-finite value (NaN/Inf) first appeared in FIFO's base video, at DDIM step {index} "
+                f"(grid time t={t}) of {schedule.num_steps}.")
+    S_levels = config.num_partitions * layout.chunk_frames
+    tau = np.asarray(fifo_levels(schedule, S_levels))
+    frame = index - (S_levels - layout.chunk_frames)
+    where = f"output frame {frame}" if frame >= 0 else f"warm-up, {-frame} iterations before the first output frame"
+    return (f"non-finite value (NaN/Inf) first appeared at FIFO iteration {index} of {num_iterations(layout, config)} "
+            f"({where}) in the queue update (every slot steps down one level; levels t={tau[0]}..{tau[-1]}).")
 
 
 def sample(
@@ -308,7 +381,8 @@ def sample(
     """
     cfg = make_config(**options)
     defn, params = split_denoiser(denoiser)
-    _check_backbone(defn, layout)
+    check_backbone(defn, layout)
+    check_inputs(defn, schedule, cond)
     shape = frame_shape_of(denoiser, frame_shape, noise.base)
     if noise.push is not None:
         expected = (num_iterations(layout, cfg),) + shape
@@ -322,11 +396,12 @@ def sample(
         state = jax.vmap(lambda k, nz: make(k, noise=nz), in_axes=(0, axes))(key, noise._replace(push=None))
     else:
         state = make(key, noise=noise._replace(push=None))
-    stop = jnp.asarray(num_iterations(layout, cfg), jnp.int32)
-    state, diag = _run(params, schedule, cond, state, stop, noise.push, defn=defn, layout=layout, config=cfg,
-                       progress=progress, mesh=mesh, batched=batched)
+    state, diag = run((defn, params), schedule, layout, cond, state, config=cfg, push_noise=noise.push,
+                      progress=progress, mesh=mesh)
     if cfg.check_finite:
-        finite_error(state.nonfinite, jnp.arange(num_iterations(layout, cfg)))
+        message = nonfinite_message(state.nonfinite, schedule, layout, cfg)
+        if message:
+            raise FloatingPointError(message)
     if batched:
         diag = {n: jnp.moveaxis(v, 1, 0) for n, v in diag.items()}
     return SampleResult(latents=state.outputs, nfe=state.nfe, diagnostics=diag, state=state)

@@ -25,7 +25,7 @@ from syncos_jax.samplers.base import SampleResult, frame_shape_of, is_key_batch
 
 Array = jax.Array
 
-__all__ = ["reschedule_noise", "sample", "trajectory_layout"]
+__all__ = ["init", "reschedule_noise", "sample", "trajectory_layout"]
 
 
 @functools.partial(jax.jit, static_argnames=("window", "stride"))
@@ -101,17 +101,36 @@ def sample(
     window = layout.chunk_frames if window is None else int(window)
     noise_stride = layout.stride if noise_stride is None else int(noise_stride)
     shape = (layout.num_frames,) + frame_shape_of(denoiser, frame_shape, initial_noise)
-    batched = is_key_batch(key)
-
-    def prepare(k, nz):
-        k_noise, k_perm, k_run = jax.random.split(k, 3)
-        base = jax.random.normal(k_noise, shape) if nz is None else jnp.asarray(nz)
-        return reschedule_noise(k_perm, base, window, noise_stride), k_run
-
-    if batched:
-        x_T, k_run = jax.vmap(prepare, in_axes=(0, None if initial_noise is None else 0))(key, initial_noise)
-    else:
-        x_T, k_run = prepare(key, initial_noise)
     traj = trajectory_layout(layout, denoiser)
-    return syncos.sample(denoiser, schedule, traj, cond, key=k_run, progress=progress, initial_noise=x_T,
-                         mesh=mesh, stages=(1, 3), **options)
+    config = syncos.make_config(stages=(1, 3), **options)
+    make = functools.partial(init, layout=traj, frame_shape=shape[1:], window=window, noise_stride=noise_stride)
+    if not is_key_batch(key):
+        state = make(key, initial_noise=initial_noise)
+    elif initial_noise is None:
+        state = jax.vmap(lambda k: make(k))(key)
+    else:
+        state = jax.vmap(lambda k, n: make(k, initial_noise=n))(key, initial_noise)
+    state, diag = syncos.run(denoiser, schedule, traj, cond, state, config=config, progress=progress, mesh=mesh)
+    return syncos.finish(state, diag, schedule, config.check_finite)
+
+
+def init(
+    key: Array,
+    layout: ChunkLayout,
+    frame_shape,
+    *,
+    window: int,
+    noise_stride: int,
+    initial_noise: Optional[Array] = None,
+) -> syncos.SynCoSState:
+    """Returns the start state of FreeNoise's DDIM trajectory: ``x_T`` rescheduled (one key).
+
+    ``key`` splits into the noise, the permutations and the trajectory's key, as :func:`sample`
+    does, so stepping this state with :func:`syncos_jax.samplers.syncos.run` (``stages=(1, 3)``,
+    on :func:`trajectory_layout`) gives :func:`sample`'s video.
+    """
+    k_noise, k_perm, k_run = jax.random.split(key, 3)
+    shape = (layout.num_frames,) + tuple(frame_shape)
+    base = jax.random.normal(k_noise, shape) if initial_noise is None else jnp.asarray(initial_noise)
+    x_T = reschedule_noise(k_perm, base, window, noise_stride)
+    return syncos.init(k_run, layout, frame_shape, initial_noise=x_T)

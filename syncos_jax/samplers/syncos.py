@@ -31,9 +31,11 @@ from syncos_jax.chunking import ChunkLayout, fuse, fuse_subset, take, take_subse
 from syncos_jax.csd import csd_gradient
 from syncos_jax.guidance import calls_per_chunk, guided, step_guidance
 from syncos_jax.parallel import shard_batch
+from syncos_jax import validate as V
 from syncos_jax.samplers.base import (
     Conditioning,
     SampleResult,
+    check_inputs,
     chunk_conditioning,
     config_from_options,
     finite_error,
@@ -139,35 +141,57 @@ class SynCoSState(NamedTuple):
     nonfinite: Array
 
 
+GUIDANCE_RULE = V.either(V.real(0.0), V.reals(V.real(0.0)))
+
+# Type and range of every setting, checked before anything is traced (see syncos_jax.validate).
+RULES = {
+    "stages": V.reals(V.integer(1, 3), max_len=3),
+    "t_min": V.optional(V.real()),
+    "iters": V.integer(1, 1_000_000),
+    "lr": V.real(0.0),
+    "weight_decay": V.real(0.0),
+    "decay_iter": V.integer(1),
+    "decay_rate": V.real(0.0, 1.0, lo_open=True),
+    "batch_chunks": V.optional(V.integer(1)),
+    "guidance_scale": GUIDANCE_RULE,
+    "grounded_timestep": V.boolean(),
+    "t_range": V.real_pair(0.0),
+    "fixed_baseline_noise": V.boolean(),
+    "fusion_weights": V.either(V.choice("uniform", "triangular", "gaussian"), V.reals(V.real(0.0))),
+    "kernel_gamma": V.optional(V.real(0.0)),
+    "weighting": V.choice(*WEIGHTINGS),
+    "native_residual": V.boolean(),
+    "eta": V.real(0.0, 1.0),
+    "repulsion": V.boolean(),
+    "kernel_on": V.choice(*KERNEL_ON),
+    "optimizer": V.choice(*OPTIMIZERS),
+    "eta_above_t_min": V.optional(V.real(0.0, 1.0)),
+    "check_finite": V.boolean(),
+    "diagnostics": V.names(DIAGNOSTICS),
+}
+
+
 def make_config(**options) -> SynCoSConfig:
-    """Returns a validated :class:`SynCoSConfig` from keyword options (unknown keys are an error)."""
+    """Returns a validated :class:`SynCoSConfig` from keyword options.
+
+    Raises:
+      TypeError: for an unknown option.
+      OptionError: (a ``ValueError``) for a value of the wrong type or out of range, naming it —
+        e.g. ``lr=nan: expected a finite number >= 0`` (rules: :data:`RULES`).
+    """
     opts = dict(options)
     if "fusion_weights" in opts and not isinstance(opts["fusion_weights"], str):
-        opts["fusion_weights"] = tuple(float(w) for w in np.asarray(opts["fusion_weights"]).ravel())
+        fw = V.check_options(RULES, {"fusion_weights": opts["fusion_weights"]})["fusion_weights"]
+        opts["fusion_weights"] = tuple(float(w) for w in fw)
+    if isinstance(opts.get("guidance_scale"), list):
+        opts["guidance_scale"] = tuple(opts["guidance_scale"])
+    config_from_options(SynCoSConfig, opts, "SynCoS")  # unknown names first
+    opts = V.check_options(RULES, opts)
     cfg = config_from_options(SynCoSConfig, opts, "SynCoS")
     if not cfg.stages or not set(cfg.stages) <= {1, 2, 3} or tuple(sorted(set(cfg.stages))) != cfg.stages:
         raise ValueError(f"stages={cfg.stages!r} must be an increasing subset of (1, 2, 3), e.g. (1, 2, 3), (1, 3) or (2,).")
-    if cfg.iters < 1:
-        raise ValueError(f"iters={cfg.iters} must be at least 1.")
-    if cfg.decay_iter < 1:
-        raise ValueError(f"decay_iter={cfg.decay_iter} must be at least 1.")
-    if cfg.weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting={cfg.weighting!r} is not supported; expected one of {WEIGHTINGS}.")
-    bad = sorted(set(cfg.diagnostics) - set(DIAGNOSTICS))
-    if bad:
-        raise ValueError(f"diagnostics {bad} are not supported; expected some of {list(DIAGNOSTICS)}.")
-    if len(cfg.t_range) != 2 or not cfg.t_range[0] <= cfg.t_range[1]:
-        raise ValueError(f"t_range={cfg.t_range!r} must be (lo, hi) with lo <= hi.")
-    if cfg.eta < 0:
-        raise ValueError(f"eta={cfg.eta} must be non-negative.")
-    if cfg.kernel_on not in KERNEL_ON:
-        raise ValueError(f"kernel_on={cfg.kernel_on!r} is not supported; expected one of {KERNEL_ON}.")
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer={cfg.optimizer!r} is not supported; expected one of {OPTIMIZERS}.")
-    if cfg.eta_above_t_min is not None and (cfg.eta_above_t_min < 0 or cfg.t_min is None):
-        raise ValueError(f"eta_above_t_min={cfg.eta_above_t_min} must be non-negative and needs a t_min (got t_min={cfg.t_min}).")
-    if isinstance(cfg.guidance_scale, list):
-        cfg = cfg._replace(guidance_scale=tuple(float(g) for g in cfg.guidance_scale))
+    if cfg.eta_above_t_min is not None and cfg.t_min is None:
+        raise V.OptionError("eta_above_t_min", cfg.eta_above_t_min, f"needs a t_min (got t_min={cfg.t_min})")
     return cfg
 
 
@@ -410,6 +434,7 @@ def run(
     resumed trajectory is bit-identical to an uninterrupted one.
     """
     defn, params = split_denoiser(denoiser)
+    check_inputs(defn, schedule, cond)
     stop = schedule.num_steps if stop is None else int(stop)
     if not 0 <= stop <= schedule.num_steps:
         raise ValueError(f"stop={stop} must be between 0 and the number of steps {schedule.num_steps}.")

@@ -63,6 +63,13 @@ class ToyBackbone:
     def encode(self, texts) -> np.ndarray:
         return self.tokenizer(list(texts))
 
+    def check_prompt(self, text: str) -> None:
+        """Raises ``ValueError`` unless ``text`` follows the world's caption grammar
+        (:func:`~syncos_jax.backbones.toy.world.parse_caption`): the model was trained on nothing else."""
+        from syncos_jax.backbones.toy import world
+
+        world.parse_caption(text)
+
     def schedule(self, num_steps: int = 50) -> schedules.Schedule:
         """The CogVideoX-style sampling schedule the model was trained on."""
         return schedules.cogvideox_2b(num_steps)

@@ -38,12 +38,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from syncos_jax.backbones.protocol import NnxDenoiser
+from syncos_jax.backbones.protocol import NnxDenoiser, check_ids
 from syncos_jax.backbones.toy.tokenizer import PAD, VOCABULARY
 
 Array = jax.Array
@@ -73,6 +74,13 @@ class ToyConfig:
     num_train_timesteps: int = 1000
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(f.default, bool):
+                if not isinstance(v, bool):
+                    raise ValueError(f"ToyConfig.{f.name} must be true or false, got {type(v).__name__}")
+            elif not isinstance(v, int) or isinstance(v, bool) or v < (0 if f.name == "text_depth" else 1):
+                raise ValueError(f"ToyConfig.{f.name} must be a positive integer, got {str(v)[:40]!r}")
         if self.image_size % self.patch:
             raise ValueError(f"image_size={self.image_size} must be a multiple of patch={self.patch}")
         if self.dim % self.heads or (self.dim // self.heads) % 2:
@@ -278,9 +286,15 @@ class ToyVideoDiT(nnx.Module):
         return jnp.einsum("blfd,bl->bfd", rows, mask.astype(rows.dtype))
 
     def __call__(self, x: Array, t: Array, tokens: Array) -> Array:
-        """``x: [B, f, H, W, C]``, ``t: [B]`` or ``[B, f]``, ``tokens: [B, L]`` → ``v: [B, f, H, W, C]``."""
+        """``x: [B, f, H, W, C]``, ``t: [B]`` or ``[B, f]``, ``tokens: [B, L]`` → ``v: [B, f, H, W, C]``.
+
+        Token ids must lie in ``[0, vocab_size)``: checked when concrete; under ``jax.jit`` an id out
+        of range is clamped by the embedding lookup (samplers check before tracing).
+        """
         B, f, H, W, C = x.shape
         cfg = self.cfg
+        if not isinstance(tokens, jax.core.Tracer):
+            check_ids(tokens, "tokens", low=0, high=cfg.vocab_size, what="token ids")
         if (H, W, C) != (cfg.image_size, cfg.image_size, cfg.channels):
             raise ValueError(
                 f"x has frames of shape {(H, W, C)}; this model was built for "
@@ -310,7 +324,8 @@ class ToyVideoDiT(nnx.Module):
 
 
 def toy_denoiser(model: ToyVideoDiT) -> NnxDenoiser:
-    """The model as a Denoiser (``cond`` = token ids ``[B, L]``)."""
+    """The model as a Denoiser (``cond`` = token ids ``[B, L]`` in ``[0, vocab_size)``, checked when concrete)."""
     c = model.cfg
+    check = functools.partial(check_ids, low=0, high=c.vocab_size, what="token ids")
     return NnxDenoiser(model, prediction_type="v_prediction", frames_per_chunk=c.frames, per_frame_timesteps=True,
-                       frame_shape=(c.image_size, c.image_size, c.channels))
+                       frame_shape=(c.image_size, c.image_size, c.channels), check_cond=check)

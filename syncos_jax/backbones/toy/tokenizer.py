@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from syncos_jax.backbones.toy import world
+from syncos_jax.validate import brief
 
 __all__ = ["BOS", "PAD", "VOCABULARY", "Tokenizer"]
 
@@ -58,11 +59,11 @@ class Tokenizer:
         unknown = [w for w in words if w not in self._ids or self._ids[w] < 2]
         if unknown:
             raise ValueError(
-                f"unknown word {unknown[0]!r} in {text!r}; the vocabulary is: {' '.join(self.vocabulary[2:])}"
+                f"unknown word {brief(unknown[0], 40)} in {brief(text, 80)}; the vocabulary is: {' '.join(self.vocabulary[2:])}"
             )
         if len(words) > self.max_length - 1:
             raise ValueError(
-                f"text {text!r} has {len(words)} words; at most {self.max_length - 1} fit (max_length={self.max_length})"
+                f"text {brief(text, 80)} has {len(words)} words; at most {self.max_length - 1} fit (max_length={self.max_length})"
             )
         ids = np.full(self.max_length, PAD, np.int32)
         ids[0] = BOS

@@ -8,6 +8,7 @@ them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Optional
@@ -45,33 +46,66 @@ def save_toy_weights(path: str, cfg: ToyConfig, params, extra: Optional[dict] = 
     os.replace(tmp, path)
 
 
-def read_toy_config(path: str = DEFAULT_WEIGHTS) -> tuple[ToyConfig, dict]:
-    """``(ToyConfig, extra metadata)`` of a weights file."""
+def _check_file(path: str) -> None:
     if not os.path.exists(path):
-        raise FileNotFoundError(f"toy model weights not found at {path!r}")
-    with safe_open(path, framework="numpy") as f:
-        meta = f.metadata() or {}
+        raise FileNotFoundError(f"{path!r} does not exist (no toy model weights there)")
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a folder, not a toy model weights file")
+
+
+def read_toy_config(path: str = DEFAULT_WEIGHTS) -> tuple[ToyConfig, dict]:
+    """``(ToyConfig, extra metadata)`` of a weights file.
+
+    Raises:
+      FileNotFoundError: if there is no file at ``path``.
+      ValueError: naming the file, if it is a folder, not a safetensors file (empty, truncated,
+        text), or its metadata holds no valid toy-model config.
+    """
+    _check_file(path)
+    try:
+        with safe_open(path, framework="numpy") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for every malformed header
+        raise ValueError(f"{path!r} is not a safetensors file ({' '.join(str(e).split())[:120]})") from None
     if "config" not in meta:
         raise ValueError(f"{path!r} is not a toy model weights file (no 'config' in its metadata)")
-    fields = json.loads(meta["config"])
+    try:
+        fields = json.loads(meta["config"])
+        extra = json.loads(meta.get("extra", "{}"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path!r}: its metadata is not valid JSON ({e.msg})") from None
+    if not isinstance(fields, dict) or not isinstance(extra, dict):
+        raise ValueError(f"{path!r}: its metadata 'config' and 'extra' must be JSON objects")
     fields.setdefault("local_mixing", False)  # files written before these options existed
     fields.setdefault("temporal_rope", False)
     fields.setdefault("frame_conditioning", False)
     fields.setdefault("word_frame_conditioning", False)
-    return ToyConfig(**fields), json.loads(meta.get("extra", "{}"))
+    known = {f.name for f in dataclasses.fields(ToyConfig)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"{path!r}: unknown toy config keys {unknown[:10]}")
+    try:
+        return ToyConfig(**fields), extra
+    except ValueError as e:
+        raise ValueError(f"{path!r}: invalid toy config in its metadata: {e}") from None
 
 
 def load_toy_model(path: str = DEFAULT_WEIGHTS) -> ToyVideoDiT:
     """The toy model with the weights in ``path`` (the shipped ones by default).
 
     Raises:
-      ValueError: listing missing, unexpected and mis-shaped parameters if the file does not
-        match the model its config describes.
+      FileNotFoundError: if there is no file at ``path``.
+      ValueError: naming the file — not a toy weights file (see :func:`read_toy_config`),
+        truncated tensor data, missing, unexpected or mis-shaped parameters (listed), or
+        parameters holding NaN or Inf (listed).
     """
     cfg, _ = read_toy_config(path)
     model = nnx.eval_shape(lambda: ToyVideoDiT(cfg, rngs=nnx.Rngs(0)))
     graphdef, abstract = nnx.split(model)
-    tensors = load_file(path)
+    try:
+        tensors = load_file(path)
+    except Exception as e:  # truncated or corrupt tensor data
+        raise ValueError(f"{path!r}: its tensors cannot be read ({' '.join(str(e).split())[:120]})") from None
     wanted = {_key(p): v for p, v in nnx.to_flat_state(abstract)}
     missing = sorted(set(wanted) - set(tensors))
     unexpected = sorted(set(tensors) - set(wanted))
@@ -82,6 +116,9 @@ def load_toy_model(path: str = DEFAULT_WEIGHTS) -> ToyVideoDiT:
             f"missing {missing[:20]} ({len(missing)}), unexpected {unexpected[:20]} ({len(unexpected)}), "
             f"mis-shaped {misshaped[:20]} ({len(misshaped)})"
         )
+    nonfinite = sorted(k for k, v in tensors.items() if v.dtype.kind in "fc" and not np.isfinite(v).all())
+    if nonfinite:
+        raise ValueError(f"{path!r} holds NaN or Inf in {len(nonfinite)} tensor(s): {nonfinite[:5]}")
     flat = nnx.to_flat_state(abstract)
     leaves = []
     for p, v in flat:

@@ -33,6 +33,8 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from syncos_jax.validate import brief
+
 __all__ = [
     "BACKGROUNDS",
     "COLOURS",
@@ -287,7 +289,7 @@ def parse_caption(text: str) -> CaptionFactors:
         then = words[9]
     if not (ok and motion and words[1] in SIZES and words[2] in COLOURS and words[3] in SHAPES and words[7] in BACKGROUNDS):
         raise ValueError(
-            f"caption {text!r} does not parse; expected 'a SIZE COLOUR SHAPE MOTION on BACKGROUND [then BACKGROUND]' "
+            f"caption {brief(text, 80)} does not parse; expected 'a SIZE COLOUR SHAPE MOTION on BACKGROUND [then BACKGROUND]' "
             f"with SIZE in {SIZE_NAMES}, COLOUR in {COLOUR_NAMES}, SHAPE in {SHAPES}, MOTION in "
             f"{tuple(MOTION_PHRASES.values())}, BACKGROUND in {BACKGROUND_NAMES}"
         )
