@@ -1,20 +1,24 @@
 """What the command line's safety costs: NaN/Inf checks and segmented, checkpointed sampling.
 
     python benchmarks/bench_cli.py [--samplers syncos gen-l-video] [--frames 32] [--steps 50]
-                                   [--segment 5] [--repeats 2] [--weights FILE]
+                                   [--repeats 3] [--weights FILE]
 
 ``syncos generate`` checks every step's values for NaN/Inf (``check_finite``) and drives the
-compiled loop in segments of ``--segment`` steps, saving the sampler state with orbax after each
-(:mod:`syncos_jax.cli`). For each sampler, on the shipped toy model (or ``--weights``) and the
-``four_turns`` scenario, this times the sampling loop three ways, as the command line runs it:
+compiled loop in segments, saving the sampler state with orbax after each (:mod:`syncos_jax.cli`):
+by default segments of about ``cli.SEGMENT_SECONDS``, sized from the pace of the last one. For
+each sampler, on the shipped toy model (or ``--weights``) and the ``four_turns`` scenario, this
+times the sampling loop four ways:
 
 * ``plain``: one ``run`` of all steps, no checks (what ``sample`` does);
-* ``checked``: the same with ``check_finite=True``;
-* ``segmented``: checked, in segments of ``--segment`` steps with an orbax save after each.
+* ``checked``: the same with ``check_finite=True`` (the command line's default);
+* ``1-step``: checked, one step per segment with an orbax save after each — its excess over
+  ``checked``, divided by the number of segments, is the fixed cost of one segment;
+* ``auto``: checked, in the command line's default segments.
 
 Every configuration is compiled and run once before it is timed; the figure is the best of
-``--repeats`` timed runs. It prints the times and the two overheads (checked vs plain, segmented
-vs checked), and asserts nothing: the test suite never asserts wall-clock times.
+``--repeats`` timed runs, the configurations interleaved round by round. It prints the times,
+the cost of the checks, the cost of one segment and the overhead of the default segments, and
+asserts nothing: the test suite never asserts wall-clock times.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import time
 import jax
 
 from syncos_jax import checkpoint
+from syncos_jax.cli import SEGMENT_SECONDS
 from syncos_jax.backbones import toy
 from syncos_jax.chunking import ChunkLayout
 from syncos_jax.prompts import load_scenario
@@ -41,13 +46,17 @@ def _progress(n):  # one object: the compiled loop is keyed on the progress call
     pass
 
 
-def _time(fn, repeats):
-    fn()  # compile and warm up
-    best = float("inf")
+def _best_times(fns, repeats):
+    """The best wall time of each of ``fns`` over ``repeats`` rounds, run interleaved (round by
+    round) so that a slow spell of the machine hits every configuration alike."""
+    for fn in fns:
+        fn()  # compile and warm up
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
     return best
 
 
@@ -56,8 +65,7 @@ def main():
     ap.add_argument("--samplers", nargs="+", default=["syncos", "gen-l-video"], choices=sorted(DEFAULTS))
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--segment", type=int, default=5, help="steps per segment (the CLI's --checkpoint-every)")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--weights", default=None, help="a toy weights file (default: the shipped one)")
     args = ap.parse_args()
 
@@ -70,8 +78,9 @@ def main():
     den = backbone.denoiser
     key = jax.random.key(0)
     print(f"device: {jax.devices()[0].platform}, toy model, {args.frames} frames ({layout.num_chunks} chunks), "
-          f"{args.steps} steps, segments of {args.segment}, best of {args.repeats}")
-    header = f"{'sampler':<12} | {'plain':>8} {'checked':>8} {'segmented':>10} | {'check cost':>10} {'segment cost':>12}"
+          f"{args.steps} steps, default segments of ~{SEGMENT_SECONDS:g} s, best of {args.repeats}")
+    header = (f"{'sampler':<12} | {'plain':>7} {'checked':>8} {'1-step':>7} {'auto':>7} | {'checks':>7} "
+              f"{'one segment':>11} {'auto segments':>13}")
     print(header)
     print("-" * len(header))
     for name in args.samplers:
@@ -88,22 +97,28 @@ def main():
             st, _ = syncos.run(den, schedule, layout, cond, state0, config=checked_cfg, progress=_progress)
             jax.block_until_ready(st.x)
 
-        def segmented():
+        def segmented(fixed):
             d = tempfile.mkdtemp()
-            try:
-                st, step = state0, 0
+            try:  # the command line's loop: the first segment one step, then sized to SEGMENT_SECONDS
+                st, step, length, first = state0, 0, fixed or 1, True
                 while step < args.steps:
+                    t0 = time.perf_counter()
                     st, _ = syncos.run(den, schedule, layout, cond, st, config=checked_cfg, progress=_progress,
-                                       stop=min(step + args.segment, args.steps))
-                    step = int(st.step)
+                                       stop=min(step + length, args.steps))
+                    done, step = int(st.step) - step, int(st.step)
+                    if not fixed and not first:
+                        length = max(1, int(round(SEGMENT_SECONDS * done / (time.perf_counter() - t0))))
+                    first = False
                     checkpoint.save_state(d, st, max_to_keep=1)
                 jax.block_until_ready(st.x)
             finally:
                 shutil.rmtree(d, ignore_errors=True)
 
-        t_plain, t_checked, t_seg = (_time(fn, args.repeats) for fn in (plain, checked, segmented))
-        print(f"{name:<12} | {t_plain:7.2f}s {t_checked:7.2f}s {t_seg:9.2f}s | {100 * (t_checked / t_plain - 1):+9.1f}% "
-              f"{100 * (t_seg / t_checked - 1):+11.1f}%")
+        t_plain, t_checked, t_one, t_auto = _best_times((plain, checked, lambda: segmented(1), lambda: segmented(None)),
+                                                        args.repeats)
+        per_segment = (t_one - t_checked) / args.steps
+        print(f"{name:<12} | {t_plain:6.2f}s {t_checked:7.2f}s {t_one:6.2f}s {t_auto:6.2f}s | "
+              f"{100 * (t_checked / t_plain - 1):+6.1f}% {1e3 * per_segment:9.0f}ms {100 * (t_auto / t_checked - 1):+12.1f}%")
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ seed (``[0, 2**32 − 1]``), the type and range of every sampler setting, the nu
 against the frames, the weights (loadable and finite), the backbone's prediction type against the
 schedule, and the destination (see :mod:`syncos_jax.outdir` for ``--overwrite``'s rule).
 
-**Sampling runs in segments** of ``--checkpoint-every`` steps (default 5) of one compiled loop;
-after each, the sampler state is saved with orbax into the run folder ``.NAME.resume`` beside
-``DIR``. Ctrl-C (or SIGTERM) stops at the end of the segment, keeps that checkpoint, prints the
+**Sampling runs in segments** of one compiled loop — ``--checkpoint-every K`` steps, or by default
+as many steps as take about ``SEGMENT_SECONDS`` (3 s) — and after each the sampler state is saved
+with orbax into the run folder ``.NAME.resume`` beside ``DIR``. Ctrl-C (or SIGTERM) stops at the end of the segment, keeps that checkpoint, prints the
 command that resumes and exits 130; a second Ctrl-C stops at once (the last checkpoint is kept).
 ``syncos generate --resume RUN_DIR`` continues a stopped or killed run; its video is
 bit-identical to an uninterrupted run (the same executable runs every segment). NaN/Inf are
@@ -61,7 +61,7 @@ __all__ = ["CLIError", "Interrupted", "build_parser", "generate", "main"]
 
 SAMPLER_NAMES = ("syncos", "gen-l-video", "fifo", "csd-only", "freenoise", "ddim")
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
-DEFAULT_CHECKPOINT_EVERY = 5
+SEGMENT_SECONDS = 3.0  # the default segment length: each costs ~0.1 s to stop, sync and save
 RESUME_FORMAT = "syncos_jax.resume/1"
 # generate's arguments that do not change the video; all others are recorded and must match on --resume
 _FREE_ARGS = ("resume", "progress", "checkpoint_every")
@@ -432,7 +432,7 @@ def generate(
     vae: Optional[str] = None,
     latent_size: Optional[str] = None,
     resume: Optional[str] = None,
-    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    checkpoint_every: Optional[int] = None,
 ) -> dict:
     """Runs ``syncos generate`` from Python; returns the ``run.json`` record.
 
@@ -449,27 +449,49 @@ def generate(
         return _generate(args, signals)
 
 
-def _generate(args, signals: _Signals) -> dict:
-    import jax
-    from tqdm import tqdm
+class _Progress:
+    """The progress bar, fed from inside the compiled loop. One object per run: the compiled loop
+    is keyed on its progress callback, so every segment must pass the same one."""
 
-    from syncos_jax import checkpoint, metrics, outdir, video
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n - self.bar.n)
+
+
+class _Plan(NamedTuple):
+    """A ``generate`` run resolved and checked; nothing written or compiled yet."""
+
+    args: argparse.Namespace
+    scenario: Any
+    backbone: Any
+    frames: int
+    seed: int
+    steps: int
+    stride: int
+    guidance: float
+    layout: Any
+    job: _Job
+    out: str
+    options: dict  # the sampler settings given (for the record)
+
+
+def _resolve(args, progress: _Progress) -> _Plan:
+    """Checks everything checkable and binds the sampler. Raises ``ScenarioError`` / ``CLIError``."""
+    import jax
+
+    from syncos_jax import outdir
     from syncos_jax import validate as V
     from syncos_jax.chunking import ChunkLayout
-    from syncos_jax.prompts import MAX_FRAMES, SEED_RANGE, ScenarioError, join_prompt, load_scenario, segment_bounds
+    from syncos_jax.prompts import MAX_FRAMES, SEED_RANGE, ScenarioError, load_scenario
     from syncos_jax.samplers import build_conditioning
 
-    t_start = time.time()
-    if args.resume:
-        args = _args_from_run_dir(args, build_parser())
-    elif args.scenario is None:
-        raise CLIError("generate needs a SCENARIO file (or --resume RUN_DIR)")
     if args.sampler not in SAMPLER_NAMES:
         raise CLIError(f"--sampler {_brief(args.sampler)}: expected one of {', '.join(SAMPLER_NAMES)}")
-    if not isinstance(args.checkpoint_every, int) or args.checkpoint_every < 1:
+    if args.checkpoint_every is not None and (not isinstance(args.checkpoint_every, int) or args.checkpoint_every < 1):
         raise CLIError(f"--checkpoint-every={_brief(args.checkpoint_every)}: expected an integer >= 1")
-
-    # -- everything checkable, before anything is written or compiled -----------------------------
     scenario = load_scenario(args.scenario)
     backbone = _load_backbone(args)
     if args.resume:
@@ -478,7 +500,7 @@ def _generate(args, signals: _Signals) -> dict:
                 raise CLIError(f"--resume {args.resume!r}: the {what} {path!r} changed since the run started; it cannot be resumed")
     _check_prompts(scenario, backbone)
     settings = _collect_settings(args, scenario)
-    recorded_options = {k: v for k, v in settings.values.items() if k not in ("steps", "stride", "guidance_scale")}
+    given = {k: v for k, v in settings.values.items() if k not in ("steps", "stride", "guidance_scale")}
     f = backbone.chunk_frames
     if args.frames is not None:
         F = args.frames
@@ -494,55 +516,52 @@ def _generate(args, signals: _Signals) -> dict:
     seed = args.seed if args.seed is not None else (scenario.seed if scenario.seed is not None else 0)
     if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
         raise CLIError(f"--seed={_brief(seed)}: expected an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}]")
-    T = backbone.schedule(1).num_train_timesteps
-    steps = _checked(scenario, settings, "steps", 50, V.integer(1, T))
+    steps = _checked(scenario, settings, "steps", 50, V.integer(1, backbone.schedule(1).num_train_timesteps))
     stride = _checked(scenario, settings, "stride", max(1, f // 2), V.integer(1, f))
     guidance = _checked(scenario, settings, "guidance_scale", backbone.default_guidance, V.real(0.0))
     dynamic = _checked(scenario, settings, "dynamic_cfg", False, V.boolean())
-    options = dict(settings.values)
-    options.setdefault("check_finite", True)
-
-    layout = ChunkLayout(F, f, stride)
     try:
         schedule = backbone.schedule(steps)
     except ValueError as e:
         raise _reject(scenario, settings, "steps", steps, str(e).rstrip(".")) from None
-    cond = build_conditioning(backbone.encode, scenario.prompt)
-    options["guidance_scale"] = guidance
+    options = {"check_finite": True, **settings.values, "guidance_scale": guidance}
     if dynamic:  # diffusers' CogVideoX dynamic CFG: one scale per grid step
         if args.sampler == "fifo":
             raise CLIError("--set dynamic_cfg=true: fifo steps every frame at its own time; dynamic CFG is not supported there")
         from syncos_jax.guidance import dynamic_cfg_scales
 
         options["guidance_scale"] = tuple(float(g) for g in np.asarray(dynamic_cfg_scales(guidance, schedule.timesteps)))
-    def on_progress(n):  # one object for every segment: the compiled loop is keyed on it
-        bar.update(n - bar.n)
-
+    layout = ChunkLayout(F, f, stride)
+    cond = build_conditioning(backbone.encode, scenario.prompt)
     try:
-        job = _make_job(args.sampler, backbone, schedule, layout, cond, options, jax.random.key(seed), on_progress)
+        job = _make_job(args.sampler, backbone, schedule, layout, cond, options, jax.random.key(seed), progress)
     except V.OptionError as e:
         raise _reject(scenario, settings, e.name, e.value, e.problem) from None
     except (TypeError, ValueError) as e:
         raise CLIError(f"--sampler {args.sampler}: {' '.join(str(e).split())[:300]}") from None
-
     stem = os.path.splitext(os.path.basename(scenario.path))[0]
     out = args.out or os.path.join("outputs", f"{stem}-{args.sampler}-seed{seed}")
     try:
         outdir.check_destination(out, args.overwrite)
     except outdir.OutputError as e:
         raise CLIError(str(e)) from None
+    return _Plan(args, scenario, backbone, F, int(seed), steps, stride, float(guidance), layout, job, out, given)
 
-    # -- the run folder: what was asked, and the checkpoints --------------------------------------
-    parent = os.path.dirname(os.path.abspath(out))
-    run_dir = args.resume or os.path.join(parent, f".{os.path.basename(os.path.abspath(out))}.resume")
-    ckpt_dir = os.path.join(run_dir, "checkpoint")
-    created: list = []
+
+def _open_run_dir(plan: _Plan) -> tuple[str, list]:
+    """Returns ``(run folder, parent folders created)``: the fresh run's ``.NAME.resume`` with its
+    ``resume.json``, or the one being resumed. Stale staging folders beside ``--out`` are cleaned."""
+    from syncos_jax import outdir
+
+    args, out = plan.args, plan.out
+    run_dir = args.resume or os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(os.path.abspath(out))}.resume")
     fresh = not args.resume
     if fresh and os.path.exists(run_dir):
         if not args.overwrite:
             raise CLIError(f"--out {out!r}: an unfinished run of it is kept in {run_dir!r}; continue it with "
                            f"`{_resume_command(run_dir)}`, or pass --overwrite to discard it")
         shutil.rmtree(run_dir)
+    created: list = []
     try:
         created = outdir.make_parents(out)
         outdir.clean_stale(out)
@@ -550,129 +569,192 @@ def _generate(args, signals: _Signals) -> dict:
             os.mkdir(run_dir)
             _write_json(os.path.join(run_dir, "resume.json"), {
                 "format": RESUME_FORMAT, "args": _recorded_args(args),
-                "digests": {"scenario": _digest(args.scenario), "weights": _digest(backbone.weights)},
+                "digests": {"scenario": _digest(args.scenario), "weights": _digest(plan.backbone.weights)},
             })
     except OSError as e:
         if fresh:
             shutil.rmtree(run_dir, ignore_errors=True)
         outdir.remove_created(created)
         raise CLIError(f"--out {out!r}: cannot write beside it ({e.strerror or e})") from None
+    return run_dir, created
 
-    # -- sampling, in segments -------------------------------------------------------------------
+
+def _restore_or_init(job: _Job, ckpt_dir: str, run_dir: str):
+    """``(state, step it was saved at or None)``: the latest checkpoint if there is one, else step 0."""
+    import jax
+
+    from syncos_jax import checkpoint
+
+    saved = checkpoint.latest_step(ckpt_dir) if os.path.isdir(ckpt_dir) else None
+    if saved is None:
+        return job.init(), None
+    state = checkpoint.restore_state(ckpt_dir)
+    expected = jax.eval_shape(job.init)
+    leaves, want = jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(expected)
+    if jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(expected) or any(
+            a.shape != b.shape for a, b in zip(leaves, want)):
+        raise CLIError(f"--resume {run_dir!r}: its checkpoint does not fit the recorded run")
+    return state, saved
+
+
+def _sample_in_segments(plan: _Plan, state, saved: Optional[int], ckpt_dir: str, signals: _Signals, hint: str,
+                        on_failure: Callable[[], None]):
+    """Runs ``plan.job`` from ``state`` to the end in segments, saving a checkpoint after each.
+
+    Segments are ``--checkpoint-every`` steps, or (by default) about :data:`SEGMENT_SECONDS` long,
+    sized from the last segment's pace; the first is one step, since it includes the compilation.
+    Returns the final state. Raises ``CLIError`` (after ``on_failure()``) for a NaN/Inf, and
+    ``Interrupted`` (the checkpoint saved) if a signal asked to stop.
+    """
+    from syncos_jax import checkpoint
+
+    job, fixed = plan.job, plan.args.checkpoint_every
+    check = plan.job.options.get("check_finite", True)
+    step, length, first = int(state.step), fixed or 1, True
+    while True:
+        message = job.nonfinite(state) if check else None
+        if message:
+            on_failure()
+            raise CLIError(message + " Nothing was written.")
+        if step >= job.total:
+            return state
+        if signals.stop_requested:
+            if saved != step:
+                checkpoint.save_state(ckpt_dir, state, max_to_keep=1)
+            raise Interrupted(f"interrupted at step {step} of {job.total}; the checkpoint is kept; {hint}")
+        t0 = time.perf_counter()
+        state = job.run(state, min(step + length, job.total))
+        done, step = int(state.step) - step, int(state.step)
+        if not fixed and not first:  # steps per segment from the pace of this one
+            length = max(1, int(round(SEGMENT_SECONDS * done / max(time.perf_counter() - t0, 1e-6))))
+        first = False
+        checkpoint.save_state(ckpt_dir, state, max_to_keep=1)
+        saved = step
+
+
+def _record(plan: _Plan, state, latents, frames_px, resumed_from, sample_seconds: float) -> dict:
+    """The ``run.json`` record (before ``wall_seconds.total``)."""
+    import jax
+
+    from syncos_jax import metrics, outdir
+    from syncos_jax.prompts import join_prompt, segment_bounds
+
+    scenario, backbone = plan.scenario, plan.backbone
+    segments = segment_bounds(plan.frames, len(scenario.prompt.local_prompts))
+    probe = backbone.name == "toy" and frames_px is not None
+    readings = metrics.read_segments(frames_px, segments) if probe else [None] * len(segments)
+    seg_records = []
+    for (a, b), local, r in zip(segments, scenario.prompt.local_prompts, readings):
+        text = join_prompt(scenario.prompt.global_prompt, local)
+        rec = {"frames": [a, b], "local_prompt": local, "text": text}
+        if r is not None:
+            expected = _expected_factors(text)
+            rec.update(probe=r.as_dict(), expected=expected)
+            if expected is not None:
+                rec["match"] = {k: getattr(r, k) == v for k, v in expected.items()}
+        seg_records.append(rec)
+    record = {
+        **outdir.MARKER,
+        "scenario": os.path.abspath(scenario.path),
+        "global_prompt": scenario.prompt.global_prompt,
+        "local_prompts": list(scenario.prompt.local_prompts),
+        "backbone": {"name": backbone.name, "weights": backbone.weights, "training_step": backbone.info.get("step"),
+                     "frame_shape": list(backbone.frame_shape), "chunk_frames": backbone.chunk_frames},
+        "settings": {"frames": plan.frames, "seed": plan.seed, "sampler": plan.args.sampler, "steps": plan.steps,
+                     "stride": plan.stride, "guidance_scale": plan.guidance, "num_chunks": plan.layout.num_chunks,
+                     "options": plan.options, "schedule": "cogvideox_2b"},
+        "nfe": int(np.reshape(np.asarray(state.nfe), (-1,))[0]),
+        "latents_sha256": hashlib.sha256(np.ascontiguousarray(latents, np.float32).tobytes()).hexdigest(),
+        "resumed_from_step": resumed_from,
+        "wall_seconds": {"sampling": round(sample_seconds, 3), "total": None},
+        "segments": seg_records,
+        "jax": {"version": jax.__version__, "backend": jax.default_backend(), "devices": jax.device_count()},
+    }
+    if frames_px is None:
+        record["note"] = ("latents.npy holds the final latents [F, H, W, C]; no video was decoded "
+                          "(give --vae FOLDER with the [torch] extra installed to decode)")
+    return record
+
+
+def _write_outputs(folder: str, plan: _Plan, record: dict, latents, frames_px) -> None:
+    """Writes the video files, the contact sheet, ``latents.npy`` (not toy) and ``run.json`` into ``folder``."""
+    from syncos_jax import video
+    from syncos_jax.prompts import join_prompt, segment_bounds
+
+    prompt = plan.scenario.prompt
+    if plan.backbone.name != "toy":
+        np.save(os.path.join(folder, "latents.npy"), latents)
+    if frames_px is not None:
+        # decoded frames can outnumber latent frames (the VAE's temporal upsampling): scale the segments
+        k = len(frames_px) / plan.frames
+        segments = segment_bounds(plan.frames, len(prompt.local_prompts))
+        video.write_mp4(os.path.join(folder, "video.mp4"), frames_px)
+        video.write_gif(os.path.join(folder, "video.gif"), frames_px)
+        stem = os.path.splitext(os.path.basename(plan.scenario.path))[0]
+        sheet = video.contact_sheet(
+            frames_px,
+            segments=[(int(round(a * k)), int(round(b * k)), join_prompt(prompt.global_prompt, p))
+                      for (a, b), p in zip(segments, prompt.local_prompts)],
+            title=f"{stem}: {plan.args.sampler}, {plan.frames} frames, seed {plan.seed}, {plan.steps} steps, "
+                  f"guidance {plan.guidance:g}",
+        )
+        import imageio.v2 as imageio
+
+        imageio.imwrite(os.path.join(folder, "contact_sheet.png"), sheet)
+    with open(os.path.join(folder, "run.json"), "w", encoding="utf-8") as fh:
+        json.dump(_json_safe(record), fh, indent=2, allow_nan=False)
+
+
+def _generate(args, signals: _Signals) -> dict:
+    """resolve → open the run folder → sample in segments → record → write; returns the record."""
+    import jax
+    from tqdm import tqdm
+
+    from syncos_jax import outdir
+
+    t_start = time.time()
+    if args.resume:
+        args = _args_from_run_dir(args, build_parser())
+    elif args.scenario is None:
+        raise CLIError("generate needs a SCENARIO file (or --resume RUN_DIR)")
+    progress = _Progress()
+    plan = _resolve(args, progress)
+    run_dir, created = _open_run_dir(plan)
     hint = f"resume with: {_resume_command(run_dir)}"
 
     def discard():
         shutil.rmtree(run_dir, ignore_errors=True)
         outdir.remove_created(created)
 
-    signals.hint, signals.deferred = hint, True
-    bar = tqdm(total=None, desc=f"{args.sampler} {F} frames", unit="step", disable=not args.progress, dynamic_ncols=True)
-    resumed_from = checkpoint.latest_step(ckpt_dir) if os.path.isdir(ckpt_dir) else None
+    signals.hint, signals.deferred = hint, True  # from here on, Ctrl-C stops after the segment
+    ckpt_dir = os.path.join(run_dir, "checkpoint")
+    progress.bar = tqdm(total=plan.job.total, desc=f"{args.sampler} {plan.frames} frames", unit="step",
+                        disable=not args.progress, dynamic_ncols=True)
     t0 = time.time()
     try:
-        if resumed_from is not None:
-            state = checkpoint.restore_state(ckpt_dir)
-            expected = jax.eval_shape(job.init)
-            if jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(expected) or any(
-                    a.shape != b.shape for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(expected))):
-                raise CLIError(f"--resume {run_dir!r}: its checkpoint does not fit the recorded run")
-        else:
-            state = job.init()
-        step = int(state.step)
-        bar.reset(total=job.total)
-        bar.update(step)
-        check = options.get("check_finite", True)
-        saved = resumed_from
-        while True:
-            message = job.nonfinite(state) if check else None
-            if message:
-                discard()
-                raise CLIError(message + " Nothing was written.")
-            if step >= job.total:
-                break
-            if signals.stop_requested:
-                if saved != step:
-                    checkpoint.save_state(ckpt_dir, state, max_to_keep=1)
-                raise Interrupted(f"interrupted at step {step} of {job.total}; the checkpoint is kept; {hint}")
-            state = job.run(state, min(step + args.checkpoint_every, job.total))
-            step = int(state.step)
-            checkpoint.save_state(ckpt_dir, state, max_to_keep=1)
-            saved = step
-        latents = np.asarray(jax.block_until_ready(job.latents(state)))
+        state, resumed_from = _restore_or_init(plan.job, ckpt_dir, run_dir)
+        progress.bar.update(int(state.step))
+        state = _sample_in_segments(plan, state, resumed_from, ckpt_dir, signals, hint, discard)
+        latents = np.asarray(jax.block_until_ready(plan.job.latents(state)))
     finally:
-        bar.close()
+        progress.bar.close()
     sample_seconds = time.time() - t0
 
-    # -- the record and the files ----------------------------------------------------------------
+    staged = None
     try:
-        frames_px = backbone.decode(latents)
-        segments = segment_bounds(F, P)
-        probe = backbone.name == "toy" and frames_px is not None
-        readings = metrics.read_segments(frames_px, segments) if probe else [None] * len(segments)
-        seg_records = []
-        for (a, b), local, r in zip(segments, scenario.prompt.local_prompts, readings):
-            text = join_prompt(scenario.prompt.global_prompt, local)
-            rec = {"frames": [a, b], "local_prompt": local, "text": text}
-            if r is not None:
-                expected = _expected_factors(text)
-                rec.update(probe=r.as_dict(), expected=expected)
-                if expected is not None:
-                    rec["match"] = {k: getattr(r, k) == v for k, v in expected.items()}
-            seg_records.append(rec)
-        record = {
-            **outdir.MARKER,
-            "scenario": os.path.abspath(scenario.path),
-            "global_prompt": scenario.prompt.global_prompt,
-            "local_prompts": list(scenario.prompt.local_prompts),
-            "backbone": {"name": backbone.name, "weights": backbone.weights, "training_step": backbone.info.get("step"),
-                         "frame_shape": list(backbone.frame_shape), "chunk_frames": backbone.chunk_frames},
-            "settings": {"frames": F, "seed": int(seed), "sampler": args.sampler, "steps": steps, "stride": stride,
-                         "guidance_scale": float(guidance), "num_chunks": layout.num_chunks,
-                         "options": recorded_options, "schedule": "cogvideox_2b"},
-            "nfe": int(np.reshape(np.asarray(state.nfe), (-1,))[0]),
-            "latents_sha256": hashlib.sha256(np.ascontiguousarray(latents, np.float32).tobytes()).hexdigest(),
-            "resumed_from_step": resumed_from,
-            "wall_seconds": {"sampling": round(sample_seconds, 3), "total": None},
-            "segments": seg_records,
-            "jax": {"version": jax.__version__, "backend": jax.default_backend(), "devices": jax.device_count()},
-        }
-        staged = outdir.staging_folder(out)
-    except OSError as e:
-        raise CLIError(f"--out {out!r}: cannot write ({e.strerror or e}); the sampled state is kept; {hint}") from None
-    try:
-        if backbone.name != "toy":
-            np.save(os.path.join(staged, "latents.npy"), latents)
-        if frames_px is None:
-            record["note"] = ("latents.npy holds the final latents [F, H, W, C]; no video was decoded "
-                              "(give --vae FOLDER with the [torch] extra installed to decode)")
-        else:
-            # decoded frames can outnumber latent frames (the VAE's temporal upsampling): scale the segments
-            k = len(frames_px) / F
-            px_segments = [(int(round(a * k)), int(round(b * k))) for a, b in segments]
-            video.write_mp4(os.path.join(staged, "video.mp4"), frames_px)
-            video.write_gif(os.path.join(staged, "video.gif"), frames_px)
-            sheet = video.contact_sheet(
-                frames_px,
-                segments=[(a, b, join_prompt(scenario.prompt.global_prompt, p))
-                          for (a, b), p in zip(px_segments, scenario.prompt.local_prompts)],
-                title=f"{stem}: {args.sampler}, {F} frames, seed {seed}, {steps} steps, guidance {guidance:g}",
-            )
-            import imageio.v2 as imageio
-
-            imageio.imwrite(os.path.join(staged, "contact_sheet.png"), sheet)
+        frames_px = plan.backbone.decode(latents)
+        record = _record(plan, state, latents, frames_px, resumed_from, sample_seconds)
+        staged = outdir.staging_folder(plan.out)
         record["wall_seconds"]["total"] = round(time.time() - t_start, 3)
-        record = _json_safe(record)
-        with open(os.path.join(staged, "run.json"), "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=2, allow_nan=False)
-        outdir.replace_atomically(staged, out)
-    except BaseException as e:
-        shutil.rmtree(staged, ignore_errors=True)
-        if isinstance(e, OSError):
-            raise CLIError(f"--out {out!r}: cannot write ({e.strerror or e}); the sampled state is kept; {hint}") from None
-        raise
+        _write_outputs(staged, plan, record, latents, frames_px)
+        outdir.replace_atomically(staged, plan.out)
+    except OSError as e:
+        raise CLIError(f"--out {plan.out!r}: cannot write ({e.strerror or e}); the sampled state is kept; {hint}") from None
+    finally:
+        if staged is not None and os.path.isdir(staged):
+            shutil.rmtree(staged, ignore_errors=True)
     shutil.rmtree(run_dir, ignore_errors=True)
-    record["out"] = out
-    return record
+    return {**_json_safe(record), "out": plan.out}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -733,8 +815,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace --out if it is an earlier syncos output (never another folder); discard an unfinished run of it")
     g.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue a stopped or killed run from its run folder (.NAME.resume beside --out)")
-    g.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, metavar="K",
-                   help=f"save the sampler state every K steps (default {DEFAULT_CHECKPOINT_EVERY}); does not change the video")
+    g.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+                   help=f"save the sampler state every K steps (default: segments of about {SEGMENT_SECONDS:g} s); "
+                        "does not change the video")
     g.add_argument("--no-progress", dest="progress", action="store_false")
     c = sub.add_parser("convert", help="convert a diffusers checkpoint to this library's format")
     c.add_argument("model", choices=("cogvideox",))
