@@ -29,6 +29,7 @@ __all__ = [
     "check_inputs",
     "finite_error",
     "nonfinite_message",
+    "recorded_nonfinite",
     "frame_shape_of",
     "progress_hook",
 ]
@@ -164,18 +165,25 @@ def first_nonfinite(flag: Array, step: Array, stage: int, value: Array) -> Array
     return jnp.where(fresh, jnp.array([0, stage], jnp.int32) + jnp.array([1, 0], jnp.int32) * step, flag)
 
 
-def nonfinite_message(flag, timesteps) -> Optional[str]:
-    """Returns the sentence naming the step, grid time and stage recorded in ``flag`` (``[2]`` or
-    ``[batch, 2]``, the first bad run), or ``None`` if no NaN/Inf was recorded."""
+def recorded_nonfinite(flag) -> Optional[tuple[int, int]]:
+    """Returns ``(index, stage)`` of the first NaN/Inf recorded in ``flag`` (``[2]``, or ``[batch, 2]``:
+    the first bad run), or ``None`` if none was recorded."""
     flag = np.asarray(flag)
-    if flag.ndim > 1:  # a batch of runs: report the first bad one
+    if flag.ndim > 1:
         bad = np.nonzero(flag[:, 0] >= 0)[0]
         if bad.size == 0:
             return None
         flag = flag[bad[0]]
-    step, stage = int(flag[0]), int(flag[1])
-    if step < 0:
+    return None if int(flag[0]) < 0 else (int(flag[0]), int(flag[1]))
+
+
+def nonfinite_message(flag, timesteps) -> Optional[str]:
+    """Returns the sentence naming the step, grid time and stage recorded in ``flag`` (``[2]`` or
+    ``[batch, 2]``, the first bad run), or ``None`` if no NaN/Inf was recorded."""
+    found = recorded_nonfinite(flag)
+    if found is None:
         return None
+    step, stage = found
     ts = np.asarray(timesteps)
     t = ts[step] if step < ts.shape[0] else "end"
     return f"non-finite value (NaN/Inf) first appeared at step {step} (grid time t={t}) in {STAGE_NAMES.get(stage, stage)}."

@@ -38,6 +38,7 @@ from syncos_jax.samplers.base import (
     first_nonfinite,
     frame_shape_of,
     is_key_batch,
+    recorded_nonfinite,
     run_loop,
 )
 
@@ -340,15 +341,10 @@ def run(
 
 def nonfinite_message(flag, schedule: S.Schedule, layout: ChunkLayout, config: FIFOConfig) -> Optional[str]:
     """Returns the sentence naming where the first NaN/Inf of ``flag`` (``FIFOState.nonfinite``) appeared, or ``None``."""
-    flag = np.asarray(flag)
-    if flag.ndim > 1:  # a batch of runs: the first bad one
-        bad = np.nonzero(flag[:, 0] >= 0)[0]
-        if bad.size == 0:
-            return None
-        flag = flag[bad[0]]
-    index, stage = int(flag[0]), int(flag[1])
-    if index < 0:
+    found = recorded_nonfinite(flag)
+    if found is None:
         return None
+    index, stage = found
     if stage == STAGE_BASE:
         t = np.asarray(schedule.timesteps)[index]
         return (f"non-finite value (NaN/Inf) first appeared in FIFO's base video, at DDIM step {index} "
