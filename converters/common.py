@@ -24,6 +24,7 @@ import tempfile
 from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 import ml_dtypes
+import jax
 import numpy as np
 
 __all__ = [
@@ -229,6 +230,11 @@ def load_converted(dst: str, abstract_state) -> tuple[Any, dict]:
     with ocp.StandardCheckpointer() as ckpt:
         pure = ckpt.restore(os.path.join(dst, "params"))
     del pure_abstract
+    nonfinite = [jax.tree_util.keystr(k) for k, leaf in jax.tree_util.tree_flatten_with_path(pure)[0]
+                 if np.issubdtype(np.asarray(leaf).dtype, np.inexact) or str(np.asarray(leaf).dtype) == "bfloat16"
+                 if not np.isfinite(np.asarray(leaf, np.float32)).all()]
+    if nonfinite:
+        raise ConversionError(f"{dst!r} holds NaN or Inf in {len(nonfinite)} tensor(s): {nonfinite[:5]}")
     state = abstract_state
     nnx.replace_by_pure_dict(state, pure)
     return state, meta

@@ -26,9 +26,10 @@ against the frames, the weights (loadable and finite), the backbone's prediction
 schedule, and the destination (see :mod:`syncos_jax.outdir` for ``--overwrite``'s rule).
 
 **Sampling runs in segments** of one compiled loop — ``--checkpoint-every K`` steps, or by default
-as many steps as take about ``SEGMENT_SECONDS`` (3 s) — and after each the sampler state is saved
+as many steps as take about ``SEGMENT_SECONDS`` (5 s) — and after each the sampler state is saved
 with orbax into the run folder ``.NAME.resume`` beside ``DIR``. Ctrl-C (or SIGTERM) stops at the end of the segment, keeps that checkpoint, prints the
-command that resumes and exits 130; a second Ctrl-C stops at once (the last checkpoint is kept).
+command that resumes and exits 130; a second Ctrl-C stops without saving that segment (the last
+checkpoint is kept).
 ``syncos generate --resume RUN_DIR`` continues a stopped or killed run; its video is
 bit-identical to an uninterrupted run (the same executable runs every segment). NaN/Inf are
 checked after every segment (``--set check_finite=false`` turns it off): the run stops with one
@@ -61,7 +62,7 @@ __all__ = ["CLIError", "Interrupted", "build_parser", "generate", "main"]
 
 SAMPLER_NAMES = ("syncos", "gen-l-video", "fifo", "csd-only", "freenoise", "ddim")
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
-SEGMENT_SECONDS = 3.0  # the default segment length: each costs ~0.1 s to stop, sync and save
+SEGMENT_SECONDS = 5.0  # the default segment length: each costs ~0.085 s to stop, sync and save (bench_cli.py)
 RESUME_FORMAT = "syncos_jax.resume/1"
 # generate's arguments that do not change the video; all others are recorded and must match on --resume
 _FREE_ARGS = ("resume", "progress", "checkpoint_every")
@@ -86,8 +87,9 @@ class _Signals:
 
     Before sampling (``deferred`` false) a signal raises ``KeyboardInterrupt`` as usual: nothing
     has been computed. During sampling the first signal only sets ``stop_requested`` (checked
-    between segments, never inside compiled code or a compilation); a second one exits at once
-    with status 130, keeping the last checkpoint, after printing ``hint``.
+    between segments, never inside compiled code or a compilation); a second one exits with
+    status 130 as soon as Python regains control (the compiled loop cannot be cut short), without
+    saving another checkpoint, after printing ``hint``.
     """
 
     def __init__(self):
@@ -111,11 +113,11 @@ class _Signals:
         if not self.deferred:
             raise KeyboardInterrupt
         if self.stop_requested:
-            sys.stderr.write(f"\nstopped at once; {self.hint}\n")
+            sys.stderr.write(f"\nstopped without saving; the last checkpoint is kept; {self.hint}\n")
             sys.stderr.flush()
             os._exit(EXIT_INTERRUPTED)
         self.stop_requested = True
-        sys.stderr.write("\nstopping after the current segment (press Ctrl-C again to stop at once) ...\n")
+        sys.stderr.write("\nstopping after the current segment (Ctrl-C again: stop without saving it) ...\n")
         sys.stderr.flush()
 
 
@@ -359,15 +361,42 @@ def _recorded_args(args) -> dict:
     return rec
 
 
+# the recorded arguments and their types (None allowed for all but these three)
+_ARG_TYPES = {"scenario": str, "sampler": str, "frames": int, "seed": int, "out": str, "steps": int, "guidance": float,
+              "stride": int, "set": list, "weights": str, "overwrite": bool, "backbone": str, "text_embeddings": str,
+              "vae": str, "latent_size": str}
+_ARG_REQUIRED = ("scenario", "sampler", "overwrite")
+
+
+def _check_resume_record(record) -> None:
+    """Raises ``ValueError`` unless ``record`` is a ``resume.json`` this command wrote (types included)."""
+    if not isinstance(record, dict) or record.get("format") != RESUME_FORMAT:
+        raise ValueError("format")
+    rec, digests = record.get("args"), record.get("digests")
+    if not isinstance(rec, dict) or set(rec) != set(_ARG_TYPES) or not isinstance(digests, dict):
+        raise ValueError("fields")
+    for k, kind in _ARG_TYPES.items():
+        v = rec[k]
+        if v is None and k not in _ARG_REQUIRED:
+            continue
+        ok = isinstance(v, kind) and (kind is bool or not isinstance(v, bool)) or (kind is float and isinstance(v, int))
+        if not ok or (kind is list and not all(isinstance(x, str) for x in v)):
+            raise ValueError(k)
+    if not all(isinstance(v, (str, type(None))) for v in digests.values()):
+        raise ValueError("digests")
+
+
 def _args_from_run_dir(args, parser) -> argparse.Namespace:
     """The arguments recorded in ``args.resume``; explicitly given ones must match them."""
     run_dir = args.resume
     path = os.path.join(run_dir, "resume.json")
     try:
+        if not _is_run_dir(run_dir):
+            raise ValueError
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
-        assert isinstance(record, dict) and record.get("format") == RESUME_FORMAT and isinstance(record.get("args"), dict)
-    except (OSError, ValueError, AssertionError):
+        _check_resume_record(record)
+    except (OSError, ValueError):
         raise CLIError(f"--resume {run_dir!r}: not a run folder of syncos generate (no valid resume.json)") from None
     recorded = record["args"]
     defaults = vars(parser.parse_args(["generate", "x"]))
@@ -539,24 +568,46 @@ def _resolve(args, progress: _Progress) -> _Plan:
         raise _reject(scenario, settings, e.name, e.value, e.problem) from None
     except (TypeError, ValueError) as e:
         raise CLIError(f"--sampler {args.sampler}: {' '.join(str(e).split())[:300]}") from None
+    try:  # trace (not compile, not run) the whole sampler: a setting it refuses at trace time is one line now
+        jax.eval_shape(lambda: job.run(job.init(), job.total))
+    except (TypeError, ValueError) as e:
+        raise CLIError(f"--sampler {args.sampler}: {' '.join(str(e).split())[:300]}") from None
     stem = os.path.splitext(os.path.basename(scenario.path))[0]
     out = args.out or os.path.join("outputs", f"{stem}-{args.sampler}-seed{seed}")
     try:
+        if os.path.isdir(os.path.dirname(os.path.abspath(out))):
+            outdir.clean_stale(out)  # a replacement killed half-way is settled before the destination is judged
         outdir.check_destination(out, args.overwrite)
     except outdir.OutputError as e:
         raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"--out {out!r}: {e.strerror or e}") from None
     return _Plan(args, scenario, backbone, F, int(seed), steps, stride, float(guidance), layout, job, out, given)
 
 
-def _open_run_dir(plan: _Plan) -> tuple[str, list]:
-    """Returns ``(run folder, parent folders created)``: the fresh run's ``.NAME.resume`` with its
-    ``resume.json``, or the one being resumed. Stale staging folders beside ``--out`` are cleaned."""
+RUN_DIR_ENTRIES = frozenset({"resume.json", "resume.json.tmp", "checkpoint"})
+
+
+def _is_run_dir(path: str) -> bool:
+    """Whether ``path`` is a run folder this command wrote: a real folder holding only :data:`RUN_DIR_ENTRIES`."""
+    return os.path.isdir(path) and not os.path.islink(path.rstrip(os.sep) or path) and set(os.listdir(path)) <= RUN_DIR_ENTRIES
+
+
+def _run_dir_of(plan: _Plan) -> str:
+    out = os.path.abspath(plan.out)
+    return plan.args.resume or os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.resume")
+
+
+def _open_run_dir(plan: _Plan, run_dir: str) -> list:
+    """Creates the fresh run's folder ``run_dir`` with its ``resume.json`` (a resumed run's exists);
+    returns the parent folders it created."""
     from syncos_jax import outdir
 
     args, out = plan.args, plan.out
-    run_dir = args.resume or os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(os.path.abspath(out))}.resume")
     fresh = not args.resume
-    if fresh and os.path.exists(run_dir):
+    if fresh and os.path.lexists(run_dir):
+        if not _is_run_dir(run_dir):
+            raise CLIError(f"--out {out!r}: {run_dir!r} is in the way and is not a run folder of syncos; move it away")
         if not args.overwrite:
             raise CLIError(f"--out {out!r}: an unfinished run of it is kept in {run_dir!r}; continue it with "
                            f"`{_resume_command(run_dir)}`, or pass --overwrite to discard it")
@@ -564,7 +615,6 @@ def _open_run_dir(plan: _Plan) -> tuple[str, list]:
     created: list = []
     try:
         created = outdir.make_parents(out)
-        outdir.clean_stale(out)
         if fresh:
             os.mkdir(run_dir)
             _write_json(os.path.join(run_dir, "resume.json"), {
@@ -576,7 +626,7 @@ def _open_run_dir(plan: _Plan) -> tuple[str, list]:
             shutil.rmtree(run_dir, ignore_errors=True)
         outdir.remove_created(created)
         raise CLIError(f"--out {out!r}: cannot write beside it ({e.strerror or e})") from None
-    return run_dir, created
+    return created
 
 
 def _restore_or_init(job: _Job, ckpt_dir: str, run_dir: str):
@@ -585,10 +635,13 @@ def _restore_or_init(job: _Job, ckpt_dir: str, run_dir: str):
 
     from syncos_jax import checkpoint
 
-    saved = checkpoint.latest_step(ckpt_dir) if os.path.isdir(ckpt_dir) else None
-    if saved is None:
-        return job.init(), None
-    state = checkpoint.restore_state(ckpt_dir)
+    try:
+        saved = checkpoint.latest_step(ckpt_dir) if os.path.isdir(ckpt_dir) else None
+        if saved is None:
+            return job.init(), None
+        state = checkpoint.restore_state(ckpt_dir)
+    except Exception as e:  # orbax raises many kinds for a damaged checkpoint
+        raise CLIError(f"--resume {run_dir!r}: its checkpoint cannot be read ({' '.join(str(e).split())[:200]})") from None
     expected = jax.eval_shape(job.init)
     leaves, want = jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(expected)
     if jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(expected) or any(
@@ -719,14 +772,14 @@ def _generate(args, signals: _Signals) -> dict:
         raise CLIError("generate needs a SCENARIO file (or --resume RUN_DIR)")
     progress = _Progress()
     plan = _resolve(args, progress)
-    run_dir, created = _open_run_dir(plan)
+    run_dir = _run_dir_of(plan)
     hint = f"resume with: {_resume_command(run_dir)}"
+    signals.hint, signals.deferred = hint, True  # from here on, Ctrl-C stops after the segment
+    created = _open_run_dir(plan, run_dir)
 
     def discard():
         shutil.rmtree(run_dir, ignore_errors=True)
         outdir.remove_created(created)
-
-    signals.hint, signals.deferred = hint, True  # from here on, Ctrl-C stops after the segment
     ckpt_dir = os.path.join(run_dir, "checkpoint")
     progress.bar = tqdm(total=plan.job.total, desc=f"{args.sampler} {plan.frames} frames", unit="step",
                         disable=not args.progress, dynamic_ncols=True)
@@ -747,7 +800,9 @@ def _generate(args, signals: _Signals) -> dict:
         staged = outdir.staging_folder(plan.out)
         record["wall_seconds"]["total"] = round(time.time() - t_start, 3)
         _write_outputs(staged, plan, record, latents, frames_px)
-        outdir.replace_atomically(staged, plan.out)
+        outdir.replace_atomically(staged, plan.out, plan.args.overwrite)
+    except outdir.OutputError as e:
+        raise CLIError(f"{e}; the sampled state is kept; {hint}") from None
     except OSError as e:
         raise CLIError(f"--out {plan.out!r}: cannot write ({e.strerror or e}); the sampled state is kept; {hint}") from None
     finally:
@@ -788,7 +843,7 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (``CLIError``), not a usage block."""
 
     def error(self, message):
-        raise CLIError(message)
+        raise CLIError(" ".join(message.split())[:300])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -858,7 +913,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 _report(_generate(args, signals))
             return 0
         except (ScenarioError, CLIError) as e:
-            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+            message = " ".join(str(e).split())
+            print(f"error: {message if len(message) <= 1000 else message[:997] + '...'}", file=sys.stderr)
             return EXIT_ERROR
         except Interrupted as e:
             print(str(e), file=sys.stderr)

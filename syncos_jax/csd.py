@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 Array = jax.Array
-# Kernel-weighted sums in full float32 (reduced matmul precision is the TPU default).
+# Distances from a Gram matrix cancel badly at reduced matmul precision (the TPU default).
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 __all__ = ["RBFKernel", "csd_gradient", "median_gamma", "pairwise_sq_dists", "rbf_kernel"]
@@ -53,18 +53,18 @@ def _flatten(z: Array) -> Array:
 def pairwise_sq_dists(z: Array) -> Array:
     """Returns ``[B, B]`` squared Euclidean distances between the flattened particles ``z: [B, ...]``.
 
-    Computed from the differences, one row at a time (``lax.map``: memory ``O(B·D)``), so it is
-    exactly symmetric, exactly zero on the diagonal and exactly zero between identical particles
-    (the Gram-matrix form ``‖z_i‖² + ‖z_j‖² − 2 z_i·z_j`` leaves residues of a few ulp there, and
-    the median heuristic's zero-median fallback then never fires).
+    Computed from the Gram matrix (``‖z_i‖² + ‖z_j‖² − 2 z_i·z_j``, memory ``O(B² + B·D)``),
+    clipped at zero, with an exactly zero diagonal — and exactly zero between identical particles:
+    the Gram form leaves residues of a few ulp there, and the median heuristic's zero-median
+    fallback would then never fire. Equal rows are found by comparison, one row at a time
+    (``lax.map``, memory ``O(B·D)``), so distinct particles keep the Gram form's values bit for bit.
     """
     flat = _flatten(z)
-
-    def row(zi):
-        d = flat - zi
-        return jnp.sum(d * d, axis=-1)
-
-    return jax.lax.map(row, flat)
+    sq = jnp.sum(flat * flat, axis=-1)
+    gram = jnp.matmul(flat, flat.T, precision=_HIGHEST)
+    d2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+    same = jax.lax.map(lambda zi: jnp.all(flat == zi, axis=-1), flat)  # [B, B], the diagonal included
+    return jnp.where(same, 0.0, d2)
 
 
 def _lower_median(values: Array) -> Array:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from typing import Optional
@@ -47,9 +48,15 @@ class OutputError(Exception):
 
 
 def _hidden(out: str, kind: str) -> tuple[str, str]:
-    """``(parent, prefix)`` of the hidden siblings of ``out``: ``parent/.NAME.kind-...``."""
+    """``(parent, prefix)`` of the hidden siblings of ``out``: ``parent/.NAME.kind-PID-XXXXXXXX``."""
     out = os.path.abspath(out)
     return os.path.dirname(out), f".{os.path.basename(out)}.{kind}-"
+
+
+def _sibling_pid(name: str, prefix: str) -> Optional[int]:
+    """The PID in ``name`` if it is exactly ``prefix + PID-XXXXXXXX`` (as :func:`tempfile.mkdtemp` names it), else ``None``."""
+    m = re.fullmatch(re.escape(prefix) + r"(\d+)-[a-z0-9_]{8}", name)
+    return int(m.group(1)) if m else None
 
 
 def is_syncos_output(path: str) -> bool:
@@ -77,7 +84,7 @@ def _nearest_existing(path: str) -> str:
 
 def check_destination(out: str, overwrite: bool, *, flag: str = "--out") -> None:
     """Raises :class:`OutputError` unless ``out`` may receive a new output (see the module docstring)."""
-    if os.path.islink(out):
+    if os.path.islink(out.rstrip(os.sep) or out):
         raise OutputError(f"{flag} {out!r} is a symbolic link; give the folder itself")
     real = os.path.realpath(out)
     cwd = os.path.realpath(os.getcwd())
@@ -146,7 +153,8 @@ def staging_folder(out: str) -> str:
 def clean_stale(out: str) -> list[str]:
     """Deletes staging folders of dead runs beside ``out`` and settles an interrupted replacement.
 
-    Returns the paths it deleted or moved back.
+    Only names exactly of the form ``.NAME.tmp-PID-XXXXXXXX`` / ``.NAME.old-PID-XXXXXXXX`` whose
+    process no longer lives are touched. Returns the paths it deleted or moved back.
     """
     parent, tmp_prefix = _hidden(out, "tmp")
     _, old_prefix = _hidden(out, "old")
@@ -155,14 +163,13 @@ def clean_stale(out: str) -> list[str]:
     touched = []
     for name in sorted(os.listdir(parent)):
         path = os.path.join(parent, name)
-        if name.startswith(tmp_prefix):
-            pid = name[len(tmp_prefix):].split("-", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
-                continue  # another run is writing it now
-            shutil.rmtree(path, ignore_errors=True)
-            touched.append(path)
-        elif name.startswith(old_prefix):
-            if not os.path.lexists(out):
+        for prefix in (tmp_prefix, old_prefix):
+            pid = _sibling_pid(name, prefix)
+            if pid is None or os.path.islink(path) or not os.path.isdir(path):
+                continue
+            if pid != os.getpid() and _pid_alive(pid):
+                continue  # another run is writing or replacing it now
+            if prefix == old_prefix and not os.path.lexists(out):
                 os.replace(path, out)  # killed between the two moves: the old output comes back
             else:
                 shutil.rmtree(path, ignore_errors=True)
@@ -170,16 +177,23 @@ def clean_stale(out: str) -> list[str]:
     return touched
 
 
-def replace_atomically(staged: str, out: str) -> None:
+def replace_atomically(staged: str, out: str, overwrite: bool) -> None:
     """Moves the folder ``staged`` to ``out``, replacing an earlier output there without ever losing it.
 
-    An empty ``out`` is removed first; a non-empty one (checked by :func:`check_destination`) is
-    moved aside to ``.NAME.old-*``, the new folder moved in, then the old one deleted. If moving
-    the new folder in fails, the old one is moved back and the error re-raised.
+    An empty ``out`` is removed first; a non-empty one is checked again (it may have appeared
+    since :func:`check_destination`: another run, the user) and must be an earlier output with
+    ``overwrite`` — else :class:`OutputError`, nothing touched. It is moved aside to
+    ``.NAME.old-*``, the new folder moved in, then the old one deleted. If moving the new folder
+    in fails, the old one is moved back and the error re-raised.
     """
     old: Optional[str] = None
+    if os.path.lexists(out) and not os.path.isdir(out) or os.path.islink(out):
+        raise OutputError(f"--out {out!r} is no longer a folder; nothing was replaced")
     if os.path.isdir(out):
         if os.listdir(out):
+            if not (overwrite and is_syncos_output(out)):
+                raise OutputError(f"--out {out!r} was filled while sampling ran and is not an earlier syncos output "
+                                  f"to replace with --overwrite; nothing was replaced")
             parent, prefix = _hidden(out, "old")
             old = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
             os.rmdir(old)

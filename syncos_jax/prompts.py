@@ -131,10 +131,14 @@ def parse_yaml(text: str, path: str, field: str) -> Any:
 
     try:
         return yaml.load(text, Loader=_no_alias_loader(path, field))
+    except ScenarioError:
+        raise
     except yaml.YAMLError as e:
         raise ScenarioError(path, field, "not valid YAML: " + brief(" ".join(str(e).split()), 160)) from None
     except RecursionError:
         raise ScenarioError(path, field, "nested too deeply") from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as e:  # a bad tagged value: !!float abc, 2020-13-45, ...
+        raise ScenarioError(path, field, "a value YAML cannot build: " + brief(" ".join(str(e).split()), 120)) from None
 
 
 def read_yaml(path: str, *, max_bytes: int = MAX_SCENARIO_BYTES) -> Any:

@@ -92,6 +92,8 @@ def real(lo: Optional[float] = None, hi: Optional[float] = None, *, lo_open: boo
     what = " ".join(filter(None, ("a finite number", _range_text(lo, hi, lo_open))))
 
     def rule(v):
+        if getattr(v, "shape", None) == () and hasattr(v, "item"):  # a 0-d numpy / jax array
+            v = v.item()
         if not _is_real(v) or not math.isfinite(float(v)):
             raise _Reject(what)
         if (lo is not None and (v < lo or (lo_open and v == lo))) or (hi is not None and v > hi):

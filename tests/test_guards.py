@@ -29,14 +29,21 @@ def test_identical_particles_have_zero_distance_and_the_flat_kernel(B):
     np.testing.assert_allclose(G, np.broadcast_to(expected, G.shape), rtol=1e-5, atol=1e-6)
 
 
-def test_distances_are_exactly_symmetric_with_a_zero_diagonal_and_match_float64():
+def test_identical_pairs_among_distinct_particles_are_zero_and_the_rest_keep_the_gram_values():
     rng = np.random.default_rng(0)
     z = rng.standard_normal((6, 300)).astype(np.float32)
     z[4] = z[1]  # two identical among distinct ones
     d2 = np.asarray(pairwise_sq_dists(jnp.asarray(z)))
-    assert np.array_equal(d2, d2.T) and np.all(np.diag(d2) == 0) and d2[1, 4] == 0.0
+    assert np.all(np.diag(d2) == 0) and d2[1, 4] == 0.0 and d2[4, 1] == 0.0
     ref = ((z[:, None].astype(np.float64) - z[None].astype(np.float64)) ** 2).sum(-1)
     np.testing.assert_allclose(d2, ref, rtol=1e-5)
+    # distinct pairs are the Gram form's values, bit for bit (earlier results reproduce exactly)
+    zf = jnp.asarray(z)
+    sq = jnp.sum(zf * zf, -1)
+    gram = np.asarray(jnp.maximum(sq[:, None] + sq[None] - 2.0 * jnp.matmul(zf, zf.T, precision="highest"), 0.0))
+    distinct = ~np.eye(6, dtype=bool)
+    distinct[1, 4] = distinct[4, 1] = False
+    assert np.array_equal(d2[distinct], gram[distinct])
 
 
 def _prior(schedule, P=3):

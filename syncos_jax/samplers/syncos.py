@@ -157,7 +157,7 @@ RULES = {
     "grounded_timestep": V.boolean(),
     "t_range": V.real_pair(0.0),
     "fixed_baseline_noise": V.boolean(),
-    "fusion_weights": V.either(V.choice("uniform", "triangular", "gaussian"), V.reals(V.real(0.0))),
+    "fusion_weights": V.either(V.choice("uniform", "triangular", "gaussian"), V.reals(V.real(0.0, lo_open=True))),
     "kernel_gamma": V.optional(V.real(0.0)),
     "weighting": V.choice(*WEIGHTINGS),
     "native_residual": V.boolean(),
