@@ -17,8 +17,9 @@ times the sampling loop four ways:
 
 Every configuration is compiled and run once before it is timed; the figure is the best of
 ``--repeats`` timed runs, the configurations interleaved round by round. It prints the times,
-the cost of the checks, the cost of one segment and the overhead of the default segments, and
-asserts nothing: the test suite never asserts wall-clock times.
+the cost of the checks, the cost of one segment, the overhead of the default segments (measured,
+and as their count × the cost of one: the difference of two timings is as noisy as the machine),
+and asserts nothing: the test suite never asserts wall-clock times.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def main():
     print(f"device: {jax.devices()[0].platform}, toy model, {args.frames} frames ({layout.num_chunks} chunks), "
           f"{args.steps} steps, default segments of ~{SEGMENT_SECONDS:g} s, best of {args.repeats}")
     header = (f"{'sampler':<12} | {'plain':>7} {'checked':>8} {'1-step':>7} {'auto':>7} | {'checks':>7} "
-              f"{'one segment':>11} {'auto segments':>13}")
+              f"{'one segment':>11} {'auto segments':>13} {'count':>5} {'count×cost':>10}")
     print(header)
     print("-" * len(header))
     for name in args.samplers:
@@ -97,8 +98,11 @@ def main():
             st, _ = syncos.run(den, schedule, layout, cond, state0, config=checked_cfg, progress=_progress)
             jax.block_until_ready(st.x)
 
+        counts = {}
+
         def segmented(fixed):
             d = tempfile.mkdtemp()
+            n = 0
             try:  # the command line's loop: the first segment one step, then sized to SEGMENT_SECONDS
                 st, step, length, first = state0, 0, fixed or 1, True
                 while step < args.steps:
@@ -110,6 +114,8 @@ def main():
                         length = max(1, int(round(SEGMENT_SECONDS * done / (time.perf_counter() - t0))))
                     first = False
                     checkpoint.save_state(d, st, max_to_keep=1)
+                    n += 1
+                counts[fixed] = n
                 jax.block_until_ready(st.x)
             finally:
                 shutil.rmtree(d, ignore_errors=True)
@@ -117,8 +123,10 @@ def main():
         t_plain, t_checked, t_one, t_auto = _best_times((plain, checked, lambda: segmented(1), lambda: segmented(None)),
                                                         args.repeats)
         per_segment = (t_one - t_checked) / args.steps
+        expected = counts[None] * per_segment / t_checked  # less noisy than the difference of two timings
         print(f"{name:<12} | {t_plain:6.2f}s {t_checked:7.2f}s {t_one:6.2f}s {t_auto:6.2f}s | "
-              f"{100 * (t_checked / t_plain - 1):+6.1f}% {1e3 * per_segment:9.0f}ms {100 * (t_auto / t_checked - 1):+12.1f}%")
+              f"{100 * (t_checked / t_plain - 1):+6.1f}% {1e3 * per_segment:9.0f}ms {100 * (t_auto / t_checked - 1):+12.1f}% "
+              f"{counts[None]:>5} {100 * expected:+9.1f}%")
 
 
 if __name__ == "__main__":

@@ -195,26 +195,6 @@ def test_an_output_that_appears_while_sampling_is_never_replaced(tmp_path, scena
     assert sorted(os.listdir(out)) == FOUR and not run_dir.exists()
 
 
-def test_the_command_line_video_is_the_library_video(tmp_path, scenario, tiny_weights):
-    import hashlib
-
-    from syncos_jax.backbones import toy
-    from syncos_jax.chunking import ChunkLayout
-    from syncos_jax.prompts import load_scenario
-    from syncos_jax.samplers import build_conditioning, syncos
-
-    rc, _, err = _run(_args(scenario, tmp_path / "o", tiny_weights, "--checkpoint-every", "1", "--seed", "11"))
-    assert rc == 0, err
-    record = json.loads((tmp_path / "o" / "run.json").read_text())
-    bb = toy.load_default(tiny_weights)
-    cond = build_conditioning(bb.encode, load_scenario(scenario).prompt)
-    result = syncos.sample(bb.denoiser, bb.schedule(2), ChunkLayout(12, 8, 4), cond, key=jax.random.key(11), iters=1,
-                           guidance_scale=4.0)
-    latents = np.asarray(result.latents, np.float32)
-    assert record["latents_sha256"] == hashlib.sha256(latents.tobytes()).hexdigest()
-    assert record["nfe"] == int(result.nfe)
-
-
 # ---------------------------------------------------------------------------------------------
 # Interrupt and resume (the real entry point, in a subprocess)
 # ---------------------------------------------------------------------------------------------
@@ -294,6 +274,24 @@ def test_sigkill_loses_at_most_a_segment_and_resume_is_bit_identical(tmp_path, t
     assert record["resumed_from_step"] >= 1 and "resumed from step" in out
     assert record["latents_sha256"] == uninterrupted["latents_sha256"]
     assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_the_command_line_video_is_the_library_video(tiny_weights, uninterrupted):
+    """The segmented, checked, checkpointed command line gives ``syncos.sample``'s video, bit for bit."""
+    import hashlib
+
+    from syncos_jax.backbones import toy
+    from syncos_jax.chunking import ChunkLayout
+    from syncos_jax.prompts import load_scenario
+    from syncos_jax.samplers import build_conditioning, syncos
+
+    bb = toy.load_default(tiny_weights)
+    cond = build_conditioning(bb.encode, load_scenario(SEASONS).prompt)
+    result = syncos.sample(bb.denoiser, bb.schedule(60), ChunkLayout(12, 8, 4), cond, key=jax.random.key(0), iters=1,
+                           guidance_scale=4.0)
+    latents = np.asarray(result.latents, np.float32)
+    assert uninterrupted["latents_sha256"] == hashlib.sha256(latents.tobytes()).hexdigest()
+    assert uninterrupted["nfe"] == int(result.nfe)
 
 
 def test_resume_refuses_a_folder_that_is_not_a_run_and_a_changed_scenario(tmp_path, scenario, tiny_weights):
@@ -598,11 +596,11 @@ _VALUES = [1, 2, 0, -1, 0.5, float("nan"), "ten", [1, 2], None, True, 1e30, "1e-
 _SETTINGS = ["steps", "iters", "lr", "t_min", "stride", "guidance_scale", "bogus", "eta", "check_finite", "batch_chunks",
              "fusion_weights"]
 
-valid_scenario = st.fixed_dictionaries(
+valid_scenario = st.fixed_dictionaries(  # few distinct sampler configs: each is a compilation
     {"global_prompt": st.sampled_from(["a small red circle", "a large blue square"]),
      "local_prompts": st.lists(st.sampled_from(_LOCALS[:3]), min_size=1, max_size=3)},
     optional={"frames": st.sampled_from([8, 12]), "seed": st.sampled_from([0, 7]),
-              "sampler": st.dictionaries(st.sampled_from(["iters", "lr", "eta"]), st.sampled_from([1, 0.5]), max_size=1)},
+              "sampler": st.just({"iters": 1})},
 )
 any_scenario = st.fixed_dictionaries(
     {"global_prompt": st.sampled_from(_PROMPTS + [7, None])},
@@ -614,9 +612,8 @@ any_scenario = st.fixed_dictionaries(
         "colour": st.just("red"),
     },
 )
-_VALID_FLAGS = [("--steps", "1"), ("--steps", "2"), ("--frames", "8"), ("--frames", "12"), ("--seed", "3"), ("--stride", "4"),
-                ("--set", "iters=1"), ("--set", "check_finite=false"), ("--set", "eta=0"), ("--sampler", "gen-l-video"),
-                ("--sampler", "freenoise"), ("--sampler", "csd-only")]
+_VALID_FLAGS = [("--frames", "8"), ("--frames", "12"), ("--seed", "3"), ("--stride", "4"), ("--set", "iters=1"),
+                ("--sampler", "gen-l-video")]
 any_flags = st.lists(st.sampled_from([
     ("--steps", "1"), ("--steps", "2"), ("--steps", "0"), ("--steps", "5000"), ("--steps", "x"),
     ("--guidance", "1"), ("--guidance", "nan"), ("--guidance", "-2"), ("--frames", "8"), ("--frames", "12"),
@@ -625,11 +622,11 @@ any_flags = st.lists(st.sampled_from([
     ("--set", "check_finite=false"), ("--set", "eta=0"), ("--set", "num_partitions=1"), ("--set", "noise"),
     ("--sampler", "gen-l-video"), ("--sampler", "fifo"), ("--sampler", "ddim"), ("--sampler", "nope"),
 ]), max_size=5)
-scenario_data = st.one_of(valid_scenario, valid_scenario, any_scenario)  # about half the runs are valid
+scenario_data = st.one_of(valid_scenario, any_scenario)  # some runs valid (each compiles), most not
 flag_lists = st.one_of(st.lists(st.sampled_from(_VALID_FLAGS), max_size=3), any_flags)
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=scenario_data, flags=flag_lists,
        out_kind=st.sampled_from(["new", "new", "unrelated", "nested/new", "earlier", "link", "empty"]),
