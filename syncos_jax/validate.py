@@ -17,6 +17,8 @@ import numbers
 import reprlib
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+import numpy as np
+
 __all__ = [
     "OptionError",
     "boolean",
@@ -162,16 +164,14 @@ def optional(inner: Rule) -> Rule:
 
 
 def _sequence(v: Any) -> Optional[Sequence]:
-    if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
-        try:  # numpy / jax arrays
-            import numpy as np
-
-            if isinstance(v, np.ndarray) or hasattr(v, "__array__"):
-                return [x.item() if hasattr(x, "item") else x for x in np.asarray(v).ravel()]
-        except Exception:
-            return None
+    """``v`` as a sequence of items (a list, a tuple, or a numpy / jax array flattened), or ``None``."""
+    if isinstance(v, (str, bytes)):
         return None
-    return v
+    if isinstance(v, Sequence):
+        return v
+    if hasattr(v, "__array__") and np.ndim(v) > 0:
+        return np.asarray(v).ravel().tolist()
+    return None
 
 
 def reals(item: Rule, *, min_len: int = 1, max_len: int = 1_000_000) -> Rule:
