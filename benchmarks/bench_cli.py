@@ -36,8 +36,8 @@ from syncos_jax import checkpoint
 from syncos_jax.cli import SEGMENT_SECONDS
 from syncos_jax.backbones import toy
 from syncos_jax.chunking import ChunkLayout
-from syncos_jax.prompts import load_scenario
-from syncos_jax.samplers import build_conditioning, gen_l_video, syncos
+from syncos_jax.prompts import build_conditioning, load_scenario
+from syncos_jax.samplers import gen_l_video, run, syncos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {"syncos": {}, "gen-l-video": gen_l_video.DEFAULTS}
@@ -77,6 +77,7 @@ def main():
     schedule = backbone.schedule(args.steps)
     cond = build_conditioning(backbone.encode, scenario.prompt)
     den = backbone.denoiser
+    params = den.split()[1]
     key = jax.random.key(0)
     print(f"device: {jax.devices()[0].platform}, toy model, {args.frames} frames ({layout.num_chunks} chunks), "
           f"{args.steps} steps, default segments of ~{SEGMENT_SECONDS:g} s, best of {args.repeats}")
@@ -86,16 +87,16 @@ def main():
     print("-" * len(header))
     for name in args.samplers:
         base = dict(DEFAULTS[name], guidance_scale=backbone.default_guidance)
-        plain_cfg = syncos.make_config(**base)
-        checked_cfg = syncos.make_config(**base, check_finite=True)
-        state0 = syncos.init(key, layout, backbone.frame_shape)
+        plain_sampler = syncos.build(den, schedule, layout, cond, **base)
+        checked_sampler = syncos.build(den, schedule, layout, cond, **base, check_finite=True)
+        state0 = plain_sampler.init(key)
 
         def plain():
-            st, _ = syncos.run(den, schedule, layout, cond, state0, config=plain_cfg, progress=_progress)
+            st, _ = run(plain_sampler, state0, params, progress=_progress)
             jax.block_until_ready(st.x)
 
         def checked():
-            st, _ = syncos.run(den, schedule, layout, cond, state0, config=checked_cfg, progress=_progress)
+            st, _ = run(checked_sampler, state0, params, progress=_progress)
             jax.block_until_ready(st.x)
 
         counts = {}
@@ -107,8 +108,7 @@ def main():
                 st, step, length, first = state0, 0, fixed or 1, True
                 while step < args.steps:
                     t0 = time.perf_counter()
-                    st, _ = syncos.run(den, schedule, layout, cond, st, config=checked_cfg, progress=_progress,
-                                       stop=min(step + length, args.steps))
+                    st, _ = run(checked_sampler, st, params, progress=_progress, stop=min(step + length, args.steps))
                     done, step = int(st.step) - step, int(st.step)
                     if not fixed and not first:
                         length = max(1, int(round(SEGMENT_SECONDS * done / (time.perf_counter() - t0))))

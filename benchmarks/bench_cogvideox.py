@@ -60,9 +60,9 @@ def run_jax(args) -> dict:
     import numpy as np
     from flax import nnx
 
-    from converters.cogvideox import RULES, model_abstract
+    from converters.cogvideox import RULES
     from converters.common import convert
-    from syncos_jax.backbones.cogvideox import CogVideoXConfig
+    from syncos_jax.backbones.cogvideox import CogVideoXConfig, model_abstract
 
     cfg = CogVideoXConfig()
     _, graphdef, abstract = model_abstract(cfg.to_dict())

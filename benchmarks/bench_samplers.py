@@ -28,10 +28,10 @@ from syncos_jax import schedules as S
 from syncos_jax.backbones.protocol import NnxDenoiser
 from syncos_jax.chunking import ChunkLayout
 from syncos_jax.guidance import calls_per_chunk
-from syncos_jax.samplers import SAMPLERS, fifo
-from syncos_jax.samplers.base import Conditioning
-from syncos_jax.samplers.fifo import _plan, num_iterations
-from syncos_jax.samplers.syncos import _batch_chunks, make_config
+from syncos_jax.prompts import Conditioning
+from syncos_jax.samplers import SAMPLERS, fifo, sample
+from syncos_jax.samplers.fifo import num_iterations, queue_plan
+from syncos_jax.samplers.syncos import batch_chunks, make_config
 
 
 class Block(nnx.Module):
@@ -100,7 +100,7 @@ def call_profile(name, schedule, layout, opts):
     steps = schedule.num_steps
     if name == "fifo":
         cfg = fifo.make_config(**opts)
-        windows = _plan(layout.chunk_frames, cfg).windows.shape[0]
+        windows = queue_plan(layout.chunk_frames, cfg).windows.shape[0]
         # The base video (one chunk per step), then one call over all windows per iteration.
         return Counter({("chunk", c): steps, ("chunk", c * windows): num_iterations(layout, cfg)})
     if name in ("ddim", "freenoise"):
@@ -113,7 +113,7 @@ def call_profile(name, schedule, layout, opts):
         prof[("chunk", c * layout.num_chunks)] += steps
     if 2 in cfg.stages:
         runs = steps if cfg.t_min is None else int(np.sum(np.asarray(schedule.timesteps) > cfg.t_min))
-        prof[("chunk", c * _batch_chunks(cfg, layout))] += runs * cfg.iters
+        prof[("chunk", c * batch_chunks(cfg, layout))] += runs * cfg.iters
     return prof
 
 
@@ -164,9 +164,11 @@ def main():
             opts["num_partitions"] = 4
         den = video_den if name in ("ddim", "freenoise") else chunk_den
         sched = schedule
-        run = lambda: SAMPLERS[name](den, sched, layout, cond, key=jax.random.key(1), frame_shape=(size, size, C), **opts).latents  # noqa: E731
+        sampler = SAMPLERS[name](den, sched, layout, cond, frame_shape=(size, size, C), **opts)
+        params = den.split()[1]
+        run = lambda: sample(sampler, params, jax.random.key(1)).latents  # noqa: E731
         t0 = time.perf_counter()
-        res = SAMPLERS[name](den, sched, layout, cond, key=jax.random.key(1), frame_shape=(size, size, C), **opts)
+        res = sample(sampler, params, jax.random.key(1))
         jax.block_until_ready(res.latents)
         first = time.perf_counter() - t0
         wall = _median_time(run, args.repeats)

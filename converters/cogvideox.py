@@ -4,7 +4,11 @@
 
 ``SRC`` is a diffusers folder (``transformer/config.json`` and ``diffusion_pytorch_model*.safetensors``,
 possibly sharded with an index json), or the ``transformer`` subfolder itself. ``DST`` receives the
-orbax parameters and the config; :func:`load` reads them back without converting again.
+orbax parameters and the config in the model's own format
+(:func:`syncos_jax.backbones.cogvideox.save_weights`); :func:`syncos_jax.backbones.cogvideox.load`
+reads them back without converting again. This module only holds what is about the conversion
+(the rule table, the diffusers folder layout); the model's shapes and weights folder come from
+:mod:`syncos_jax.backbones.cogvideox`, which never imports this module.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ import json
 import os
 from typing import Callable, Optional
 
-from converters.common import ConversionError, Rule, convert, load_converted, read_safetensors, save_converted
+from flax import nnx
 
-__all__ = ["RULES", "convert_folder", "load", "model_abstract", "transformer_folder"]
+from converters.common import ConversionError, Rule, convert, read_safetensors
+from syncos_jax.backbones.cogvideox import model_abstract, save_weights
+
+__all__ = ["RULES", "convert_folder", "transformer_folder"]
 
 _LN = [(r"(.+)\.weight", "{1}.scale", "norm"), (r"(.+)\.bias", "{1}.bias", "identity")]
 
@@ -72,27 +79,14 @@ def transformer_folder(src: str) -> str:
     return folder
 
 
-def model_abstract(config: dict):
-    """``(CogVideoXConfig, graphdef, abstract params)`` from a diffusers config dict, via ``nnx.eval_shape``."""
-    from flax import nnx
-
-    from syncos_jax.backbones.cogvideox import CogVideoXConfig, CogVideoXTransformer
-
-    cfg = CogVideoXConfig.from_diffusers(config)
-    model = nnx.eval_shape(lambda: CogVideoXTransformer(cfg, rngs=nnx.Rngs(0)))
-    graphdef, params = nnx.split(model)
-    return cfg, graphdef, params
-
-
 def convert_folder(src: str, dst: Optional[str] = None, *, dtype: str = "float32",
                    progress: Optional[Callable[[int, int], None]] = None):
     """Converts a diffusers CogVideoX transformer folder. Returns ``(model, CogVideoXConfig)``.
 
-    With ``dst``, also saves the converted parameters and config there (nothing is written if the
-    conversion fails). ``progress(done, total)`` is called per tensor.
+    With ``dst``, also saves the converted parameters and config there with
+    :func:`syncos_jax.backbones.cogvideox.save_weights` (nothing is written if the conversion fails).
+    ``progress(done, total)`` is called per tensor.
     """
-    from flax import nnx
-
     folder = transformer_folder(src)
     config = read_json(os.path.join(folder, "config.json"))
     try:
@@ -102,17 +96,5 @@ def convert_folder(src: str, dst: Optional[str] = None, *, dtype: str = "float32
     tensors = read_safetensors(folder)
     state = convert(tensors, RULES, abstract, dtype=dtype, progress=progress)
     if dst is not None:
-        save_converted(dst, state, cfg.to_dict(), model="cogvideox", extra={"dtype": dtype, "source": os.path.abspath(src)})
-    return nnx.merge(graphdef, state), cfg
-
-
-def load(dst: str):
-    """The model saved by :func:`convert_folder` in ``dst`` (no conversion)."""
-    from flax import nnx
-
-    meta = read_json(os.path.join(dst, "config.json"))
-    if meta.get("model") != "cogvideox":
-        raise ConversionError(f"{dst!r} holds a {meta.get('model')!r} checkpoint, not cogvideox")
-    cfg, graphdef, abstract = model_abstract(meta["config"])
-    state, _ = load_converted(dst, abstract)
+        save_weights(dst, state, cfg, extra={"dtype": dtype, "source": os.path.abspath(src)})
     return nnx.merge(graphdef, state), cfg

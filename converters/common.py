@@ -9,9 +9,13 @@
   :class:`ConversionError` lists the unmapped, missing and mis-shaped keys (first 20 of each,
   with counts).
 * The dtype policy (``float32`` or ``bfloat16``, via ml_dtypes) is applied during the copy.
-* :func:`save_converted` writes the state with orbax plus the model config, atomically (a
-  temporary folder renamed at the end: a failed conversion writes nothing to the destination);
-  :func:`load_converted` reads it back.
+* Nothing here mutates its inputs: :func:`convert` returns a new nnx.State and leaves the
+  caller's abstract state as it was.
+
+Saving and loading the converted state is the model's business, not the conversion's: each
+backbone owns its weights folder (e.g. :func:`syncos_jax.backbones.cogvideox.save_weights` and
+:func:`~syncos_jax.backbones.cogvideox.load`). ``converters`` imports the backbones, never the
+reverse.
 """
 
 from __future__ import annotations
@@ -19,13 +23,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 import ml_dtypes
-import jax
 import numpy as np
+from flax import nnx
 
 __all__ = [
     "ConversionError",
@@ -34,9 +36,7 @@ __all__ = [
     "TRANSFORMS",
     "convert",
     "flat_abstract",
-    "load_converted",
     "read_safetensors",
-    "save_converted",
 ]
 
 DTYPES = {"float32": np.float32, "fp32": np.float32, "bfloat16": ml_dtypes.bfloat16, "bf16": ml_dtypes.bfloat16}
@@ -113,9 +113,7 @@ def _key(path: Iterable[Any]) -> str:
 
 
 def flat_abstract(abstract_state) -> dict[str, Any]:
-    """``{"a.b.0.kernel": ShapeDtypeStruct-like variable}`` of an (abstract) nnx.State."""
-    from flax import nnx
-
+    """``{"a.b.0.kernel": ShapeDtypeStruct-like variable}`` of an (abstract) nnx.State (not modified)."""
     return {_key(p): v for p, v in nnx.to_flat_state(abstract_state)}
 
 
@@ -125,14 +123,14 @@ def _listing(name: str, items: list[str]) -> str:
 
 def convert(source: dict[str, np.ndarray], rules: Iterable[Rule], abstract_state, *, dtype: str = "float32",
             progress: Optional[Callable[[int, int], None]] = None):
-    """Fills ``abstract_state`` (an nnx.State from ``nnx.eval_shape``) from ``source`` by ``rules``.
+    """A new nnx.State shaped like ``abstract_state`` (from ``nnx.eval_shape``), filled from ``source`` by ``rules``.
 
-    Returns the filled nnx.State (numpy arrays of ``dtype``). Raises :class:`ConversionError`
-    listing unmapped source keys, target parameters left unfilled, targets filled twice, and
-    mis-shaped tensors. ``progress(done, total)`` is called after each source tensor.
+    Returns the filled nnx.State (numpy arrays of ``dtype``, possibly views of ``source``'s: nothing
+    is copied that need not be); ``abstract_state`` and ``source`` are not modified. Raises
+    :class:`ConversionError` listing unmapped source keys, target parameters left unfilled, targets
+    filled twice, and mis-shaped tensors. ``progress(done, total)`` is called after each source
+    tensor.
     """
-    from flax import nnx
-
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not supported; expected one of {sorted(DTYPES)}")
     np_dtype = DTYPES[dtype]
@@ -184,57 +182,3 @@ def convert(source: dict[str, np.ndarray], rules: Iterable[Rule], abstract_state
     for path, var in nnx.to_flat_state(abstract_state):
         leaves.append((path, var.replace(np.asarray(filled[_key(path)], dtype=np_dtype))))
     return nnx.from_flat_state(leaves)
-
-
-def save_converted(dst: str, state, config: dict, *, model: str, extra: Optional[dict] = None) -> None:
-    """Writes ``state`` (orbax, under ``DST/params``) and ``DST/config.json``; atomic.
-
-    Raises:
-      FileExistsError: if ``dst`` exists and is not empty.
-    """
-    import orbax.checkpoint as ocp
-    from flax import nnx
-
-    dst = os.path.abspath(dst)
-    if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
-        raise FileExistsError(f"{dst!r} exists and is not empty")
-    parent = os.path.dirname(dst)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.tmp-", dir=parent)
-    try:
-        pure = nnx.to_pure_dict(state)
-        with ocp.StandardCheckpointer() as ckpt:
-            ckpt.save(os.path.join(tmp, "params"), pure)
-        with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump({"model": model, "config": config, **(extra or {})}, f, indent=2)
-        if os.path.isdir(dst):
-            os.rmdir(dst)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def load_converted(dst: str, abstract_state) -> tuple[Any, dict]:
-    """``(nnx.State, config.json dict)`` from a folder written by :func:`save_converted`."""
-    import orbax.checkpoint as ocp
-    from flax import nnx
-
-    dst = os.path.abspath(dst)
-    path = os.path.join(dst, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{dst!r} is not a converted checkpoint (no config.json)")
-    with open(path) as f:
-        meta = json.load(f)
-    pure_abstract = nnx.to_pure_dict(abstract_state)
-    with ocp.StandardCheckpointer() as ckpt:
-        pure = ckpt.restore(os.path.join(dst, "params"))
-    del pure_abstract
-    nonfinite = [jax.tree_util.keystr(k) for k, leaf in jax.tree_util.tree_flatten_with_path(pure)[0]
-                 if np.issubdtype(np.asarray(leaf).dtype, np.inexact) or str(np.asarray(leaf).dtype) == "bfloat16"
-                 if not np.isfinite(np.asarray(leaf, np.float32)).all()]
-    if nonfinite:
-        raise ConversionError(f"{dst!r} holds NaN or Inf in {len(nonfinite)} tensor(s): {nonfinite[:5]}")
-    state = abstract_state
-    nnx.replace_by_pure_dict(state, pure)
-    return state, meta

@@ -174,12 +174,13 @@ def sample_scenario(variant: Variant, name: str, seed_list: Sequence[int], *, st
     """Samples ``variant`` on scenario ``name`` for every seed (one vmapped batch).
 
     Returns ``(frames [K, F, H, W, 3] in [−1, 1], nfe per video, wall seconds per video, diagnostics)``;
-    diagnostics are ``[K, S, ...]`` (SynCoS's names, see :data:`syncos_jax.samplers.syncos.DIAGNOSTICS`).
+    diagnostics are ``[K, S, ...]`` (fields of :class:`syncos_jax.samplers.syncos.SynCoSInfo`).
     """
     import jax
 
     from syncos_jax.chunking import ChunkLayout
-    from syncos_jax.samplers import SAMPLERS, build_conditioning
+    from syncos_jax.prompts import build_conditioning
+    from syncos_jax.samplers import SAMPLERS, sample
 
     bb = backbone()
     sc = load(name)
@@ -188,11 +189,11 @@ def sample_scenario(variant: Variant, name: str, seed_list: Sequence[int], *, st
     cond = build_conditioning(bb.encode, sc.prompt, structured=variant.structured)
     options = dict(variant.options)
     options.setdefault("guidance_scale", bb.default_guidance)
-    if diagnostics:
-        options["diagnostics"] = tuple(diagnostics)
     keys = jax.vmap(jax.random.key)(np.asarray(seed_list, np.uint32))
+    defn, params = bb.denoiser.split()
+    sampler = SAMPLERS[variant.sampler](defn, schedule, layout, cond, frame_shape=bb.frame_shape, **options)
     t0 = time.perf_counter()
-    result = SAMPLERS[variant.sampler](bb.denoiser, schedule, layout, cond, key=keys, **options)
+    result = sample(sampler, params, keys, diagnostics=tuple(diagnostics))
     latents = np.asarray(jax.block_until_ready(result.latents))
     wall = (time.perf_counter() - t0) / len(seed_list)
     frames = np.stack([bb.decode(x) for x in latents])
@@ -203,10 +204,10 @@ def sample_scenario(variant: Variant, name: str, seed_list: Sequence[int], *, st
 def judge(frames, name: str) -> dict:
     """The metrics of one video of scenario ``name`` (``syncos_jax.metrics.shapes_report``)."""
     from syncos_jax import metrics
-    from syncos_jax.prompts import join_prompt, segment_bounds
+    from syncos_jax.prompts import join_prompt
 
     sc = load(name)
-    segments = segment_bounds(len(frames), len(sc.prompt.local_prompts))
+    segments = sc.prompt.segments(len(frames))  # the scenario's own events (equal split if it gives no lengths)
     texts = [join_prompt(sc.prompt.global_prompt, p) for p in sc.prompt.local_prompts]
     return metrics.shapes_report(frames, segments, texts)
 

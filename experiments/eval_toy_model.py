@@ -14,14 +14,13 @@ them with a background change), samples one 8-frame clip per caption with determ
 
 Prints the accuracies (and those of real renders of the same captions, which must be 100 %), the
 confusion matrices of shape, motion and size (what was asked against what the probe read), and
-writes them to ``--json``. The batched DDIM loop here is the same computation as
-``samplers.ddim`` on a one-chunk video (``tests/test_toy_model.py`` checks that).
+writes them to ``--json``. The clips are ``samplers.ddim`` on a one-chunk video, sampled batched
+over captions (``tests/test_toy_model.py`` checks each equals its own single-caption run).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -35,26 +34,22 @@ from syncos_jax import metrics
 from syncos_jax.backbones import toy
 from syncos_jax.backbones.toy import world
 from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS
-from syncos_jax.guidance import guided
-from syncos_jax.schedules import ddim_step
+from syncos_jax.chunking import ChunkLayout
+from syncos_jax.prompts import Conditioning
+from syncos_jax.samplers import ddim, sample
 
 
-@functools.partial(jax.jit, static_argnames=("defn", "guidance_scale"))
 def ddim_batch(defn, params, schedule, x_T, tokens, null_tokens, guidance_scale):
-    """Deterministic DDIM over a batch of single-chunk clips. ``x_T: [B, f, H, W, C]``, ``tokens: [B, L]``."""
-
-    def denoise(x, t, c):
-        return defn.apply(params, x, t, c)
-
-    def body(k, x):
-        t = schedule.timesteps[k]
-        tb = jnp.full((x.shape[0],), t)
-        out = guided(denoise, x, tb, tokens, null_tokens, guidance_scale)
-        a, s = schedule.alphas[k], schedule.sigmas[k]
-        x0, eps = schedule.to_x0_eps(out, x, tb)
-        return ddim_step(x0, eps, schedule.alphas[k + 1], schedule.sigmas[k + 1], eta=0.0, alpha_t=a, sigma_t=s)
-
-    return jax.lax.fori_loop(0, schedule.num_steps, body, x_T)
+    """Deterministic DDIM (:mod:`syncos_jax.samplers.ddim`) over a batch of single-chunk clips, one
+    caption each: one :func:`~syncos_jax.samplers.sample` batched over keys and over conditioning.
+    ``x_T: [B, f, H, W, C]``, ``tokens: [B, L]``, ``null_tokens: [B, L]``; returns ``[B, f, H, W, C]``."""
+    B, f = x_T.shape[:2]
+    tokens, null_tokens = jnp.asarray(tokens), jnp.asarray(null_tokens)
+    one = Conditioning(tokens[:1], null_tokens[:1])
+    sampler = ddim.build(defn, schedule, ChunkLayout(f, f, f), one, guidance_scale=guidance_scale, frame_shape=x_T.shape[2:])
+    per_clip = Conditioning(tokens[:, None], null_tokens[:, None])  # [B, P = 1, L]
+    keys = jax.random.split(jax.random.key(0), B)  # unused: deterministic DDIM starts from x_T
+    return sample(sampler, params, keys, cond=per_clip, initial_noise=x_T).latents
 
 
 CONFUSED = {"shape": world.SHAPES, "motion": world.MOTION_NAMES, "size": world.SIZE_NAMES}

@@ -56,9 +56,9 @@ from tqdm import tqdm
 from syncos_jax import schedules
 from syncos_jax.backbones.gaussian import GaussianVideoPrior
 from syncos_jax.chunking import ChunkLayout
-from syncos_jax.samplers import csd_only, ddim, fifo, freenoise, gen_l_video, syncos
-from syncos_jax.samplers.base import Conditioning
-from syncos_jax.samplers.fifo import FIFONoise
+from syncos_jax.backbones.protocol import split_denoiser
+from syncos_jax.samplers import csd_only, ddim, fifo, freenoise, gen_l_video, sample, syncos
+from syncos_jax.prompts import Conditioning
 
 SAMPLER_ORDER = ("ddim", "gen_l_video", "syncos", "csd_only", "fifo", "fifo_eta0", "freenoise", "freenoise_chunked",
                  "renoise_only", "syncos_no_repulsion", "syncos_clean_kernel", "syncos_sgd", "syncos_tmin_400",
@@ -134,12 +134,23 @@ def sampler_options(name: str, s: dict) -> dict:
     return g
 
 
+def sampling(build):
+    """Returns ``(denoiser, schedule, layout, cond, *, key, **options) -> SampleResult`` through the
+    sampler builder ``build`` (start-noise options go to ``init``, the rest to ``build``)."""
+
+    def fn(den, sch, layout, cond, *, key, **options):
+        init = {k: options.pop(k) for k in ("initial_noise", "base_video_noise", "queue_noise") if k in options}
+        return sample(build(den, sch, layout, cond, **options), split_denoiser(den)[1], key, **init)
+
+    return fn
+
+
 def sample_fn(name: str):
-    """Returns the ``sample`` function behind ``name``."""
-    return {"ddim": ddim.sample, "gen_l_video": gen_l_video.sample, "syncos": syncos.sample,
-            "csd_only": csd_only.sample, "fifo": fifo.sample, "fifo_eta0": fifo.sample,
-            "freenoise": freenoise.sample, "freenoise_chunked": freenoise.sample,
-            **{v: syncos.sample for v in SYNCOS_VARIANTS}}[name]
+    """Returns the sampling function behind ``name`` (see :func:`sampling`)."""
+    return sampling({"ddim": ddim.build, "gen_l_video": gen_l_video.build, "syncos": syncos.build,
+                     "csd_only": csd_only.build, "fifo": fifo.build, "fifo_eta0": fifo.build,
+                     "freenoise": freenoise.build, "freenoise_chunked": freenoise.build,
+                     **{v: syncos.build for v in SYNCOS_VARIANTS}}[name])
 
 
 def draw(name: str, s: dict, pbar) -> tuple[np.ndarray, float]:
@@ -205,8 +216,9 @@ def closed_form(name: str, s: dict) -> tuple[np.ndarray, np.ndarray] | None:
 
         def run(z):
             base, queue, push = jnp.split(z, np.cumsum(dims)[:-1])
-            nz = FIFONoise(base.reshape((f,) + one), queue.reshape((Q,) + one), push.reshape((dims[2],) + one))
-            return fifo.sample(prior, sch, layout, cond, key=key, noise=nz, **opts).latents.reshape(-1)
+            return sample_fn("fifo")(prior, sch, layout, cond, key=key, base_video_noise=base.reshape((f,) + one),
+                                     queue_noise=queue.reshape((Q,) + one), push_noise=push.reshape((dims[2],) + one),
+                                     **opts).latents.reshape(-1)
 
         return affine_law(run, sum(dims))
     if name in ("freenoise", "freenoise_chunked"):
@@ -223,8 +235,8 @@ def closed_form(name: str, s: dict) -> tuple[np.ndarray, np.ndarray] | None:
         # One key checked end to end: FreeNoise's own Jacobian is M·P_key.
         k = jax.random.key(123)
         den = denoiser_for(name, prior, layout)
-        fk = lambda z: freenoise.sample(den, sch, layout, cond, key=k, initial_noise=z.reshape((F,) + one),
-                                        **opts).latents.reshape(-1)
+        fk = lambda z: sample_fn("freenoise")(den, sch, layout, cond, key=k, initial_noise=z.reshape((F,) + one),
+                                              **opts).latents.reshape(-1)
         Jk = np.asarray(jax.jacfwd(fk)(zero), np.float64)
         Pk = np.asarray(freenoise.reschedule_noise(jax.random.split(k, 3)[1], eye, fo["window"], fo["noise_stride"]))
         err = np.abs(Jk - M @ Pk).max()
@@ -271,8 +283,8 @@ def exact_mean(name: str, s: dict) -> np.ndarray:
         cfg = fifo.make_config(**opts)
         Q = cfg.num_partitions * f + (f // 2 if cfg.lookahead else 0)
         z = lambda n: jnp.zeros((n,) + fs, jnp.float32)
-        nz = FIFONoise(z(f), z(Q), z(fifo.num_iterations(layout, cfg)))
-        return np.asarray(fifo.sample(prior, sch, layout, cond, key=key, noise=nz, **opts).latents, np.float64)
+        return np.asarray(sample_fn("fifo")(prior, sch, layout, cond, key=key, base_video_noise=z(f), queue_noise=z(Q),
+                                            push_noise=z(fifo.num_iterations(layout, cfg)), **opts).latents, np.float64)
     return np.asarray(sample_fn(name)(denoiser_for(name, prior, layout), sch, layout, cond, key=key,
                                       initial_noise=jnp.zeros((F,) + fs, jnp.float32), **opts).latents, np.float64)
 

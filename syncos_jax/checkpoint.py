@@ -1,10 +1,16 @@
-"""Resumable sampling: save a sampler state with orbax after any step, restore it in another process.
+"""Resumable sampling: save any sampler's state with orbax after any step, restore it in another process.
 
 States are saved under ``directory/<step>/`` by an ``orbax.checkpoint.CheckpointManager``:
 orbax writes into a temporary directory and renames it when complete, so a save killed half-way
 leaves the previous checkpoint usable (the unfinished one is never listed). A restored state run
-through the same compiled loop (``syncos.run`` / ``fifo`` ``_run``) gives latents bit-identical
-to an uninterrupted run, because steps derive their keys with ``fold_in(key, step)``.
+through the same compiled loop (:func:`syncos_jax.samplers.base.run`) gives latents
+bit-identical to an uninterrupted run, because steps derive their keys with ``fold_in(key, step)``.
+
+Any NamedTuple state with an int ``step`` field works, with no table of types: :func:`restore_state`
+restores into the structure of a template state (``like``), e.g. ``jax.eval_shape(sampler.init, key)``::
+
+    save_state(folder, state)
+    state = restore_state(folder, like=jax.eval_shape(sampler.init, key))
 """
 
 from __future__ import annotations
@@ -16,11 +22,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-
-from syncos_jax.samplers.fifo import FIFOState
-from syncos_jax.samplers.syncos import SynCoSState
-
-STATE_TYPES = {cls.__name__: cls for cls in (SynCoSState, FIFOState)}
 
 __all__ = ["latest_step", "restore_state", "save_state"]
 
@@ -45,12 +46,11 @@ def save_state(directory: str, state: NamedTuple, *, max_to_keep: Optional[int] 
 
     Args:
       directory: the checkpoint directory (created if needed).
-      state: a :class:`~syncos_jax.samplers.syncos.SynCoSState` or
-        :class:`~syncos_jax.samplers.fifo.FIFOState` (single or batched).
+      state: any sampler's state: a NamedTuple of arrays with an int ``step`` field (single or batched).
       max_to_keep: keep only this many most recent checkpoints (``None``: all).
     """
-    if type(state).__name__ not in STATE_TYPES:
-        raise TypeError(f"cannot checkpoint a {type(state).__name__}; expected one of {sorted(STATE_TYPES)}.")
+    if not (isinstance(state, tuple) and hasattr(state, "_fields") and "step" in state._fields):
+        raise TypeError(f"cannot checkpoint a {type(state).__name__}; expected a NamedTuple state with a 'step' field.")
     tree, meta = _to_tree(state)
     step = int(np.reshape(tree["step"], (-1,))[0])
     with _manager(directory, max_to_keep) as mngr:
@@ -67,8 +67,19 @@ def latest_step(directory: str) -> Optional[int]:
         return mngr.latest_step()
 
 
-def restore_state(directory: str, step: Optional[int] = None) -> Any:
-    """Returns the sampler state saved in ``directory`` (the latest complete one, or ``step``)."""
+def restore_state(directory: str, like: Any, step: Optional[int] = None) -> Any:
+    """Returns the sampler state saved in ``directory`` (the latest complete one, or ``step``).
+
+    Args:
+      directory: the checkpoint directory.
+      like: a state of the same sampler (concrete or abstract, e.g. ``jax.eval_shape(sampler.init, key)``):
+        its type and fields are the structure restored into.
+      step: which checkpoint (default: the latest complete one).
+
+    Raises:
+      FileNotFoundError: no directory or no complete checkpoint.
+      ValueError: the checkpoint holds a state of another type or with other fields than ``like``.
+    """
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"no checkpoint directory at {directory!r}.")
     with _manager(directory) as mngr:
@@ -77,7 +88,10 @@ def restore_state(directory: str, step: Optional[int] = None) -> Any:
             raise FileNotFoundError(f"{directory!r} holds no complete checkpoint.")
         meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
-    cls = STATE_TYPES[meta["type"]]
+    cls = type(like)
+    if meta["type"] != cls.__name__ or set(restored) != set(cls._fields):
+        raise ValueError(f"{directory!r} step {step} holds a {meta['type']} with fields {sorted(restored)}, "
+                         f"not a {cls.__name__} with fields {sorted(cls._fields)}.")
     fields = {}
     for name in cls._fields:
         value = jnp.asarray(restored[name])

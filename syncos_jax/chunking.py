@@ -7,13 +7,15 @@ end-aligned chunk at ``F − f`` when the last one does not end at ``F``. Every 
 :func:`take` is one gather and :func:`fuse` one scatter-add; both are jit-able and vmap-able
 (vmap them over a leading batch axis) and contain no Python loop over chunks or frames.
 
-Nothing else in the project slices chunks.
+Nothing else in the project slices chunks. Which local prompt owns a frame is decided here too, once
+(:func:`segment_bounds`, :func:`prompt_of_frame`): for chunks (:func:`assign_prompts`, by their
+centre frame), for FIFO's output frames and for the probes' segments.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Union
+from typing import Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +33,8 @@ __all__ = [
     "chunk_weights",
     "fuse",
     "fuse_subset",
+    "prompt_of_frame",
+    "segment_bounds",
     "take",
     "take_subset",
 ]
@@ -226,14 +230,102 @@ def fuse_subset(layout: ChunkLayout, chunks: Array, chunk_ids: Array, weights: W
     return total * inv.reshape((-1,) + (1,) * len(trailing))
 
 
-def assign_prompts(layout: ChunkLayout, num_prompts: int) -> np.ndarray:
-    """Returns ``[N]`` the local prompt of each chunk (ALGORITHM.md §2).
+def segment_bounds(num_frames: int, prompts: Union[int, Sequence[int]]) -> tuple[tuple[int, int], ...]:
+    """Returns the ``(start, end)`` (end exclusive) of each local prompt's frames: ``P`` pairs covering ``[0, F)``.
 
-    Prompt ``p`` owns the frame segment ``[p·F/P, (p+1)·F/P)``; chunk ``i`` takes the prompt whose
-    segment holds its centre frame ``starts[i] + (f − 1) // 2`` (the lower middle frame when ``f``
-    is even). Computed in exact integer arithmetic: ``p = (centre·P) // F``.
+    Args:
+      num_frames: ``F``.
+      prompts: either ``P``, the number of prompts, for the equal split: prompt ``p`` owns the frames
+        ``c`` with ``(c·P) // F == p``, i.e. ``[⌈p·F/P⌉, ⌈(p+1)·F/P⌉)`` (empty when ``P > F``); or
+        ``(f_0, …, f_{P−1})``, each event's frame count (positive, summing to ``F``): prompt ``p``
+        owns ``[f_0 + … + f_{p−1}, f_0 + … + f_p)``.
     """
-    if not isinstance(num_prompts, (int, np.integer)) or num_prompts < 1:
-        raise ValueError(f"num_prompts={num_prompts!r} must be a positive int.")
-    centre = layout.starts.astype(np.int64) + (layout.chunk_frames - 1) // 2
-    return ((centre * int(num_prompts)) // layout.num_frames).astype(np.int32)
+    if not _is_int(num_frames) or num_frames < 1:
+        raise ValueError(f"num_frames={num_frames!r} must be a positive int.")
+    F = int(num_frames)
+    if _is_int(prompts):
+        if prompts < 1:
+            raise ValueError(f"num_prompts={prompts!r} must be a positive int.")
+        P = int(prompts)
+        return tuple((-(-p * F // P), -(-(p + 1) * F // P)) for p in range(P))
+    counts = tuple(prompts) if isinstance(prompts, (tuple, list, np.ndarray)) else None
+    if not counts or not all(_is_int(n) and n >= 1 for n in counts):
+        raise ValueError(
+            f"prompts={prompts!r} must be the number of prompts (a positive int) or each event's frame count "
+            f"(a non-empty sequence of positive ints)."
+        )
+    if sum(counts) != F:
+        raise ValueError(
+            f"the event frame counts {tuple(int(n) for n in counts)} add up to {sum(counts)} frames, "
+            f"but num_frames={F}; they must add up to the video's length."
+        )
+    ends = np.cumsum(counts)
+    return tuple((int(e - n), int(e)) for n, e in zip(counts, ends))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _segment_ends(bounds) -> np.ndarray:
+    """Returns ``[P]`` int32 ends of ``bounds`` after checking they cover ``[0, F)`` contiguously."""
+    if isinstance(bounds, jax.core.Tracer):
+        raise TypeError("bounds must be static (Python ints or numpy), not a traced array.")
+    b = np.asarray(bounds)
+    if b.ndim != 2 or b.shape[0] < 1 or b.shape[1] != 2 or not np.issubdtype(b.dtype, np.integer):
+        raise ValueError(f"bounds must be a non-empty sequence of (start, end) int pairs, got {bounds!r}.")
+    starts, ends = b[:, 0], b[:, 1]
+    if starts[0] != 0 or np.any(starts[1:] != ends[:-1]) or np.any(ends < starts) or ends[-1] < 1:
+        raise ValueError(
+            f"bounds={tuple(map(tuple, b.tolist()))} must cover [0, F) contiguously: the first start 0, "
+            f"each start the previous end, no end before its start, F ≥ 1."
+        )
+    return ends.astype(np.int32)
+
+
+def prompt_of_frame(frame, bounds: Sequence[tuple[int, int]]):
+    """Returns the index of the prompt whose segment ``[start, end)`` of ``bounds`` holds each frame.
+
+    Args:
+      frame: int frame indices of any shape: a Python int, a numpy array, or a ``jnp`` array
+        (traced inside ``jax.jit`` too). Frames below 0 get prompt 0, frames ``≥ F`` the last prompt.
+      bounds: static ``P`` pairs ``(start, end)`` covering ``[0, F)`` contiguously
+        (:func:`segment_bounds`); empty segments own no frame.
+
+    Returns:
+      the prompt indices, ``frame``'s shape, ``int32``: a ``jnp`` array for a ``jnp`` input, numpy
+      otherwise. For the equal split ``segment_bounds(F, P)`` this is ``(c·P) // F`` for ``c`` in ``[0, F)``.
+    """
+    ends = _segment_ends(bounds)
+    last = ends.shape[0] - 1
+    if isinstance(frame, jax.Array):
+        if not jnp.issubdtype(frame.dtype, jnp.integer):
+            raise TypeError(f"frame must hold ints, got dtype {frame.dtype}.")
+        owner = jnp.searchsorted(jnp.asarray(ends), frame.astype(jnp.int32), side="right", method="compare_all")
+        return jnp.minimum(owner, last).astype(jnp.int32)
+    f = np.asarray(frame)
+    if not np.issubdtype(f.dtype, np.integer):
+        raise TypeError(f"frame must hold ints, got {frame!r} (dtype {f.dtype}).")
+    return np.minimum(np.searchsorted(ends, f, side="right"), last).astype(np.int32)
+
+
+def assign_prompts(layout: ChunkLayout, prompts: Union[int, Sequence[tuple[int, int]]]) -> np.ndarray:
+    """Returns ``[N]`` int32 the local prompt of each chunk (ALGORITHM.md §2).
+
+    Chunk ``i`` takes the prompt whose segment holds its centre frame ``starts[i] + (f − 1) // 2``
+    (the lower middle frame when ``f`` is even), by :func:`prompt_of_frame`.
+
+    Args:
+      layout: the chunk layout.
+      prompts: ``P``, the number of prompts, for the equal split ``segment_bounds(F, P)``
+        (``p = (centre·P) // F``), or the prompts' ``(start, end)`` bounds covering ``[0, F)``.
+    """
+    if _is_int(prompts):
+        bounds = segment_bounds(layout.num_frames, prompts)
+    else:
+        bounds = prompts
+        covered = int(_segment_ends(bounds)[-1])
+        if covered != layout.num_frames:
+            raise ValueError(f"bounds cover {covered} frames, but {layout} has F={layout.num_frames}.")
+    centre = layout.starts + (layout.chunk_frames - 1) // 2
+    return prompt_of_frame(centre, bounds)

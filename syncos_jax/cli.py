@@ -264,58 +264,19 @@ class _Job(NamedTuple):
 
 
 def _make_job(name, backbone, schedule, layout, cond, options: dict, key, progress) -> _Job:
-    """Validates ``options`` for sampler ``name`` and binds it (raises ``TypeError`` for an unknown
-    option, ``OptionError`` for a bad value, ``ValueError`` for a combination the sampler refuses)."""
-    from syncos_jax.samplers import base, csd_only, ddim, fifo, freenoise, gen_l_video, syncos
+    """Builds sampler ``name`` (its builder validates ``options``: ``OptionError`` for an unknown or
+    bad setting, ``ValueError`` for a combination it refuses) and binds it to ``key`` and the weights."""
+    from syncos_jax.samplers import SAMPLERS, run
 
-    from syncos_jax import validate as V
-
-    den = backbone.denoiser
-    shape = backbone.frame_shape
-    opts = dict(options)
-    known = fifo.FIFOConfig._fields if name == "fifo" else syncos.SynCoSConfig._fields + (
-        ("window", "noise_stride") if name == "freenoise" else ())
-    for key_name in opts:
-        if key_name not in known:
-            raise V.OptionError(key_name, opts[key_name], f"not a setting of {name} (its settings: {', '.join(known)})")
-    if name == "fifo":
-        cfg = fifo.make_config(**opts)
-        fifo.check_backbone(den.split()[0], layout)
-        fifo.expected_nfe(schedule, layout, **opts)  # checks the queue plan (lookahead needs an even f)
-        fifo.fifo_levels(schedule, cfg.num_partitions * layout.chunk_frames)
-        return _Job(
-            total=fifo.num_iterations(layout, cfg),
-            init=lambda: fifo.init(key, den, schedule, layout, cond, shape, cfg),
-            run=lambda st, stop: fifo.run(den, schedule, layout, cond, st, config=cfg, stop=stop, progress=progress)[0],
-            latents=lambda st: st.outputs,
-            nonfinite=lambda st: fifo.nonfinite_message(st.nonfinite, schedule, layout, cfg),
-            options=opts,
-        )
-    fixed = {"gen-l-video": gen_l_video.DEFAULTS, "csd-only": csd_only.DEFAULTS, "ddim": ddim.DEFAULTS,
-             "freenoise": {"stages": (1, 3)}}.get(name, {})
-    if "stages" in opts and "stages" in fixed:
-        raise ValueError(f"{name} fixes stages={fixed['stages']}; use --sampler syncos to choose stages")
-    lay = layout
-    init = lambda: syncos.init(key, lay, shape)  # noqa: E731
-    if name == "freenoise":
-        extra = V.check_options({"window": V.integer(1), "noise_stride": V.integer(1)},
-                                {"window": opts.pop("window", layout.chunk_frames),
-                                 "noise_stride": opts.pop("noise_stride", layout.stride)})
-        if extra["noise_stride"] > extra["window"]:
-            raise V.OptionError("noise_stride", extra["noise_stride"], f"expected an integer in [1, window={extra['window']}]")
-        lay = freenoise.trajectory_layout(layout, den)
-        init = lambda: freenoise.init(key, lay, shape, **extra)  # noqa: E731
-    elif name == "ddim":
-        lay = ddim.whole_video_layout(layout, den)
-    config = syncos.make_config(**{**fixed, **opts})
-    syncos.expected_nfe(schedule, lay, **{**fixed, **opts})  # checks batch_chunks against the layout
+    defn, params = backbone.denoiser.split()
+    sampler = SAMPLERS[name](defn, schedule, layout, cond, frame_shape=backbone.frame_shape, **options)
     return _Job(
-        total=schedule.num_steps,
-        init=init,
-        run=lambda st, stop: syncos.run(den, schedule, lay, cond, st, config=config, stop=stop, progress=progress)[0],
-        latents=lambda st: st.x,
-        nonfinite=lambda st: base.nonfinite_message(st.nonfinite, schedule.timesteps),
-        options=opts,
+        total=sampler.num_steps,
+        init=lambda: sampler.init(key, params),
+        run=lambda st, stop: run(sampler, st, params, stop=stop, progress=progress)[0],
+        latents=sampler.output,
+        nonfinite=lambda st: sampler.nonfinite_message(st.nonfinite),
+        options=dict(options),
     )
 
 
@@ -514,8 +475,7 @@ def _resolve(args, progress: _Progress) -> _Plan:
     from syncos_jax import outdir
     from syncos_jax import validate as V
     from syncos_jax.chunking import ChunkLayout
-    from syncos_jax.prompts import MAX_FRAMES, SEED_RANGE, ScenarioError, load_scenario
-    from syncos_jax.samplers import build_conditioning
+    from syncos_jax.prompts import MAX_FRAMES, SEED_RANGE, ScenarioError, build_conditioning, load_scenario
 
     if args.sampler not in SAMPLER_NAMES:
         raise CLIError(f"--sampler {_brief(args.sampler)}: expected one of {', '.join(SAMPLER_NAMES)}")
@@ -535,6 +495,10 @@ def _resolve(args, progress: _Progress) -> _Plan:
         F = args.frames
         if not f <= F <= MAX_FRAMES:
             raise ScenarioError(scenario.path, "--frames", f"expected an integer in [{f}, {MAX_FRAMES}] (at least one chunk), got {F}")
+        events = scenario.prompt.frames
+        if events is not None and F != sum(events):
+            raise ScenarioError(scenario.path, "--frames",
+                                f"the scenario's events last {'+'.join(map(str, events))} = {sum(events)} frames; got {F}")
     else:
         F = scenario.frames or 4 * f
         if F < f:
@@ -639,10 +603,10 @@ def _restore_or_init(job: _Job, ckpt_dir: str, run_dir: str):
         saved = checkpoint.latest_step(ckpt_dir) if os.path.isdir(ckpt_dir) else None
         if saved is None:
             return job.init(), None
-        state = checkpoint.restore_state(ckpt_dir)
+        expected = jax.eval_shape(job.init)
+        state = checkpoint.restore_state(ckpt_dir, like=expected)
     except Exception as e:  # orbax raises many kinds for a damaged checkpoint
         raise CLIError(f"--resume {run_dir!r}: its checkpoint cannot be read ({' '.join(str(e).split())[:200]})") from None
-    expected = jax.eval_shape(job.init)
     leaves, want = jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(expected)
     if jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(expected) or any(
             a.shape != b.shape for a, b in zip(leaves, want)):
@@ -690,10 +654,10 @@ def _record(plan: _Plan, state, latents, frames_px, resumed_from, sample_seconds
     import jax
 
     from syncos_jax import metrics, outdir
-    from syncos_jax.prompts import join_prompt, segment_bounds
+    from syncos_jax.prompts import join_prompt
 
     scenario, backbone = plan.scenario, plan.backbone
-    segments = segment_bounds(plan.frames, len(scenario.prompt.local_prompts))
+    segments = scenario.prompt.segments(plan.frames)
     probe = backbone.name == "toy" and frames_px is not None
     readings = metrics.read_segments(frames_px, segments) if probe else [None] * len(segments)
     seg_records = []
@@ -732,7 +696,7 @@ def _record(plan: _Plan, state, latents, frames_px, resumed_from, sample_seconds
 def _write_outputs(folder: str, plan: _Plan, record: dict, latents, frames_px) -> None:
     """Writes the video files, the contact sheet, ``latents.npy`` (not toy) and ``run.json`` into ``folder``."""
     from syncos_jax import video
-    from syncos_jax.prompts import join_prompt, segment_bounds
+    from syncos_jax.prompts import join_prompt
 
     prompt = plan.scenario.prompt
     if plan.backbone.name != "toy":
@@ -740,7 +704,7 @@ def _write_outputs(folder: str, plan: _Plan, record: dict, latents, frames_px) -
     if frames_px is not None:
         # decoded frames can outnumber latent frames (the VAE's temporal upsampling): scale the segments
         k = len(frames_px) / plan.frames
-        segments = segment_bounds(plan.frames, len(prompt.local_prompts))
+        segments = prompt.segments(plan.frames)
         video.write_mp4(os.path.join(folder, "video.mp4"), frames_px)
         video.write_gif(os.path.join(folder, "video.gif"), frames_px)
         stem = os.path.splitext(os.path.basename(plan.scenario.path))[0]

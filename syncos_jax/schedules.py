@@ -41,6 +41,7 @@ __all__ = [
     "ddim_timesteps",
     "ddpm",
     "ddpm_alphas_cumprod",
+    "eps_from_x0",
     "flow",
     "flow_matching",
     "from_x0_eps",
@@ -390,6 +391,14 @@ def from_x0_eps(x0: Array, eps: Array, alpha, sigma, prediction_type: str) -> Ar
     a = append_dims(alpha, x0.ndim)
     s = append_dims(sigma, x0.ndim)
     return a * eps - s * x0
+
+
+def eps_from_x0(x_t: Array, x0: Array, alpha, sigma) -> Array:
+    """Returns the ``ε̂ = (x_t − α·x̂_0) / σ`` implied by ``x_t`` and an estimate ``x̂_0`` (``σ > 0``).
+
+    Coefficients are scalars, ``[B]`` or ``[B, f]``, broadcast from the left against ``x_t``.
+    """
+    return (x_t - append_dims(alpha, jnp.ndim(x_t)) * x0) / append_dims(sigma, jnp.ndim(x_t))
 
 
 def ddim_step(

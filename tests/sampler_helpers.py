@@ -7,7 +7,7 @@ from flax import nnx
 from syncos_jax import schedules as S
 from syncos_jax.backbones.gaussian import GaussianVideoPrior
 from syncos_jax.backbones.protocol import NnxDenoiser
-from syncos_jax.samplers.base import Conditioning
+from syncos_jax.prompts import Conditioning
 
 
 def gaussian(schedule, frame_shape=(2, 2, 1), num_prompts=2, seed=0, spread=2.0, **kwargs):
@@ -45,3 +45,18 @@ def tiny_net(frames=4, channels=2, num_prompts=2, seed=0, per_frame=True):
 
 def small_schedule(steps=8):
     return S.cogvideox_2b(steps)
+
+
+INIT_NOISE = ("initial_noise", "base_video_noise", "queue_noise")
+
+
+def draw(builder, denoiser, schedule, layout, cond, *, key, progress=None, diagnostics=(), **options):
+    """``sample(builder(denoiser, schedule, layout, cond, **options), params, key)``: the old
+    per-module ``sample(denoiser, …, key=…, **options)`` call, through today's interface
+    (start-noise options go to ``init``)."""
+    from syncos_jax.backbones.protocol import split_denoiser
+    from syncos_jax.samplers import sample
+
+    init = {k: options.pop(k) for k in INIT_NOISE if k in options}
+    sampler = builder(denoiser, schedule, layout, cond, **options)
+    return sample(sampler, split_denoiser(denoiser)[1], key, progress=progress, diagnostics=diagnostics, **init)

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncos_jax.chunking import ChunkLayout, assign_prompts, chunk_weights, fuse, fuse_subset, take
+from syncos_jax.chunking import (
+    ChunkLayout, assign_prompts, chunk_weights, fuse, fuse_subset, prompt_of_frame, segment_bounds, take,
+)
 
 WEIGHTS = ["uniform", "triangular", "gaussian"]
 
@@ -185,3 +187,109 @@ def test_shape_errors():
         fuse(lay, jnp.zeros((3, 8, 2)), np.zeros(8))
     with pytest.raises(ValueError, match="num_prompts=0"):
         assign_prompts(lay, 0)
+
+
+# --- which prompt owns a frame: one rule for chunks, FIFO's output frames and the probes' segments ---
+
+
+def test_prompt_of_frame_is_the_equal_split_rule():
+    for F in range(1, 41):
+        c = np.arange(F)
+        for P in range(1, F + 1):
+            got = prompt_of_frame(c, segment_bounds(F, P))
+            assert got.dtype == np.int32
+            np.testing.assert_array_equal(got, (c * P) // F, err_msg=f"F={F} P={P}")
+    assert isinstance(prompt_of_frame(5, segment_bounds(10, 3)), np.int32)
+
+
+def test_prompt_of_frame_under_jit_on_traced_frames_clips_out_of_range():
+    # one program for every (F, P): the bounds are static, the frames traced (FIFO's output index)
+    pairs = [(F, P) for F in range(1, 41) for P in range(1, F + 1)]
+    frames = np.arange(-3, 44, dtype=np.int32)
+
+    @jax.jit
+    def owners(c):
+        return jnp.stack([prompt_of_frame(c, segment_bounds(F, P)) for F, P in pairs])
+
+    got = owners(jnp.asarray(frames))
+    assert isinstance(got, jax.Array) and got.dtype == jnp.int32
+    for row, (F, P) in zip(np.asarray(got), pairs):
+        np.testing.assert_array_equal(row, np.clip((frames * P) // F, 0, P - 1), err_msg=f"F={F} P={P}")
+    scalar = jax.jit(lambda i: prompt_of_frame(i, ((0, 8), (8, 24), (24, 32))))
+    assert [int(scalar(jnp.int32(i))) for i in (-5, 0, 7, 8, 23, 24, 31, 32, 99)] == [0, 0, 0, 1, 1, 2, 2, 2, 2]
+
+
+def test_segment_bounds_from_counts():
+    assert segment_bounds(32, (8, 16, 8)) == ((0, 8), (8, 24), (24, 32))
+    assert segment_bounds(3, [1, 1, 1]) == ((0, 1), (1, 2), (2, 3))
+    assert segment_bounds(5, np.array([5])) == ((0, 5),)
+    assert segment_bounds(10, 3) == ((0, 4), (4, 7), (7, 10))  # the equal split of (c·P) // F
+    c = np.arange(32)
+    np.testing.assert_array_equal(prompt_of_frame(c, segment_bounds(32, (8, 16, 8))), np.repeat([0, 1, 2], [8, 16, 8]))
+
+
+@pytest.mark.parametrize(
+    "frames,prompts,match",
+    [
+        (32, (8, 16, 6), r"add up to 30 frames, but num_frames=32"),
+        (32, (8, 0, 24), r"positive ints"),
+        (32, (8, True, 23), r"positive ints"),
+        (32, (8.0, 24), r"positive ints"),
+        (32, (), r"non-empty sequence"),
+        (32, 0, r"num_prompts=0"),
+        (0, 2, r"num_frames=0"),
+    ],
+)
+def test_segment_bounds_errors(frames, prompts, match):
+    with pytest.raises(ValueError, match=match):
+        segment_bounds(frames, prompts)
+
+
+def test_prompt_of_frame_errors():
+    with pytest.raises(ValueError, match="cover \\[0, F\\) contiguously"):
+        prompt_of_frame(0, ((0, 4), (5, 8)))
+    with pytest.raises(ValueError, match="contiguously"):
+        prompt_of_frame(0, ((1, 4), (4, 8)))
+    with pytest.raises(ValueError, match="non-empty sequence of \\(start, end\\) int pairs"):
+        prompt_of_frame(0, (0, 4))
+    with pytest.raises(TypeError, match="frame must hold ints"):
+        prompt_of_frame(np.array([0.5]), ((0, 4),))
+    with pytest.raises(TypeError, match="frame must hold ints"):
+        prompt_of_frame(jnp.array([0.5]), ((0, 4),))
+    with pytest.raises(TypeError, match="bounds must be static"):
+        jax.jit(lambda b: prompt_of_frame(0, b))(jnp.array([[0, 4]]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=6), st.integers(1, 8), st.data())
+def test_assign_prompts_with_counts_takes_the_prompt_of_each_centre(counts, f, data):
+    F = sum(counts)
+    f = min(f, F)
+    layout = ChunkLayout(F, f, data.draw(st.integers(1, f)))
+    owner = np.repeat(np.arange(len(counts)), counts)  # frame -> its event, independently of the bounds
+    centre = layout.starts + (f - 1) // 2
+    got = assign_prompts(layout, segment_bounds(F, counts))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, owner[centre])
+    # the int form is the equal split's bounds form
+    P = data.draw(st.integers(1, F))
+    np.testing.assert_array_equal(assign_prompts(layout, P), assign_prompts(layout, segment_bounds(F, P)))
+    np.testing.assert_array_equal(assign_prompts(layout, P), (centre * P) // F)
+
+
+def test_assign_prompts_bounds_must_cover_the_layout():
+    with pytest.raises(ValueError, match="bounds cover 24 frames, but ChunkLayout\\(num_frames=32"):
+        assign_prompts(ChunkLayout(32, 8, 4), ((0, 8), (8, 24)))
+
+
+def test_chunking_never_imports_prompts():
+    import ast
+    import inspect
+
+    import syncos_jax.chunking as chunking
+
+    tree = ast.parse(inspect.getsource(chunking))
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    names += [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names]
+    assert not [m for m in names if "prompts" in m.split(".")], names

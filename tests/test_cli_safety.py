@@ -17,6 +17,7 @@ import tempfile
 import time
 
 import jax
+from sampler_helpers import draw
 import numpy as np
 import pytest
 import yaml
@@ -282,12 +283,12 @@ def test_the_command_line_video_is_the_library_video(tiny_weights, uninterrupted
 
     from syncos_jax.backbones import toy
     from syncos_jax.chunking import ChunkLayout
-    from syncos_jax.prompts import load_scenario
-    from syncos_jax.samplers import build_conditioning, syncos
+    from syncos_jax.prompts import build_conditioning, load_scenario
+    from syncos_jax.samplers import syncos
 
     bb = toy.load_default(tiny_weights)
     cond = build_conditioning(bb.encode, load_scenario(SEASONS).prompt)
-    result = syncos.sample(bb.denoiser, bb.schedule(60), ChunkLayout(12, 8, 4), cond, key=jax.random.key(0), iters=1,
+    result = draw(syncos.build, bb.denoiser, bb.schedule(60), ChunkLayout(12, 8, 4), cond, key=jax.random.key(0), iters=1,
                            guidance_scale=4.0)
     latents = np.asarray(result.latents, np.float32)
     assert uninterrupted["latents_sha256"] == hashlib.sha256(latents.tobytes()).hexdigest()
@@ -540,7 +541,8 @@ def test_fifo_names_the_queue_iteration_not_a_grid_time():
     from syncos_jax import schedules
     from syncos_jax.backbones.protocol import DenoiserDef
     from syncos_jax.chunking import ChunkLayout
-    from syncos_jax.samplers import Conditioning, fifo
+    from syncos_jax.prompts import Conditioning
+    from syncos_jax.samplers import fifo
 
     # NaN only in per-frame calls (the queue); the base video's per-chunk calls stay finite
     defn = DenoiserDef(prediction_type="epsilon", frames_per_chunk=4, per_frame_timesteps=True,
@@ -550,7 +552,7 @@ def test_fifo_names_the_queue_iteration_not_a_grid_time():
     cond = Conditioning(prompts=jnp.zeros((1,), jnp.int32), uncond=jnp.zeros((1,), jnp.int32))
     with pytest.raises(FloatingPointError, match=r"^non-finite value \(NaN/Inf\) first appeared at FIFO iteration 0 of 12 "
                                                  r"\(warm-up, 4 iterations before the first output frame\) in the queue update"):
-        fifo.sample((defn, ()), sch, layout, cond, key=jax.random.key(0), frame_shape=(2, 2, 1), num_partitions=2,
+        draw(fifo.build, (defn, ()), sch, layout, cond, key=jax.random.key(0), frame_shape=(2, 2, 1), num_partitions=2,
                     guidance_scale=1.0, check_finite=True)
 
 

@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 from converters.common import ConversionError, convert, read_safetensors  # noqa: E402
-from converters.cogvideox import RULES, convert_folder, load, model_abstract  # noqa: E402
-from syncos_jax.backbones.cogvideox import CogVideoXConfig, CogVideoXTransformer, rotary_pos_embed_3d  # noqa: E402
+from converters.cogvideox import RULES, convert_folder  # noqa: E402
+from syncos_jax.backbones.cogvideox import CogVideoXConfig, CogVideoXTransformer, load, model_abstract, rotary_pos_embed_3d  # noqa: E402
 
 TINY = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=16, text_embed_dim=8,
             num_layers=2, sample_width=8, sample_height=8, sample_frames=9, patch_size=2, max_text_seq_length=8)

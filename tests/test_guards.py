@@ -2,6 +2,7 @@
 schedule, and exact zero distances between identical particles (so the kernel's fallback fires)."""
 
 import jax
+from sampler_helpers import draw
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ from syncos_jax import schedules
 from syncos_jax.backbones import GaussianVideoPrior
 from syncos_jax.chunking import ChunkLayout
 from syncos_jax.csd import csd_gradient, pairwise_sq_dists, rbf_kernel
-from syncos_jax.samplers import Conditioning, fifo, gen_l_video, syncos
+from syncos_jax.prompts import Conditioning
+from syncos_jax.samplers import fifo, gen_l_video, syncos
 
 
 @pytest.mark.parametrize("B", [3, 4, 5])
@@ -56,17 +58,17 @@ def test_prompt_ids_out_of_range_are_an_error_not_a_clamp(bad):
     prior = _prior(sch)  # P = 3 prompts: ids 0..2, and 3 is the null prompt (valid only in uncond)
     layout = ChunkLayout(8, 4, 2)
     ok = Conditioning(prompts=jnp.array([0, 2]), uncond=jnp.array([prior.null_id]))
-    gen_l_video.sample(prior, sch, layout, ok, key=jax.random.key(0))  # fine
+    draw(gen_l_video.build, prior, sch, layout, ok, key=jax.random.key(0))  # fine
     cond = Conditioning(prompts=jnp.array([0, bad]), uncond=jnp.array([prior.null_id]))
     if bad == 3:  # the null prompt's id is in range for the table: allowed as a prompt too
-        gen_l_video.sample(prior, sch, layout, cond, key=jax.random.key(0))
+        draw(gen_l_video.build, prior, sch, layout, cond, key=jax.random.key(0))
         return
     with pytest.raises(ValueError, match=rf"cond.prompts holds prompt ids {bad}, outside \[0, 3\]"):
-        gen_l_video.sample(prior, sch, layout, cond, key=jax.random.key(0))
+        draw(gen_l_video.build, prior, sch, layout, cond, key=jax.random.key(0))
     with pytest.raises(ValueError, match=rf"cond holds prompt ids {bad}, outside \[0, 3\]"):
         prior(jnp.zeros((1, 4, 4, 4, 2)), jnp.array([500]), jnp.array([bad]))
     with pytest.raises(ValueError, match="cond.uncond holds prompt ids"):
-        gen_l_video.sample(prior, sch, layout, ok._replace(uncond=jnp.array([bad])), key=jax.random.key(0))
+        draw(gen_l_video.build, prior, sch, layout, ok._replace(uncond=jnp.array([bad])), key=jax.random.key(0))
 
 
 def test_token_ids_outside_the_vocabulary_are_an_error(tiny_weights):
@@ -80,9 +82,9 @@ def test_token_ids_outside_the_vocabulary_are_an_error(tiny_weights):
     V = bb.model.cfg.vocab_size
     bad = cond._replace(prompts=cond.prompts.at[0, 3].set(V))
     with pytest.raises(ValueError, match=rf"cond.prompts holds token ids {V}, outside \[0, {V - 1}\]"):
-        syncos.sample(bb.denoiser, sch, layout, bad, key=jax.random.key(0), iters=1)
+        draw(syncos.build, bb.denoiser, sch, layout, bad, key=jax.random.key(0), iters=1)
     with pytest.raises(ValueError, match=r"cond.uncond must hold integer token ids, got dtype float32"):
-        syncos.sample(bb.denoiser, sch, layout, cond._replace(uncond=jnp.zeros((1, 16))), key=jax.random.key(0), iters=1)
+        draw(syncos.build, bb.denoiser, sch, layout, cond._replace(uncond=jnp.zeros((1, 16))), key=jax.random.key(0), iters=1)
     with pytest.raises(ValueError, match=r"tokens holds token ids -1"):
         bb.model(jnp.zeros((1, 8, 32, 32, 3)), jnp.array([10]), jnp.full((1, 16), -1, jnp.int32))
 
@@ -96,9 +98,9 @@ def test_a_backbone_under_a_schedule_of_another_prediction_type_is_refused(tiny_
     layout = ChunkLayout(8, 8, 8)
     message = r"the backbone predicts 'v_prediction' but the schedule is a 'flow' schedule of 'flow' outputs"
     with pytest.raises(ValueError, match=message):
-        syncos.sample(bb.denoiser, schedules.flow_matching(8), layout, cond, key=jax.random.key(0))
+        draw(syncos.build, bb.denoiser, schedules.flow_matching(8), layout, cond, key=jax.random.key(0))
     with pytest.raises(ValueError, match=message):
-        fifo.sample(bb.denoiser, schedules.flow_matching(8), layout, cond, key=jax.random.key(0), num_partitions=1)
+        draw(fifo.build, bb.denoiser, schedules.flow_matching(8), layout, cond, key=jax.random.key(0), num_partitions=1)
     with pytest.raises(ValueError, match="the backbone predicts 'epsilon' but the schedule is a 'vp' schedule of 'v_prediction'"):
-        gen_l_video.sample(_prior(schedules.stable_diffusion(4)), schedules.cogvideox_2b(4), ChunkLayout(8, 4, 2),
+        draw(gen_l_video.build, _prior(schedules.stable_diffusion(4)), schedules.cogvideox_2b(4), ChunkLayout(8, 4, 2),
                            Conditioning(prompts=jnp.array([0]), uncond=jnp.array([3])), key=jax.random.key(0))

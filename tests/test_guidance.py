@@ -1,6 +1,7 @@
 """Classifier-free guidance: the formula against an exact oracle, and the number of backbone calls."""
 
 import jax
+from sampler_helpers import draw
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -86,9 +87,9 @@ def test_dynamic_cfg_matches_the_cogvideox_pipeline_formula_and_drives_the_sampl
     s4 = cogvideox_2b(4)
     prior, cond = gaussian(s4, prediction_type="v_prediction")
     lay = ChunkLayout(12, 8, 4)
-    a = syncos.sample(prior, s4, lay, cond, key=jax.random.key(0), iters=2, guidance_scale=3.0)
-    b = syncos.sample(prior, s4, lay, cond, key=jax.random.key(0), iters=2, guidance_scale=(3.0,) * 4)
+    a = draw(syncos.build, prior, s4, lay, cond, key=jax.random.key(0), iters=2, guidance_scale=3.0)
+    b = draw(syncos.build, prior, s4, lay, cond, key=jax.random.key(0), iters=2, guidance_scale=(3.0,) * 4)
     np.testing.assert_allclose(np.asarray(a.latents), np.asarray(b.latents), atol=1e-5)
     assert int(a.nfe) == int(b.nfe)
-    c = syncos.sample(prior, s4, lay, cond, key=jax.random.key(0), iters=2, guidance_scale=(3.0, 1.5, 3.0, 3.0))
+    c = draw(syncos.build, prior, s4, lay, cond, key=jax.random.key(0), iters=2, guidance_scale=(3.0, 1.5, 3.0, 3.0))
     assert not np.allclose(np.asarray(a.latents), np.asarray(c.latents), atol=1e-4)

@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent(
     import sys
     sys.path.insert(0, {tests!r})
     import jax, jax.numpy as jnp, numpy as np
-    from sampler_helpers import gaussian, tiny_net
+    from sampler_helpers import draw, gaussian, tiny_net
     from syncos_jax import schedules as S
     from syncos_jax.chunking import ChunkLayout
     from syncos_jax.parallel import make_mesh
@@ -25,19 +25,19 @@ SCRIPT = textwrap.dedent(
     # Gaussian backbone, N = 9 chunks (not a multiple of 8), CFG pair of 18; latents of order 1.
     prior, cond = gaussian(sch, spread=0.5)
     layout = ChunkLayout(20, 4, 2)
-    for fn, opts in [(syncos.sample, dict(iters=3, t_min=None)), (gen_l_video.sample, {{}})]:
-        a = fn(prior, sch, layout, cond, key=jax.random.key(0), **opts).latents
-        b = fn(prior, sch, layout, cond, key=jax.random.key(0), mesh=mesh, **opts).latents
+    for build, opts in [(syncos.build, dict(iters=3, t_min=None)), (gen_l_video.build, {{}})]:
+        a = draw(build, prior, sch, layout, cond, key=jax.random.key(0), **opts).latents
+        b = draw(build, prior, sch, layout, cond, key=jax.random.key(0), mesh=mesh, **opts).latents
         worst = max(worst, float(jnp.abs(a - b).max()))
     # A tiny random nnx denoiser.
     den, tcond = tiny_net(frames=4)
     layout = ChunkLayout(18, 4, 2)
-    a = syncos.sample(den, sch, layout, tcond, key=jax.random.key(1), iters=3, frame_shape=(2, 2, 2)).latents
-    b = syncos.sample(den, sch, layout, tcond, key=jax.random.key(1), iters=3, frame_shape=(2, 2, 2), mesh=mesh).latents
+    a = draw(syncos.build, den, sch, layout, tcond, key=jax.random.key(1), iters=3, frame_shape=(2, 2, 2)).latents
+    b = draw(syncos.build, den, sch, layout, tcond, key=jax.random.key(1), iters=3, frame_shape=(2, 2, 2), mesh=mesh).latents
     worst = max(worst, float(jnp.abs(a - b).max()))
     # FIFO: windows on the mesh.
-    a = fifo.sample(prior, sch, ChunkLayout(8, 4, 1), cond, key=jax.random.key(2), num_partitions=2).latents
-    b = fifo.sample(prior, sch, ChunkLayout(8, 4, 1), cond, key=jax.random.key(2), num_partitions=2, mesh=mesh).latents
+    a = draw(fifo.build, prior, sch, ChunkLayout(8, 4, 1), cond, key=jax.random.key(2), num_partitions=2).latents
+    b = draw(fifo.build, prior, sch, ChunkLayout(8, 4, 1), cond, key=jax.random.key(2), num_partitions=2, mesh=mesh).latents
     worst = max(worst, float(jnp.abs(a - b).max()))
     print("MAXDIFF", worst)
     print("SCALE", float(jnp.abs(a).max()))

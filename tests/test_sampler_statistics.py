@@ -5,13 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sampler_helpers import gaussian
+from sampler_helpers import gaussian, draw
 
 from syncos_jax import schedules as S
 from syncos_jax.backbones.protocol import DenoiserDef
 from syncos_jax.chunking import ChunkLayout
+from syncos_jax.prompts import Conditioning
 from syncos_jax.samplers import ddim, fifo, gen_l_video
-from syncos_jax.samplers.fifo import FIFONoise
 
 FS = (1, 1, 1)
 NSAMPLES = 512
@@ -46,11 +46,11 @@ def test_deterministic_samplers_match_their_affine_law(name):
 
     def run(noise):
         x_T = noise.reshape((F,) + FS)
-        return sampler.sample(prior, sch, layout, cond, key=jax.random.key(0), initial_noise=x_T, **opts).latents.reshape(-1)
+        return draw(sampler.build, prior, sch, layout, cond, key=jax.random.key(0), initial_noise=x_T, **opts).latents.reshape(-1)
 
     mean, cov = _closed_form(run, F)
     keys = jax.random.split(jax.random.key(42), NSAMPLES)
-    samples = np.asarray(sampler.sample(prior, sch, layout, cond, key=keys, **opts).latents, np.float64).reshape(NSAMPLES, -1)
+    samples = np.asarray(draw(sampler.build, prior, sch, layout, cond, key=keys, **opts).latents, np.float64).reshape(NSAMPLES, -1)
     _assert_law(samples, mean, cov)
 
 
@@ -65,12 +65,12 @@ def test_fifo_eta0_matches_its_affine_law():
 
     def run(noise):
         base, queue, push = jnp.split(noise, np.cumsum(dims)[:-1])
-        nz = FIFONoise(base.reshape((f,) + FS), queue.reshape((Q,) + FS), push.reshape((iters,) + FS))
-        return fifo.sample(prior, sch, layout, cond, key=jax.random.key(0), noise=nz, **opts).latents.reshape(-1)
+        return draw(fifo.build, prior, sch, layout, cond, key=jax.random.key(0), base_video_noise=base.reshape((f,) + FS),
+                    queue_noise=queue.reshape((Q,) + FS), push_noise=push.reshape((iters,) + FS), **opts).latents.reshape(-1)
 
     mean, cov = _closed_form(run, sum(dims))
     keys = jax.random.split(jax.random.key(7), NSAMPLES)
-    samples = np.asarray(fifo.sample(prior, sch, layout, cond, key=keys, **opts).latents, np.float64).reshape(NSAMPLES, -1)
+    samples = np.asarray(draw(fifo.build, prior, sch, layout, cond, key=keys, **opts).latents, np.float64).reshape(NSAMPLES, -1)
     _assert_law(samples, mean, cov)
 
 
@@ -82,7 +82,7 @@ def _fifo_marginals(num_partitions):
     prior, cond = gaussian(sch, frame_shape=(2, 2, 1), num_prompts=1, spread=1.0, rho=0.5)
     F = 8
     keys = jax.random.split(jax.random.key(3), NSAMPLES)
-    out = fifo.sample(prior, sch, ChunkLayout(F, 8, 1), cond, key=keys, num_partitions=num_partitions, guidance_scale=1.0)
+    out = draw(fifo.build, prior, sch, ChunkLayout(F, 8, 1), cond, key=keys, num_partitions=num_partitions, guidance_scale=1.0)
     x = np.asarray(out.latents, np.float64)  # [n, F, H, W, C]
     prior_mean = np.asarray(prior.prior_mean(jnp.zeros(F, jnp.int32)), np.float64)
     return x, prior_mean, float(prior.temporal_covariance(F)[0, 0])
@@ -119,12 +119,13 @@ def test_lookahead_writes_only_the_last_half_of_each_window():
         return (DenoiserDef(prediction_type="epsilon", per_frame_timesteps=True, fn=fn), ())
 
     layout = ChunkLayout(6, f, 1)
-    cfg = fifo.make_config(num_partitions=n, eta=0.0, guidance_scale=1.0)
-    cond = fifo.Conditioning(prompts=jnp.zeros((1,)), uncond=None)
+    cond = Conditioning(prompts=jnp.zeros((1,)), uncond=None)
+    opts = dict(num_partitions=n, eta=0.0, guidance_scale=1.0, frame_shape=FS)
     queue = jax.random.normal(jax.random.key(0), (n * f + f // 2,) + FS)
     state = fifo.FIFOState(queue, jnp.zeros((6,) + FS), jnp.asarray(0), jax.random.key(1), jnp.asarray(0), jnp.full((2,), -1))
     with jax.disable_jit():
-        new, _ = fifo.step(state, poison(first_half=True), sch, layout, cond, cfg)
+        defn, params = poison(first_half=True)
+        new, _ = fifo.build(defn, sch, layout, cond, **opts).step(state, params)
     # NaN in the first halves never reaches the queue: those positions are not written back.
     assert np.all(np.isfinite(new.queue))
     shape, t = calls[-1]
@@ -133,7 +134,8 @@ def test_lookahead_writes_only_the_last_half_of_each_window():
     tau = np.round(np.linspace(0, 999, n * f))
     np.testing.assert_array_equal(t[0], [tau[0], tau[0], tau[0], tau[1]])  # context slots sit at τ_0
     with jax.disable_jit():
-        new, _ = fifo.step(state, poison(first_half=False), sch, layout, cond, cfg)
+        defn, params = poison(first_half=False)
+        new, _ = fifo.build(defn, sch, layout, cond, **opts).step(state, params)
     # NaN in the last halves reaches every non-context slot (each is written by exactly one window);
     # after the shift by one, the context slots 0..f/2-2 keep their old finite values.
     q = np.asarray(new.queue)[:, 0, 0, 0]
@@ -143,13 +145,13 @@ def test_lookahead_writes_only_the_last_half_of_each_window():
 def test_fifo_needs_per_frame_timesteps_and_even_chunks_for_lookahead():
     sch = S.stable_diffusion(10)
     den = (DenoiserDef(prediction_type="epsilon", per_frame_timesteps=False, fn=lambda p, x, t, c: x), ())
-    cond = fifo.Conditioning(prompts=jnp.zeros((1,)))
+    cond = Conditioning(prompts=jnp.zeros((1,)))
     with pytest.raises(ValueError, match="needs a backbone that accepts per-frame timesteps"):
-        fifo.sample(den, sch, ChunkLayout(8, 4, 1), cond, key=jax.random.key(0), frame_shape=FS, guidance_scale=1.0)
+        draw(fifo.build, den, sch, ChunkLayout(8, 4, 1), cond, key=jax.random.key(0), frame_shape=FS, guidance_scale=1.0)
     den = (DenoiserDef(prediction_type="epsilon", per_frame_timesteps=True, fn=lambda p, x, t, c: 0 * x), ())
     with pytest.raises(ValueError, match="lookahead needs an even chunk length"):
-        fifo.sample(den, sch, ChunkLayout(8, 3, 1), cond, key=jax.random.key(0), frame_shape=FS, guidance_scale=1.0)
-    r = fifo.sample(den, sch, ChunkLayout(8, 3, 1), cond, key=jax.random.key(0), frame_shape=FS, guidance_scale=1.0,
+        draw(fifo.build, den, sch, ChunkLayout(8, 3, 1), cond, key=jax.random.key(0), frame_shape=FS, guidance_scale=1.0)
+    r = draw(fifo.build, den, sch, ChunkLayout(8, 3, 1), cond, key=jax.random.key(0), frame_shape=FS, guidance_scale=1.0,
                     lookahead=False, num_partitions=2)
     assert r.latents.shape == (8,) + FS
 
@@ -158,7 +160,7 @@ def test_fifo_switches_prompt_at_segment_boundaries():
     sch = S.stable_diffusion(10)
     prior, cond = gaussian(sch, frame_shape=FS, num_prompts=3)
     F, f, n = 12, 4, 2
-    r = fifo.sample(prior, sch, ChunkLayout(F, f, 1), cond, key=jax.random.key(0), num_partitions=n, diagnostics=("prompt",))
+    r = draw(fifo.build, prior, sch, ChunkLayout(F, f, 1), cond, key=jax.random.key(0), num_partitions=n, diagnostics=("prompt",))
     prompts = np.asarray(r.diagnostics["prompt"])
     warm = n * f - f
     np.testing.assert_array_equal(prompts[:warm], 0)

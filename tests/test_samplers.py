@@ -4,13 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sampler_helpers import gaussian, small_schedule, tiny_net
+from sampler_helpers import gaussian, small_schedule, tiny_net, draw
 
 from syncos_jax import schedules as S
 from syncos_jax.backbones.protocol import DenoiserDef
 from syncos_jax.chunking import ChunkLayout, fuse, take
-from syncos_jax.samplers import SAMPLERS, csd_only, ddim, fifo, freenoise, gen_l_video, syncos
-from syncos_jax.samplers.base import Conditioning
+from syncos_jax.samplers import SAMPLERS, csd_only, ddim, fifo, freenoise, gen_l_video, run, sample, syncos
+from syncos_jax.prompts import Conditioning
 
 FS = (2, 2, 1)
 
@@ -20,9 +20,9 @@ def test_one_chunk_and_no_stage2_syncos_equals_gen_l_video_equals_ddim():
     prior, cond = gaussian(sch)
     layout = ChunkLayout(6, 6, 2)  # one chunk covers the video
     key = jax.random.key(3)
-    a = syncos.sample(prior, sch, layout, cond, key=key, t_min=1000).latents
-    b = gen_l_video.sample(prior, sch, layout, cond, key=key).latents
-    c = ddim.sample(prior, sch, ChunkLayout(6, 3, 1), cond, key=key).latents
+    a = draw(syncos.build, prior, sch, layout, cond, key=key, t_min=1000).latents
+    b = draw(gen_l_video.build, prior, sch, layout, cond, key=key).latents
+    c = draw(ddim.build, prior, sch, ChunkLayout(6, 3, 1), cond, key=key).latents
     assert np.array_equal(a, b) and np.array_equal(b, c)
 
 
@@ -36,13 +36,13 @@ def test_t_min_at_least_T_is_gen_l_video_bit_for_bit(make):
         den, cond = tiny_net(frames=4)
         layout = ChunkLayout(10, 4, 3)
     key = jax.random.key(5)
-    g = gen_l_video.sample(den, sch, layout, cond, key=key, frame_shape=(2, 2, 2) if make == "tiny" else None)
+    g = draw(gen_l_video.build, den, sch, layout, cond, key=key, frame_shape=(2, 2, 2) if make == "tiny" else None)
     for t_min in (1000, 5000):
-        s = syncos.sample(den, sch, layout, cond, key=key, t_min=t_min, frame_shape=(2, 2, 2) if make == "tiny" else None)
+        s = draw(syncos.build, den, sch, layout, cond, key=key, t_min=t_min, frame_shape=(2, 2, 2) if make == "tiny" else None)
         assert np.array_equal(s.latents, g.latents)
         assert int(s.nfe) == int(g.nfe)
     # A gate that is never open at run time (t_min between the largest grid time and T) agrees to rounding.
-    s = syncos.sample(den, sch, layout, cond, key=key, t_min=999.5, frame_shape=(2, 2, 2) if make == "tiny" else None)
+    s = draw(syncos.build, den, sch, layout, cond, key=key, t_min=999.5, frame_shape=(2, 2, 2) if make == "tiny" else None)
     np.testing.assert_allclose(s.latents, g.latents, atol=1e-5)
 
 
@@ -67,12 +67,12 @@ def test_same_key_same_video_and_jit_agrees_with_no_jit():
     den, cond = tiny_net(frames=4)
     layout = ChunkLayout(8, 4, 2)
     opts = dict(iters=2, t_min=None, frame_shape=(2, 2, 2))
-    a = syncos.sample(den, sch, layout, cond, key=jax.random.key(1), **opts).latents
-    b = syncos.sample(den, sch, layout, cond, key=jax.random.key(1), **opts).latents
-    c = syncos.sample(den, sch, layout, cond, key=jax.random.key(2), **opts).latents
+    a = draw(syncos.build, den, sch, layout, cond, key=jax.random.key(1), **opts).latents
+    b = draw(syncos.build, den, sch, layout, cond, key=jax.random.key(1), **opts).latents
+    c = draw(syncos.build, den, sch, layout, cond, key=jax.random.key(2), **opts).latents
     assert np.array_equal(a, b) and not np.allclose(a, c)
     with jax.disable_jit():
-        d = syncos.sample(den, sch, layout, cond, key=jax.random.key(1), **opts).latents
+        d = draw(syncos.build, den, sch, layout, cond, key=jax.random.key(1), **opts).latents
     np.testing.assert_allclose(a, d, rtol=1e-4, atol=1e-4)
 
 
@@ -81,10 +81,10 @@ def test_batch_of_seeds_is_vmapped_and_matches_single_runs():
     prior, cond = gaussian(sch)
     layout = ChunkLayout(8, 4, 2)
     keys = jax.random.split(jax.random.key(0), 3)
-    batch = syncos.sample(prior, sch, layout, cond, key=keys, iters=2, diagnostics=("x0",))
+    batch = draw(syncos.build, prior, sch, layout, cond, key=keys, iters=2, diagnostics=("x0",))
     assert batch.latents.shape == (3, 8) + FS and batch.diagnostics["x0"].shape == (3, 4, 8) + FS
     for i in range(3):
-        one = syncos.sample(prior, sch, layout, cond, key=keys[i], iters=2)
+        one = draw(syncos.build, prior, sch, layout, cond, key=keys[i], iters=2)
         np.testing.assert_allclose(batch.latents[i], one.latents, rtol=1e-4, atol=1e-4)
         assert int(batch.nfe[i]) == int(one.nfe)
 
@@ -102,8 +102,8 @@ def test_stage2_is_observable_and_gated_by_t_min():
     layout = ChunkLayout(24, 4, 2)
     x_T = jax.random.normal(jax.random.key(7), (24,) + FS)
     opts = dict(initial_noise=x_T, guidance_scale=1.0)
-    g = gen_l_video.sample(prior, sch, layout, cond, key=jax.random.key(1), diagnostics=("x0",), **opts)
-    s = syncos.sample(prior, sch, layout, cond, key=jax.random.key(1), t_min=700, lr=0.1, iters=6,
+    g = draw(gen_l_video.build, prior, sch, layout, cond, key=jax.random.key(1), diagnostics=("x0",), **opts)
+    s = draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(1), t_min=700, lr=0.1, iters=6,
                       diagnostics=("x0", "grad_norm", "stage2_ran"), **opts)
     ran = np.asarray(s.diagnostics["stage2_ran"])
     np.testing.assert_array_equal(ran, np.asarray(sch.timesteps) > 700)
@@ -120,18 +120,18 @@ def test_fixed_baseline_noise_is_one_array_per_step_and_reused_in_stage3():
     E = jax.random.normal(jax.random.key(9), (6, 10) + FS)
     x_T = jax.random.normal(jax.random.key(8), (10,) + FS)
     diag = ("x0", "base_noise", "stage2_ran")
-    r = syncos.sample(prior, sch, layout, cond, key=jax.random.key(0), t_min=500, iters=3,
+    r = draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(0), t_min=500, iters=3,
                       initial_noise=x_T, base_noise=E, diagnostics=diag)
     ran = np.asarray(r.diagnostics["stage2_ran"])
     assert ran.any() and not ran.all()
     np.testing.assert_array_equal(r.diagnostics["base_noise"], E)  # exactly the arrays given, one per step
     # Stage 3 re-uses the step's noise: replay step 0's stage 3 from the diagnostics.
     x1_expected = sch.alphas[1] * r.diagnostics["x0"][0] + sch.sigmas[1] * E[0]
-    st = syncos.init(jax.random.key(0), layout, FS, initial_noise=x_T)
-    st, _ = syncos.run(prior, sch, layout, cond, st, config=syncos.make_config(t_min=500, iters=3), stop=1, base_noise=E)
+    sampler = syncos.build(prior, sch, layout, cond, t_min=500, iters=3, base_noise=E)
+    st, _ = run(sampler, sampler.init(jax.random.key(0), initial_noise=x_T), prior.split()[1], stop=1)
     np.testing.assert_allclose(st.x, x1_expected, rtol=1e-6, atol=1e-6)
     # Drawn noise: a different array at each step.
-    r = syncos.sample(prior, sch, layout, cond, key=jax.random.key(0), t_min=None, iters=2, diagnostics=("base_noise",))
+    r = draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(0), t_min=None, iters=2, diagnostics=("base_noise",))
     bn = np.asarray(r.diagnostics["base_noise"])
     assert not np.allclose(bn[0], bn[1]) and abs(bn.std() - 1.0) < 0.1
 
@@ -141,9 +141,8 @@ def test_without_fixed_noise_stage3_uses_the_implied_eps():
     prior, cond = gaussian(sch)
     layout = ChunkLayout(10, 4, 2)
     x_T = jax.random.normal(jax.random.key(8), (10,) + FS)
-    cfg = syncos.make_config(t_min=None, iters=3, fixed_baseline_noise=False, diagnostics=("x0",))
-    st = syncos.init(jax.random.key(0), layout, FS, initial_noise=x_T)
-    st1, d = syncos.run(prior, sch, layout, cond, st, config=cfg, stop=1)
+    sampler = syncos.build(prior, sch, layout, cond, t_min=None, iters=3, fixed_baseline_noise=False)
+    st1, d = run(sampler, sampler.init(jax.random.key(0), initial_noise=x_T), prior.split()[1], stop=1, diagnostics=("x0",))
     X0 = d["x0"][0]
     expected = sch.alphas[1] * X0 + sch.sigmas[1] * (x_T - sch.alphas[0] * X0) / sch.sigmas[0]
     np.testing.assert_allclose(st1.x, expected, rtol=1e-5, atol=1e-5)
@@ -153,9 +152,9 @@ def test_grounded_and_ungrounded_stage2_timesteps():
     sch = small_schedule(6)
     prior, cond = gaussian(sch)
     layout = ChunkLayout(10, 4, 2)
-    r = syncos.sample(prior, sch, layout, cond, key=jax.random.key(0), t_min=None, iters=8, diagnostics=("stage2_t",))
+    r = draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(0), t_min=None, iters=8, diagnostics=("stage2_t",))
     np.testing.assert_array_equal(r.diagnostics["stage2_t"], np.repeat(np.asarray(sch.timesteps, np.float32)[:, None], 8, 1))
-    r = syncos.sample(prior, sch, layout, cond, key=jax.random.key(0), t_min=None, iters=8, grounded_timestep=False,
+    r = draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(0), t_min=None, iters=8, grounded_timestep=False,
                       t_range=(100, 300), diagnostics=("stage2_t",))
     ts = np.asarray(r.diagnostics["stage2_t"])
     assert ts.min() >= 100 and ts.max() <= 300 and len(np.unique(ts)) > 10
@@ -170,57 +169,65 @@ def test_nfe_closed_forms(gs):
     key = jax.random.key(0)
     N, c, iters = layout.num_chunks, (1 if gs == 1.0 else 2), 3
     runs = int(np.sum(np.asarray(sch.timesteps) > 800))
-    r = syncos.sample(prior, sch, layout, cond, key=key, iters=iters, guidance_scale=gs, diagnostics=("nfe",))
+    r = draw(syncos.build, prior, sch, layout, cond, key=key, iters=iters, guidance_scale=gs, diagnostics=("nfe",))
     expected = 8 * N * c + runs * iters * min(N, 4) * c
-    assert int(r.nfe) == expected == syncos.expected_nfe(sch, layout, iters=iters, guidance_scale=gs)
+    assert int(r.nfe) == expected == syncos.build(prior, sch, layout, cond, iters=iters, guidance_scale=gs).expected_nfe
     assert int(np.asarray(r.diagnostics["nfe"]).sum()) == expected
-    assert int(gen_l_video.sample(prior, sch, layout, cond, key=key, guidance_scale=gs).nfe) == 8 * N * c
-    assert int(csd_only.sample(prior, sch, layout, cond, key=key, iters=iters, guidance_scale=gs).nfe) == 8 * iters * min(N, 4) * c
-    assert int(ddim.sample(prior, sch, layout, cond, key=key, guidance_scale=gs).nfe) == 8 * c
-    assert int(freenoise.sample(prior, sch, layout, cond, key=key, guidance_scale=gs).nfe) == 8 * c
+    assert int(draw(gen_l_video.build, prior, sch, layout, cond, key=key, guidance_scale=gs).nfe) == 8 * N * c
+    assert int(draw(csd_only.build, prior, sch, layout, cond, key=key, iters=iters, guidance_scale=gs).nfe) == 8 * iters * min(N, 4) * c
+    assert int(draw(ddim.build, prior, sch, layout, cond, key=key, guidance_scale=gs).nfe) == 8 * c
+    assert int(draw(freenoise.build, prior, sch, layout, cond, key=key, guidance_scale=gs).nfe) == 8 * c
     f, n = 4, 2
     S_levels = n * f
     windows = 2 * n  # lookahead
-    r = fifo.sample(prior, sch, layout, cond, key=key, num_partitions=n, guidance_scale=gs)
-    assert int(r.nfe) == c * (8 + (14 + S_levels - f) * windows) == fifo.expected_nfe(sch, layout, num_partitions=n, guidance_scale=gs)
+    r = draw(fifo.build, prior, sch, layout, cond, key=key, num_partitions=n, guidance_scale=gs)
+    assert int(r.nfe) == c * (8 + (14 + S_levels - f) * windows) == fifo.build(prior, sch, layout, cond, num_partitions=n,
+                                                                                guidance_scale=gs).expected_nfe
 
 
 def test_registry_has_every_sampler_with_one_signature():
     sch = small_schedule(4)
     prior, cond = gaussian(sch)
     layout = ChunkLayout(8, 4, 2)
-    for name, fn in SAMPLERS.items():
-        r = fn(prior, sch, layout, cond, key=jax.random.key(0))
+    for name, build in SAMPLERS.items():
+        sampler = build(prior, sch, layout, cond)
+        r = sample(sampler, prior.split()[1], jax.random.key(0))
         assert r.latents.shape == (8,) + FS, name
+        assert int(r.nfe) == sampler.expected_nfe, name
         assert np.all(np.isfinite(r.latents)), name
 
 
-def test_compiles_once_across_keys_and_calls():
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_compiles_once_across_keys_params_and_prompts(name):
+    """Every sampler traces its backbone in its first run only: new keys, new weights and new
+    prompt embeddings (same shapes) reuse the executable — params and conditioning are jit arguments."""
     sch = small_schedule(4)
     traces = []
 
     def fn(params, x, t, cond):
         traces.append(x.shape)
-        return params * x
+        return params * x + 0.01 * cond.mean()
 
-    den = (DenoiserDef(prediction_type="v_prediction", frames_per_chunk=4, fn=fn), jnp.float32(0.1))
-    cond = Conditioning(prompts=jnp.zeros((1, 3)), uncond=jnp.zeros((1, 3)))
+    defn = DenoiserDef(prediction_type="v_prediction", per_frame_timesteps=True, fn=fn)
     layout = ChunkLayout(8, 4, 2)
+    options = dict(iters=2, t_min=None) if name in ("syncos", "csd-only") else {}
+    options.update(num_partitions=1) if name == "fifo" else None
     for seed in range(3):
-        syncos.sample(den, sch, layout, cond, key=jax.random.key(seed), iters=2, t_min=None, frame_shape=FS)
-    n = len(traces)
+        cond = Conditioning(prompts=jnp.full((1, 3), 0.1 * seed), uncond=jnp.zeros((1, 3)))
+        sampler = SAMPLERS[name](defn, sch, layout, cond, frame_shape=FS, **options)
+        r = sample(sampler, jnp.float32(0.1 * (seed + 1)), jax.random.key(seed))
+        assert np.all(np.isfinite(r.latents))
+        if seed == 0:
+            n = len(traces)
     assert n > 0
-    for seed in range(3, 6):  # new keys, new params value: no retrace
-        den = (den[0], jnp.float32(0.1 * seed))
-        syncos.sample(den, sch, layout, cond, key=jax.random.key(seed), iters=2, t_min=None, frame_shape=FS)
-    assert len(traces) == n
+    assert len(traces) == n, f"{name} traced its backbone again: {traces[n:]}"
 
 
 def test_progress_callback_is_driven_from_the_compiled_loop():
     sch = small_schedule(5)
     prior, cond = gaussian(sch)
     seen = []
-    syncos.sample(prior, sch, ChunkLayout(8, 4, 2), cond, key=jax.random.key(0), iters=2, progress=seen.append)
+    draw(syncos.build, prior, sch, ChunkLayout(8, 4, 2), cond, key=jax.random.key(0), iters=2, progress=seen.append)
     assert seen == [1, 2, 3, 4, 5]
 
 
@@ -235,17 +242,17 @@ def test_check_finite_names_the_step_and_stage():
     cond = Conditioning(prompts=jnp.zeros((1,)), uncond=jnp.zeros((1,)))
     layout = ChunkLayout(8, 4, 2)
     with pytest.raises(FloatingPointError, match=rf"step 2 \(grid time t={bad_t}\) in stage 1"):
-        syncos.sample(den, sch, layout, cond, key=jax.random.key(0), check_finite=True, t_min=None, iters=2, frame_shape=FS)
+        draw(syncos.build, den, sch, layout, cond, key=jax.random.key(0), check_finite=True, t_min=None, iters=2, frame_shape=FS)
     # Stage 2 only: NaN at a time stage 1 never sees.
     def fn2(params, x, t, cond):
         return jnp.where(t[:, None, None, None, None] == 555, jnp.nan, 0.1 * x)
 
     den2 = (DenoiserDef(prediction_type="v_prediction", fn=fn2), ())
     with pytest.raises(FloatingPointError, match=r"step 0 .* in stage 2"):
-        syncos.sample(den2, sch, layout, cond, key=jax.random.key(0), check_finite=True, t_min=None, iters=2,
+        draw(syncos.build, den2, sch, layout, cond, key=jax.random.key(0), check_finite=True, t_min=None, iters=2,
                       grounded_timestep=False, t_range=(555, 555), frame_shape=FS)
     # Without the guard, no error (the NaN just propagates).
-    r = syncos.sample(den, sch, layout, cond, key=jax.random.key(0), t_min=None, iters=2, frame_shape=FS)
+    r = draw(syncos.build, den, sch, layout, cond, key=jax.random.key(0), t_min=None, iters=2, frame_shape=FS)
     assert not np.all(np.isfinite(r.latents))
 
 
@@ -253,21 +260,21 @@ def test_option_errors():
     sch = small_schedule(4)
     prior, cond = gaussian(sch)
     layout = ChunkLayout(8, 4, 2)
-    with pytest.raises(TypeError, match="unknown SynCoS option"):
-        syncos.sample(prior, sch, layout, cond, key=jax.random.key(0), itres=3)
+    with pytest.raises(TypeError, match="itres=3: not a setting of syncos"):
+        draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(0), itres=3)
     with pytest.raises(ValueError, match="batch_chunks=9"):
-        syncos.sample(prior, sch, layout, cond, key=jax.random.key(0), batch_chunks=9)
+        draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(0), batch_chunks=9)
     with pytest.raises(ValueError, match="stages="):
-        syncos.sample(prior, sch, layout, cond, key=jax.random.key(0), stages=(3, 1))
+        draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(0), stages=(3, 1))
     with pytest.raises(ValueError, match="initial_noise has shape"):
-        syncos.sample(prior, sch, layout, cond, key=jax.random.key(0), initial_noise=jnp.zeros((7,) + FS))
+        draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(0), initial_noise=jnp.zeros((7,) + FS))
     with pytest.raises(ValueError, match="base_noise has shape"):
-        syncos.sample(prior, sch, layout, cond, key=jax.random.key(0), base_noise=jnp.zeros((3, 8) + FS))
+        draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(0), base_noise=jnp.zeros((3, 8) + FS))
     den, tcond = tiny_net(frames=4)
     with pytest.raises(ValueError, match="ddim needs a backbone that sees the whole video"):
-        ddim.sample(den, sch, layout, tcond, key=jax.random.key(0), frame_shape=(2, 2, 2))
+        draw(ddim.build, den, sch, layout, tcond, key=jax.random.key(0), frame_shape=(2, 2, 2))
     with pytest.raises(ValueError, match="needs Conditioning.uncond"):
-        syncos.sample(prior, sch, layout, Conditioning(prompts=jnp.arange(2)), key=jax.random.key(0))
+        draw(syncos.build, prior, sch, layout, Conditioning(prompts=jnp.arange(2)), key=jax.random.key(0))
 
 
 def test_freenoise_rescheduling():
@@ -291,10 +298,10 @@ def test_every_sampler_takes_a_batch_of_keys():
     prior, cond = gaussian(sch)
     layout = ChunkLayout(8, 4, 2)
     keys = jax.random.split(jax.random.key(0), 2)
-    for name, fn in SAMPLERS.items():
-        r = fn(prior, sch, layout, cond, key=keys)
+    for name, build in SAMPLERS.items():
+        r = draw(build, prior, sch, layout, cond, key=keys)
         assert r.latents.shape == (2, 8) + FS, name
-        single = fn(prior, sch, layout, cond, key=keys[1]).latents
+        single = draw(build, prior, sch, layout, cond, key=keys[1]).latents
         np.testing.assert_allclose(r.latents[1], single, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
@@ -306,7 +313,7 @@ def test_sgd_stage2_is_plain_gradient_descent_on_the_sds_gradient():
     sch = small_schedule(8)
     prior, cond = gaussian(sch, num_prompts=1)
     layout = ChunkLayout(4, 4, 1)
-    res = syncos.sample(prior, sch, layout, cond, key=jax.random.key(2), guidance_scale=1.0, t_min=None, iters=1,
+    res = draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(2), guidance_scale=1.0, t_min=None, iters=1,
                         lr=0.3, optimizer="sgd", diagnostics=("x0", "x0_fused", "base_noise"))
     d = {k: np.asarray(v, np.float64) for k, v in res.diagnostics.items()}
     for k in (1, 4):  # step 0 is t = 999 (α = 0, so ε̂ = x_t = E and the gradient vanishes)
@@ -318,7 +325,7 @@ def test_sgd_stage2_is_plain_gradient_descent_on_the_sds_gradient():
         np.testing.assert_allclose(d["x0"][k], expected, rtol=1e-5, atol=1e-5)
         assert np.abs(d["x0"][k] - d["x0_fused"][k]).max() > 1e-3  # the step did move Y
     # AdamW's first step is ±lr·(1 − ε) per element whatever the gradient's scale.
-    adam = syncos.sample(prior, sch, layout, cond, key=jax.random.key(2), guidance_scale=1.0, t_min=None, iters=1,
+    adam = draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(2), guidance_scale=1.0, t_min=None, iters=1,
                          lr=0.3, diagnostics=("x0", "x0_fused"))
     move = np.abs(np.asarray(adam.diagnostics["x0"][1]) - np.asarray(adam.diagnostics["x0_fused"][1]))
     np.testing.assert_allclose(move[move > 1e-3], 0.3, rtol=1e-3)
@@ -330,7 +337,7 @@ def test_lr_zero_is_renoising_alone():
     prior, cond = gaussian(sch)
     layout = ChunkLayout(12, 4, 2)
     for opt in ("adamw", "sgd"):
-        r = syncos.sample(prior, sch, layout, cond, key=jax.random.key(4), iters=1, lr=0.0, optimizer=opt,
+        r = draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(4), iters=1, lr=0.0, optimizer=opt,
                           diagnostics=("x0", "x0_fused", "base_noise", "stage2_ran"))
         np.testing.assert_array_equal(r.diagnostics["x0"], r.diagnostics["x0_fused"])
         assert np.asarray(r.diagnostics["stage2_ran"]).any()
@@ -341,10 +348,10 @@ def test_no_repulsion_and_clean_kernel_change_stage2_only():
     prior, cond = gaussian(sch, spread=3.0)
     layout = ChunkLayout(16, 4, 2)
     key = jax.random.key(6)
-    base = syncos.sample(prior, sch, layout, cond, key=key, lr=0.1, iters=4, diagnostics=("x0", "x0_fused", "stage2_ran"))
+    base = draw(syncos.build, prior, sch, layout, cond, key=key, lr=0.1, iters=4, diagnostics=("x0", "x0_fused", "stage2_ran"))
     ran = np.asarray(base.diagnostics["stage2_ran"])
     for opts in (dict(repulsion=False), dict(kernel_on="clean"), dict(kernel_on="clean", kernel_gamma=0.05)):
-        v = syncos.sample(prior, sch, layout, cond, key=key, lr=0.1, iters=4, diagnostics=("x0", "x0_fused"), **opts)
+        v = draw(syncos.build, prior, sch, layout, cond, key=key, lr=0.1, iters=4, diagnostics=("x0", "x0_fused"), **opts)
         # Step 0 has the same stage-1 input; only the refinement differs.
         np.testing.assert_array_equal(v.diagnostics["x0_fused"][0], base.diagnostics["x0_fused"][0])
         assert np.abs(np.asarray(v.diagnostics["x0"][0]) - np.asarray(base.diagnostics["x0"][0])).max() > 1e-4, opts
@@ -356,11 +363,11 @@ def test_eta_above_t_min_applies_only_above_t_min():
     prior, cond = gaussian(sch)
     layout = ChunkLayout(12, 4, 2)
     key = jax.random.key(8)
-    glv = gen_l_video.sample(prior, sch, layout, cond, key=key).latents
-    glv_eta1 = gen_l_video.sample(prior, sch, layout, cond, key=key, eta=1.0).latents
-    never = gen_l_video.sample(prior, sch, layout, cond, key=key, t_min=1000, eta_above_t_min=1.0).latents
-    always = gen_l_video.sample(prior, sch, layout, cond, key=key, t_min=-1, eta_above_t_min=1.0).latents
-    some = gen_l_video.sample(prior, sch, layout, cond, key=key, t_min=500, eta_above_t_min=1.0).latents
+    glv = draw(gen_l_video.build, prior, sch, layout, cond, key=key).latents
+    glv_eta1 = draw(gen_l_video.build, prior, sch, layout, cond, key=key, eta=1.0).latents
+    never = draw(gen_l_video.build, prior, sch, layout, cond, key=key, t_min=1000, eta_above_t_min=1.0).latents
+    always = draw(gen_l_video.build, prior, sch, layout, cond, key=key, t_min=-1, eta_above_t_min=1.0).latents
+    some = draw(gen_l_video.build, prior, sch, layout, cond, key=key, t_min=500, eta_above_t_min=1.0).latents
     np.testing.assert_allclose(never, glv, atol=1e-5)
     np.testing.assert_allclose(always, glv_eta1, atol=1e-5)
     assert np.abs(some - glv).max() > 1e-2 and np.abs(some - glv_eta1).max() > 1e-2
@@ -372,8 +379,8 @@ def test_extension_option_errors():
     layout = ChunkLayout(8, 4, 2)
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="kernel_on='dirty'"):
-        syncos.sample(prior, sch, layout, cond, key=key, kernel_on="dirty")
+        draw(syncos.build, prior, sch, layout, cond, key=key, kernel_on="dirty")
     with pytest.raises(ValueError, match="optimizer='adam'"):
-        syncos.sample(prior, sch, layout, cond, key=key, optimizer="adam")
+        draw(syncos.build, prior, sch, layout, cond, key=key, optimizer="adam")
     with pytest.raises(ValueError, match="eta_above_t_min=1.0: needs a t_min"):
-        syncos.sample(prior, sch, layout, cond, key=key, t_min=None, eta_above_t_min=1.0)
+        draw(syncos.build, prior, sch, layout, cond, key=key, t_min=None, eta_above_t_min=1.0)

@@ -281,12 +281,15 @@ def test_training_script_resumes_bit_for_bit(tmp_path, monkeypatch):
     assert json.loads((b / "settings.json").read_text())["extensions"] == [{"from_total_steps": 4, "to_total_steps": 5}]
 
 
-def test_eval_ddim_batch_is_the_ddim_sampler():
+def test_eval_ddim_batch_is_the_ddim_sampler_batched_over_captions():
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
     from eval_toy_model import ddim_batch
 
     from syncos_jax.chunking import ChunkLayout
-    from syncos_jax.samplers import Conditioning, ddim
+    from sampler_helpers import draw
+
+    from syncos_jax.prompts import Conditioning
+    from syncos_jax.samplers import ddim
     from syncos_jax.schedules import cogvideox_2b
 
     model = _randomised()
@@ -296,9 +299,15 @@ def test_eval_ddim_batch_is_the_ddim_sampler():
     tok = Tokenizer(16)
     cond = Conditioning(tok(["a small red circle moves left on snow"]), tok([""]))
     x_T = jax.random.normal(jax.random.key(3), (8, 32, 32, 3))
-    ref = ddim.sample(den, sched, ChunkLayout(8, 8, 4), cond, key=jax.random.key(0), initial_noise=x_T, guidance_scale=3.0)
-    ours = ddim_batch(defn, params, sched, x_T[None], cond.prompts, cond.uncond, 3.0)
+    ref = draw(ddim.build, den, sched, ChunkLayout(8, 8, 4), cond, key=jax.random.key(0), initial_noise=x_T, guidance_scale=3.0)
+    # a batch of two clips with two captions: each clip is its own single-caption DDIM run
+    tokens = np.concatenate([cond.prompts, tok(["a large blue square moves up on grass"])])
+    x_T2 = jnp.stack([x_T, -x_T])
+    ours = ddim_batch(defn, params, sched, x_T2, tokens, np.concatenate([cond.uncond, cond.uncond]), 3.0)
     np.testing.assert_allclose(np.asarray(ours[0]), np.asarray(ref.latents), rtol=0, atol=1e-5)
+    other = draw(ddim.build, den, sched, ChunkLayout(8, 8, 4), Conditioning(tokens[1:], cond.uncond), key=jax.random.key(0),
+                 initial_noise=-x_T, guidance_scale=3.0)
+    np.testing.assert_allclose(np.asarray(ours[1]), np.asarray(other.latents), rtol=0, atol=1e-5)
 
 
 def test_eval_judge_and_confusion_on_renders_and_on_a_swapped_clip():

@@ -22,18 +22,28 @@ this is exactly the scalar-time model.
 
 Parameter names follow diffusers' module tree (``transformer_blocks.3.attn1.to_q``), so the
 converter (:mod:`converters.cogvideox`) is a short rule table.
+
+Converted weights live in a folder ``DST`` with ``DST/params`` (orbax) and ``DST/config.json``
+(``{"model": "cogvideox", "config": {...}, ...}``). This module owns that format:
+:func:`model_abstract` (the parameters' shapes, nothing initialised), :func:`save_weights`,
+:func:`restore_weights` and :func:`load`. Data flows one way: :mod:`converters.cogvideox` imports
+this module to build and save the state; this module never imports ``converters``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
-from typing import Any, Optional
+import shutil
+import tempfile
+from typing import Any, Iterable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 from flax import nnx
 
 from syncos_jax.backbones.protocol import NnxDenoiser
@@ -45,11 +55,18 @@ __all__ = [
     "CogVideoXTransformer",
     "CogVideoXBackbone",
     "cogvideox_denoiser",
+    "load",
     "load_backbone",
     "load_text_embeddings",
+    "model_abstract",
+    "read_weights_config",
+    "restore_weights",
     "rotary_pos_embed_3d",
+    "save_weights",
     "sincos_pos_embed_3d",
 ]
+
+WEIGHTS_MODEL = "cogvideox"  # the "model" field of a converted folder's config.json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,6 +429,136 @@ def cogvideox_denoiser(model: CogVideoXTransformer, *, frames_per_chunk: Optiona
 
 
 # ---------------------------------------------------------------------------------------------
+# Converted weights: DST/params (orbax) + DST/config.json
+# ---------------------------------------------------------------------------------------------
+
+
+def model_abstract(config: dict) -> tuple[CogVideoXConfig, Any, Any]:
+    """``(CogVideoXConfig, graphdef, abstract params)`` from a diffusers config dict.
+
+    The model is built under ``nnx.eval_shape``: the params hold ``jax.ShapeDtypeStruct``, nothing
+    is initialised. The converter fills them (:func:`converters.common.convert`), :func:`load` from a
+    converted folder.
+    """
+    cfg = CogVideoXConfig.from_diffusers(config)
+    model = nnx.eval_shape(lambda: CogVideoXTransformer(cfg, rngs=nnx.Rngs(0)))
+    graphdef, params = nnx.split(model)
+    return cfg, graphdef, params
+
+
+def _key(path: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _flatten(tree, prefix: tuple = ()) -> dict[str, Any]:
+    """``{"a.b.0.kernel": leaf}`` of a nested dict (an orbax-restored pure dict)."""
+    if not isinstance(tree, dict):
+        return {_key(prefix): tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_flatten(v, (*prefix, k)))
+    return out
+
+
+def save_weights(dst: str, state, cfg: CogVideoXConfig, *, extra: Optional[dict] = None) -> None:
+    """Writes ``state`` (the params nnx.State) to ``DST/params`` and ``cfg`` to ``DST/config.json``.
+
+    ``extra`` (JSON-serialisable, e.g. the dtype and the source folder) is stored in config.json
+    too. Atomic: everything is written to a temporary folder next to ``dst``, renamed at the end, so
+    a failed save writes nothing to the destination. ``state`` is not modified.
+
+    Raises:
+      FileExistsError: if ``dst`` exists and is not an empty folder.
+      ValueError: if ``extra`` names ``model`` or ``config``.
+    """
+    extra = dict(extra or {})
+    clash = sorted({"model", "config"} & set(extra))
+    if clash:
+        raise ValueError(f"extra must not set {clash}: config.json holds them already")
+    dst = os.path.abspath(dst)
+    if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
+        raise FileExistsError(f"{dst!r} exists and is not empty")
+    parent = os.path.dirname(dst)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.tmp-", dir=parent)
+    try:
+        with ocp.StandardCheckpointer() as ckpt:
+            ckpt.save(os.path.join(tmp, "params"), nnx.to_pure_dict(state))
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump({"model": WEIGHTS_MODEL, "config": cfg.to_dict(), **extra}, f, indent=2)
+        if os.path.isdir(dst):
+            os.rmdir(dst)
+        os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_weights_config(dst: str) -> tuple[CogVideoXConfig, dict]:
+    """``(CogVideoXConfig, the whole config.json dict)`` of a folder written by :func:`save_weights`.
+
+    Raises:
+      FileNotFoundError: if ``DST/config.json`` does not exist.
+      ValueError: naming the file, if it is not a JSON object, holds another model's weights, or
+        its ``config`` is not a valid CogVideoX config.
+    """
+    path = os.path.join(os.path.abspath(dst), "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{dst!r} is not a converted CogVideoX folder (no config.json; see `syncos convert cogvideox`)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path!r} is not valid JSON ({' '.join(str(e).split())[:120]})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path!r} must hold a JSON object, got {type(meta).__name__}")
+    if meta.get("model") != WEIGHTS_MODEL:
+        raise ValueError(f"{dst!r} holds a {str(meta.get('model'))[:40]!r} checkpoint, not {WEIGHTS_MODEL}")
+    if not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{path!r}: 'config' must be a JSON object")
+    try:
+        return CogVideoXConfig.from_diffusers(meta["config"]), meta
+    except ValueError as e:
+        raise ValueError(f"{path!r}: {e}") from None
+
+
+def restore_weights(dst: str, abstract) -> Any:
+    """A new nnx.State shaped like ``abstract`` (from :func:`model_abstract`) holding ``DST/params``.
+
+    ``abstract`` is not modified (its variables keep their ``ShapeDtypeStruct``). The arrays keep
+    the dtype they were saved in (float32 or bfloat16). Strict: the folder must hold exactly the
+    parameters of ``abstract``, with its shapes, all finite.
+
+    Raises:
+      ValueError: naming ``dst``, listing missing, unexpected and mis-shaped parameters, or those
+        holding NaN or Inf.
+    """
+    with ocp.StandardCheckpointer() as ckpt:
+        arrays = _flatten(ckpt.restore(os.path.join(os.path.abspath(dst), "params")))
+    flat = nnx.to_flat_state(abstract)
+    wanted = {_key(p): v for p, v in flat}
+    missing = sorted(set(wanted) - set(arrays))
+    unexpected = sorted(set(arrays) - set(wanted))
+    misshaped = [f"{k}: saved {tuple(np.shape(arrays[k]))}, model {tuple(v.shape)}" for k, v in wanted.items()
+                 if k in arrays and tuple(np.shape(arrays[k])) != tuple(v.shape)]
+    if missing or unexpected or misshaped:
+        raise ValueError(f"{dst!r} does not match the model of its config: missing {missing[:20]} ({len(missing)}), "
+                         f"unexpected {unexpected[:20]} ({len(unexpected)}), mis-shaped {misshaped[:20]} ({len(misshaped)})")
+    nonfinite = sorted(k for k, a in arrays.items() if not np.isfinite(np.asarray(a, np.float32)).all())
+    if nonfinite:
+        raise ValueError(f"{dst!r} holds NaN or Inf in {len(nonfinite)} tensor(s): {nonfinite[:5]}")
+    return nnx.from_flat_state([(p, v.replace(arrays[_key(p)])) for p, v in flat])
+
+
+def load(dst: str) -> tuple[CogVideoXTransformer, CogVideoXConfig]:
+    """``(model, CogVideoXConfig)`` from a folder written by :func:`save_weights` (``syncos convert
+    cogvideox``); nothing is converted. Raises as :func:`read_weights_config` and :func:`restore_weights`."""
+    cfg, _ = read_weights_config(dst)
+    _, graphdef, abstract = model_abstract(cfg.to_dict())
+    return nnx.merge(graphdef, restore_weights(dst, abstract)), cfg
+
+
+# ---------------------------------------------------------------------------------------------
 # Running it: text embeddings from a file, optional VAE decoding
 # ---------------------------------------------------------------------------------------------
 
@@ -500,9 +647,7 @@ class CogVideoXBackbone:
 
 
 def load_backbone(weights: str, text_embeddings: str, *, vae: Optional[str] = None, latent_size=None) -> CogVideoXBackbone:
-    """A converted CogVideoX (``syncos convert cogvideox``) with its text embeddings file."""
-    from converters.cogvideox import load
-
+    """A converted CogVideoX (a folder read by :func:`load`) with its text embeddings file."""
     model, cfg = load(weights)
     size = tuple(latent_size) if latent_size else (cfg.sample_height, cfg.sample_width)
     return CogVideoXBackbone(model, load_text_embeddings(text_embeddings), (int(size[0]), int(size[1])), vae, weights)

@@ -1,19 +1,30 @@
-"""Samplers with one interface: ``sample(denoiser, schedule, layout, cond, *, key, progress=None, **options)``.
+"""Samplers with one interface: ``build(denoiser_def, schedule, layout, cond, **options) -> Sampler``.
 
-Each module also exposes ``init`` and ``step`` over a NamedTuple state. ``SAMPLERS`` maps the
-command-line names to the ``sample`` functions.
+A :class:`~syncos_jax.samplers.base.Sampler` is a NamedTuple of pure functions bound to their
+context, ``init(key, …) -> State`` and ``step(state, params) -> (State, Info)``, plus
+``num_steps`` and ``expected_nfe``; the caller owns the loop::
+
+    sampler = syncos.build(defn, schedule, layout, cond, iters=20)
+    state = sampler.init(key)
+    for _ in range(sampler.num_steps):
+        state, info = sampler.step(state, params)
+
+or runs it in one compiled loop: ``sample(sampler, params, key)`` (batched over keys and over
+conditioning, with progress and finite checks), or ``run(sampler, state, params, stop=k)`` to
+stop and resume. ``SAMPLERS`` maps the command-line names to the builders.
 """
 
 from syncos_jax.samplers import csd_only, ddim, fifo, freenoise, gen_l_video, syncos
-from syncos_jax.samplers.base import Conditioning, SampleResult, build_conditioning
+from syncos_jax.samplers.base import SampleResult, Sampler, make_predict, run, sample
 
 SAMPLERS = {
-    "syncos": syncos.sample,
-    "gen-l-video": gen_l_video.sample,
-    "csd-only": csd_only.sample,
-    "ddim": ddim.sample,
-    "fifo": fifo.sample,
-    "freenoise": freenoise.sample,
+    "syncos": syncos.build,
+    "gen-l-video": gen_l_video.build,
+    "csd-only": csd_only.build,
+    "ddim": ddim.build,
+    "fifo": fifo.build,
+    "freenoise": freenoise.build,
 }
 
-__all__ = ["Conditioning", "SAMPLERS", "build_conditioning", "SampleResult", "csd_only", "ddim", "fifo", "freenoise", "gen_l_video", "syncos"]
+__all__ = ["SAMPLERS", "SampleResult", "Sampler", "csd_only", "ddim", "fifo", "freenoise", "gen_l_video", "make_predict",
+           "run", "sample", "syncos"]

@@ -10,45 +10,49 @@ per-frame timesteps, each frame takes a DDIM step ``τ_p → τ_{p−1}`` (slot 
 are written. Then the clean slot is popped as the next output frame, the queue shifts by one and
 fresh ``N(0, I)`` noise enters at the noisiest end. ``F + S − f`` iterations; the first ``S − f``
 outputs are warm-up. The queue is initialised from a base ``f``-frame video (DDIM, first prompt).
-With several local prompts the whole queue switches prompt when the output index crosses a
-segment boundary.
+With several local prompts the whole queue switches prompt when the output index crosses an
+event boundary (:func:`~syncos_jax.chunking.prompt_of_frame`; events may have any length).
+
+:func:`build` returns a :class:`~syncos_jax.samplers.base.Sampler`. Its ``init(key, params)``
+needs the backbone's params, because the queue starts from a sampled base video: whole-video
+DDIM (:mod:`~syncos_jax.samplers.ddim`: :func:`~syncos_jax.samplers.syncos.codenoise`, then the
+DDIM step) on ``f`` frames with the first local prompt.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from syncos_jax import schedules as S
-from syncos_jax.backbones.protocol import split_denoiser
-from syncos_jax.chunking import ChunkLayout
-from syncos_jax.guidance import calls_per_chunk, guided
-from syncos_jax.parallel import shard_batch
+from syncos_jax.chunking import ChunkLayout, prompt_of_frame
+from syncos_jax.guidance import calls_per_chunk
+from syncos_jax.prompts import Conditioning
 from syncos_jax import validate as V
-from syncos_jax.samplers import syncos
+from syncos_jax.samplers import ddim
 from syncos_jax.samplers.base import (
-    Conditioning,
-    SampleResult,
-    config_from_options,
+    Context,
+    Sampler,
     check_inputs,
+    config_from_options,
+    denoiser_def,
     first_nonfinite,
-    frame_shape_of,
-    is_key_batch,
+    make_predict,
+    make_spec,
     recorded_nonfinite,
-    run_loop,
+    run,
 )
 
 Array = jax.Array
 
-DIAGNOSTICS = ("frame", "prompt", "nfe")
 STAGE_BASE, STAGE_QUEUE = 4, 5  # stage ids of FIFOState.nonfinite: the base video's DDIM, a queue iteration
 
-__all__ = ["FIFOConfig", "FIFONoise", "FIFOState", "RULES", "expected_nfe", "check_backbone", "fifo_levels", "init", "make_config",
-           "nonfinite_message", "num_iterations", "run", "sample", "step"]
+__all__ = ["DIAGNOSTICS", "FIFOConfig", "FIFOInfo", "FIFOState", "QueuePlan", "RULES", "STAGE_BASE", "STAGE_QUEUE",
+           "build", "check_backbone", "expected_nfe", "fifo_levels", "init_queue", "make_config", "nonfinite_message",
+           "num_iterations", "queue_plan", "queue_step"]
 
 
 class FIFOConfig(NamedTuple):
@@ -57,10 +61,9 @@ class FIFOConfig(NamedTuple):
     Attributes:
       num_partitions: ``n``; ``S = n·f`` queue levels.
       lookahead: lookahead denoising (needs an even chunk length).
-      eta: DDIM ``η`` of the per-frame steps (FIFO's code uses 1).
+      eta: DDIM ``η`` of the per-frame steps (FIFO's code uses 1; VP schedules only, else 0).
       guidance_scale: classifier-free guidance ``γ``.
       check_finite: raise after the run naming the first iteration with a NaN/Inf.
-      diagnostics: names from :data:`DIAGNOSTICS` to record per iteration.
     """
 
     num_partitions: int = 4
@@ -68,21 +71,23 @@ class FIFOConfig(NamedTuple):
     eta: float = 1.0
     guidance_scale: float = 6.0
     check_finite: bool = False
-    diagnostics: tuple = ()
 
 
-class FIFONoise(NamedTuple):
-    """Explicit noise replacing FIFO's random draws (each optional).
+class FIFOInfo(NamedTuple):
+    """What one queue iteration reports.
 
     Attributes:
-      base: ``[f, H, W, C]`` ``x_T`` of the base video.
-      queue: ``[Q, H, W, C]`` the noise of the initial queue (``Q = S + f/2`` with lookahead, else ``S``).
-      push: ``[F + S − f, H, W, C]`` the fresh noise pushed at each iteration.
+      frame: ``[H, W, C]`` the clean frame popped at this iteration (an output frame after warm-up).
+      prompt: int32, the local prompt of the queue at this iteration.
+      nfe: int32 backbone evaluations of this iteration.
     """
 
-    base: Optional[Array] = None
-    queue: Optional[Array] = None
-    push: Optional[Array] = None
+    frame: Array
+    prompt: Array
+    nfe: Array
+
+
+DIAGNOSTICS = FIFOInfo._fields
 
 
 class FIFOState(NamedTuple):
@@ -114,7 +119,6 @@ RULES = {
     "eta": V.real(0.0, 1.0),
     "guidance_scale": V.real(0.0),
     "check_finite": V.boolean(),
-    "diagnostics": V.names(DIAGNOSTICS),
 }
 
 
@@ -122,14 +126,13 @@ def make_config(**options) -> FIFOConfig:
     """Returns a validated :class:`FIFOConfig`.
 
     Raises:
-      TypeError: for an unknown option.
+      UnknownOption: (a ``TypeError``) for an unknown option.
       OptionError: (a ``ValueError``) for a value of the wrong type or out of range (:data:`RULES`).
     """
-    config_from_options(FIFOConfig, options, "FIFO")  # unknown names first
-    return config_from_options(FIFOConfig, V.check_options(RULES, options), "FIFO")
+    return config_from_options(FIFOConfig, options, "fifo", RULES)
 
 
-class _Plan(NamedTuple):
+class QueuePlan(NamedTuple):
     """Static index arrays of the queue (numpy)."""
 
     context: int  # L = f/2 with lookahead, else 0
@@ -141,7 +144,8 @@ class _Plan(NamedTuple):
     target: np.ndarray  # [Q] index into τ of each slot's step target
 
 
-def _plan(f: int, cfg: FIFOConfig) -> _Plan:
+def queue_plan(f: int, cfg: FIFOConfig) -> QueuePlan:
+    """Returns the queue's static index arrays for chunk length ``f``; raises for lookahead with an odd ``f``."""
     S_levels = cfg.num_partitions * f
     if cfg.lookahead:
         if f % 2:
@@ -154,7 +158,7 @@ def _plan(f: int, cfg: FIFOConfig) -> _Plan:
     windows = starts[:, None] + np.arange(f)[None]
     write_pos = np.arange(f // 2, f) if cfg.lookahead else np.arange(f)
     p = np.maximum(np.arange(Q) - L, 0)
-    return _Plan(L, Q, windows, windows[:, write_pos], write_pos, p, np.maximum(p - 1, 0))
+    return QueuePlan(L, Q, windows, windows[:, write_pos], write_pos, p, np.maximum(p - 1, 0))
 
 
 def fifo_levels(schedule: S.Schedule, num_levels: int) -> Array:
@@ -192,151 +196,64 @@ def num_iterations(layout: ChunkLayout, cfg: FIFOConfig) -> int:
     return layout.num_frames + cfg.num_partitions * layout.chunk_frames - layout.chunk_frames
 
 
-def expected_nfe(schedule: S.Schedule, layout: ChunkLayout, **options) -> int:
+def expected_nfe(cfg: FIFOConfig, schedule: S.Schedule, layout: ChunkLayout) -> int:
     """Returns ``c·(S_base + (F + S − f)·R)``: base video steps plus one call per window per iteration."""
-    cfg = make_config(**options)
     c = calls_per_chunk(cfg.guidance_scale)
-    plan = _plan(layout.chunk_frames, cfg)
+    plan = queue_plan(layout.chunk_frames, cfg)
     return int(c * (schedule.num_steps + num_iterations(layout, cfg) * plan.windows.shape[0]))
 
 
-def init(
-    key: Array,
-    denoiser,
-    schedule: S.Schedule,
-    layout: ChunkLayout,
-    cond: Conditioning,
-    frame_shape: Sequence[int],
-    config: FIFOConfig = FIFOConfig(),
-    *,
-    noise: FIFONoise = FIFONoise(),
-    mesh=None,
-) -> FIFOState:
-    """Returns the initial state: a base ``f``-frame video (DDIM over the schedule's grid, first
-    local prompt) noised into the queue, ``Q[p] = α_{τ_p}·x̂[max(0, p − (S − f))] + σ_{τ_p}·ε``."""
-    defn, params = split_denoiser(denoiser)
-    check_backbone(defn, layout)
+def init_queue(key: Array, base_video: Array, schedule: S.Schedule, layout: ChunkLayout, cfg: FIFOConfig,
+               queue_noise: Optional[Array] = None) -> Array:
+    """Returns the initial queue ``Q[p] = α_{τ_p}·x̂[max(0, p − (S − f))] + σ_{τ_p}·ε``, ``[Q, H, W, C]``,
+    from the base video ``x̂: [f, H, W, C]`` (``queue_noise`` replaces the draw of ``ε``)."""
     f = layout.chunk_frames
-    plan = _plan(f, config)
-    k_base, k_queue, k_run = jax.random.split(key, 3)
-    first = Conditioning(prompts=cond.select(jnp.zeros((1,), jnp.int32)), uncond=cond.uncond)
-    base_layout = ChunkLayout(f, f, f)
-    base_cfg = syncos.make_config(stages=(1, 3), guidance_scale=config.guidance_scale, check_finite=config.check_finite)
-    st = syncos.init(k_base, base_layout, frame_shape, initial_noise=noise.base)
-    st, _ = syncos.run((defn, params), schedule, base_layout, first, st, config=base_cfg, mesh=mesh)
-    base = st.x
-    # a NaN/Inf in the base video is recorded as (its DDIM step, STAGE_BASE)
-    flag = jnp.where(st.nonfinite[0] >= 0, jnp.stack([st.nonfinite[0], jnp.int32(STAGE_BASE)]), -1).astype(jnp.int32)
-    tau = fifo_levels(schedule, config.num_partitions * f)
+    plan = queue_plan(f, cfg)
+    frame_shape = tuple(base_video.shape[1:])
+    tau = fifo_levels(schedule, cfg.num_partitions * f)
     alpha, sigma = schedule.alpha_sigma(tau[plan.level])  # [Q]
-    S_levels = config.num_partitions * f
-    src = np.maximum(0, plan.level - (S_levels - f))
-    eps = jax.random.normal(k_queue, (plan.size,) + tuple(frame_shape)) if noise.queue is None else jnp.asarray(noise.queue)
-    if eps.shape != (plan.size,) + tuple(frame_shape):
-        raise ValueError(f"noise.queue has shape {tuple(eps.shape)}, expected {(plan.size,) + tuple(frame_shape)}.")
-    queue = S.append_dims(alpha, 4) * base[src] + S.append_dims(sigma, 4) * eps
-    return FIFOState(
-        queue=queue,
-        outputs=jnp.zeros((layout.num_frames,) + tuple(frame_shape), jnp.float32),
-        step=jnp.zeros((), jnp.int32),
-        key=k_run,
-        nfe=st.nfe,
-        nonfinite=flag,
-    )
+    src = np.maximum(0, plan.level - (cfg.num_partitions * f - f))
+    eps = jax.random.normal(key, (plan.size,) + frame_shape) if queue_noise is None else jnp.asarray(queue_noise)
+    if eps.shape != (plan.size,) + frame_shape:
+        raise ValueError(f"queue_noise has shape {tuple(eps.shape)}, expected {(plan.size,) + frame_shape}.")
+    return S.append_dims(alpha, 4) * base_video[src] + S.append_dims(sigma, 4) * eps
 
 
-def step(
-    state: FIFOState,
-    denoiser,
-    schedule: S.Schedule,
-    layout: ChunkLayout,
-    cond: Conditioning,
-    config: FIFOConfig = FIFOConfig(),
-    *,
-    push_noise: Optional[Array] = None,
-    mesh=None,
-) -> tuple[FIFOState, dict]:
-    """Returns ``(next state, diagnostics)``: one FIFO iteration (all windows in one backbone call)."""
-    defn, params = split_denoiser(denoiser)
+def queue_step(state: FIFOState, predict, schedule: S.Schedule, layout: ChunkLayout, bounds, cfg: FIFOConfig,
+               push_noise: Optional[Array] = None) -> tuple[FIFOState, FIFOInfo]:
+    """One FIFO iteration: every window through ``predict`` in one batched call, a DDIM step of
+    every slot down one level, the clean slot popped as an output frame, fresh noise pushed.
+
+    Args:
+      predict: the backbone at the edge (:func:`~syncos_jax.samplers.base.make_predict`).
+      bounds: ``(start, end)`` of each local prompt's frames; the queue takes the prompt of its output frame.
+      push_noise: ``[F + S − f, H, W, C]`` explicit pushed noise (replaces the draws).
+    """
     f, F = layout.chunk_frames, layout.num_frames
-    plan = _plan(f, config)
-    S_levels = config.num_partitions * f
+    plan = queue_plan(f, cfg)
+    S_levels = cfg.num_partitions * f
     i = state.step
     k_push, k_eta = jax.random.split(jax.random.fold_in(state.key, i))
     tau = fifo_levels(schedule, S_levels)
     R = plan.windows.shape[0]
 
     out_index = i - (S_levels - f)
-    prompt = jnp.clip((out_index * cond.num_prompts) // F, 0, cond.num_prompts - 1)
-    cond_c = cond.select(jnp.full((R,), prompt))
-    cond_u = cond.null(R) if calls_per_chunk(config.guidance_scale) == 2 else None
-
+    prompt = jnp.asarray(prompt_of_frame(out_index, bounds), jnp.int32)
     xw = state.queue[plan.windows]  # [R, f, H, W, C]
     tw = tau[plan.level[plan.windows]]  # [R, f] per-frame model times
     a_t, s_t = schedule.alpha_sigma(tw)
     a_s, s_s = schedule.alpha_sigma(tau[plan.target[plan.windows]])
-
-    def denoise(x, tt, cc):
-        return shard_batch(defn.apply(params, shard_batch(x, mesh), shard_batch(tt, mesh), shard_batch(cc, mesh)), mesh)
-
-    out = guided(denoise, xw, tw, cond_c, cond_u, config.guidance_scale)
-    x0, eps = S.to_x0_eps(out, xw, a_t, s_t, schedule.prediction_type)
-    if config.eta > 0 and schedule.kind != "vp":
-        raise ValueError(f"eta={config.eta} is only defined for VP schedules; use eta=0 with a flow schedule.")
-    new = S.ddim_step(x0, eps, a_s, s_s, eta=config.eta, alpha_t=a_t, sigma_t=s_t, key=k_eta)
+    x0, eps = predict(xw, tw, jnp.full((R,), prompt))
+    new = S.ddim_step(x0, eps, a_s, s_s, eta=cfg.eta, alpha_t=a_t, sigma_t=s_t, key=k_eta)
     queue = state.queue.at[plan.write.ravel()].set(new[:, plan.write_pos].reshape((-1,) + new.shape[2:]))
     frame = queue[plan.context]
     outputs = jax.lax.dynamic_update_index_in_dim(state.outputs, frame, jnp.clip(out_index, 0, F - 1), 0)
     outputs = jnp.where(out_index >= 0, outputs, state.outputs)
     fresh = jax.random.normal(k_push, frame.shape, frame.dtype) if push_noise is None else push_noise[i]
     queue = jnp.concatenate([queue[1:], fresh[None]], axis=0)
-    nfe = state.nfe + R * calls_per_chunk(config.guidance_scale)
-    flag = first_nonfinite(state.nonfinite, i, STAGE_QUEUE, queue) if config.check_finite else state.nonfinite
-    wanted = {"frame": lambda: frame, "prompt": lambda: prompt, "nfe": lambda: nfe - state.nfe}
-    diag = {n: wanted[n]() for n in config.diagnostics}
-    return FIFOState(queue, outputs, i + 1, state.key, nfe.astype(jnp.int32), flag), diag
-
-
-@functools.partial(jax.jit, static_argnames=("defn", "layout", "config", "progress", "mesh", "batched"))
-def _run(params, schedule, cond, state, stop, push, *, defn, layout, config, progress, mesh, batched):
-    def one(st, pn):
-        return step(st, (defn, params), schedule, layout, cond, config, push_noise=pn, mesh=mesh)
-
-    step_fn = jax.vmap(one, in_axes=(0, None if push is None else 0)) if batched else one
-    return run_loop(lambda st: step_fn(st, push), state, stop, num_iterations(layout, config), progress)
-
-
-def run(
-    denoiser,
-    schedule: S.Schedule,
-    layout: ChunkLayout,
-    cond: Conditioning,
-    state: FIFOState,
-    *,
-    config: FIFOConfig,
-    stop: Optional[int] = None,
-    push_noise: Optional[Array] = None,
-    progress: Optional[Callable[[int], None]] = None,
-    mesh=None,
-) -> tuple[FIFOState, dict]:
-    """Runs compiled iterations from ``state.step`` to ``stop`` (default: the end). Returns ``(state, diagnostics)``.
-
-    One executable serves a full run, a run stopped after iteration ``k`` and a resumed one, so
-    a resumed video is bit-identical to an uninterrupted one (as :func:`syncos_jax.samplers.syncos.run`).
-    """
-    defn, params = split_denoiser(denoiser)
-    check_inputs(defn, schedule, cond)
-    total = num_iterations(layout, config)
-    stop = total if stop is None else int(stop)
-    if not 0 <= stop <= total:
-        raise ValueError(f"stop={stop} must be between 0 and the number of iterations {total}.")
-    if push_noise is not None:
-        expected = (total,) + tuple(state.queue.shape[-3:])
-        if tuple(jnp.shape(push_noise)[-4:]) != expected:
-            raise ValueError(f"noise.push has shape {tuple(jnp.shape(push_noise))}, expected [..., {expected}].")
-    batched = jnp.ndim(state.step) == 1
-    return _run(params, schedule, cond, state, jnp.asarray(stop, jnp.int32), push_noise, defn=defn, layout=layout,
-                config=config, progress=progress, mesh=mesh, batched=batched)
+    nfe = state.nfe + R * calls_per_chunk(cfg.guidance_scale)
+    flag = first_nonfinite(state.nonfinite, i, STAGE_QUEUE, queue) if cfg.check_finite else state.nonfinite
+    return FIFOState(queue, outputs, i + 1, state.key, nfe.astype(jnp.int32), flag), FIFOInfo(frame, prompt, nfe - state.nfe)
 
 
 def nonfinite_message(flag, schedule: S.Schedule, layout: ChunkLayout, config: FIFOConfig) -> Optional[str]:
@@ -357,47 +274,74 @@ def nonfinite_message(flag, schedule: S.Schedule, layout: ChunkLayout, config: F
             f"({where}) in the queue update (every slot steps down one level; levels t={tau[0]}..{tau[-1]}).")
 
 
-def sample(
+def build(
     denoiser,
     schedule: S.Schedule,
     layout: ChunkLayout,
     cond: Conditioning,
     *,
-    key: Array,
-    progress: Optional[Callable[[int], None]] = None,
-    noise: FIFONoise = FIFONoise(),
-    frame_shape: Optional[Sequence[int]] = None,
     mesh=None,
+    frame_shape: Optional[Sequence[int]] = None,
+    push_noise: Optional[Array] = None,
     **options,
-) -> SampleResult:
-    """Returns a :class:`SampleResult` sampled with FIFO-Diffusion (options: :class:`FIFOConfig`).
+) -> Sampler:
+    """Returns FIFO-Diffusion as a :class:`~syncos_jax.samplers.base.Sampler` (options: :class:`FIFOConfig`).
 
-    ``layout`` gives ``F`` and the window length ``f`` (its stride is unused). ``key`` may be a
-    ``[batch]`` of keys (then every given noise array has a leading batch axis).
+    ``layout`` gives ``F`` and the window length ``f`` (its stride is unused). ``push_noise``
+    (``[F + S − f, H, W, C]``) replaces the pushed noise draws. The sampler's
+    ``init(key, params, *, base_video_noise=None, queue_noise=None)`` samples the base video with the
+    backbone's params (``base_video_noise``: its ``x_T``, ``[f, H, W, C]``; ``queue_noise``: the initial
+    queue's noise, ``[Q, H, W, C]``).
     """
     cfg = make_config(**options)
-    defn, params = split_denoiser(denoiser)
+    defn = denoiser_def(denoiser)
     check_backbone(defn, layout)
     check_inputs(defn, schedule, cond)
-    shape = frame_shape_of(denoiser, frame_shape, noise.base)
-    if noise.push is not None:
-        expected = (num_iterations(layout, cfg),) + shape
-        if tuple(jnp.shape(noise.push)[-4:]) != expected:
-            raise ValueError(f"noise.push has shape {tuple(jnp.shape(noise.push))}, expected [..., {expected}].")
-    batched = is_key_batch(key)
-    make = functools.partial(init, denoiser=(defn, params), schedule=schedule, layout=layout, cond=cond,
-                             frame_shape=shape, config=cfg, mesh=mesh)
-    if batched:
-        axes = FIFONoise(*(None if a is None else 0 for a in (noise.base, noise.queue, None)))
-        state = jax.vmap(lambda k, nz: make(k, noise=nz), in_axes=(0, axes))(key, noise._replace(push=None))
-    else:
-        state = make(key, noise=noise._replace(push=None))
-    state, diag = run((defn, params), schedule, layout, cond, state, config=cfg, push_noise=noise.push,
-                      progress=progress, mesh=mesh)
-    if cfg.check_finite:
-        message = nonfinite_message(state.nonfinite, schedule, layout, cfg)
-        if message:
-            raise FloatingPointError(message)
-    if batched:
-        diag = {n: jnp.moveaxis(v, 1, 0) for n, v in diag.items()}
-    return SampleResult(latents=state.outputs, nfe=state.nfe, diagnostics=diag, state=state)
+    if cfg.eta > 0 and schedule.kind != "vp":
+        raise V.OptionError("eta", cfg.eta, "0 with a flow schedule (η > 0 is only defined for VP schedules)")
+    f = layout.chunk_frames
+    queue_plan(f, cfg)  # lookahead needs an even f
+    fifo_levels(schedule, cfg.num_partitions * f)  # a flow grid must have S = n·f steps
+    total = num_iterations(layout, cfg)
+    shape = frame_shape if frame_shape is not None else getattr(denoiser, "frame_shape", None)
+    if shape is None:
+        raise ValueError("frame_shape=(H, W, C) is needed: the denoiser does not declare one.")
+    shape = tuple(int(s) for s in shape)
+    if push_noise is not None and tuple(jnp.shape(push_noise)) != (total,) + shape:
+        raise ValueError(f"push_noise has shape {tuple(jnp.shape(push_noise))}, expected {(total,) + shape}.")
+    bounds = cond.segments(layout.num_frames)
+    first = Conditioning(prompts=cond.select(jnp.zeros((1,), jnp.int32)), uncond=cond.uncond)
+    base_video = ddim.build(defn, schedule, ChunkLayout(f, f, f), first, guidance_scale=cfg.guidance_scale,
+                            check_finite=cfg.check_finite, mesh=mesh, frame_shape=shape)
+
+    def init(key, params=None, *, base_video_noise=None, queue_noise=None):
+        if params is None:
+            raise ValueError("FIFO's init samples its base video: pass the backbone's params, init(key, params).")
+        k_base, k_queue, k_run = jax.random.split(key, 3)
+        st, _ = run(base_video, base_video.init(k_base, initial_noise=base_video_noise), params)
+        # a NaN/Inf in the base video is recorded as (its DDIM step, STAGE_BASE)
+        flag = jnp.where(st.nonfinite[0] >= 0, jnp.stack([st.nonfinite[0], jnp.int32(STAGE_BASE)]), -1).astype(jnp.int32)
+        return FIFOState(
+            queue=init_queue(k_queue, st.x, schedule, layout, cfg, queue_noise),
+            outputs=jnp.zeros((layout.num_frames,) + shape, jnp.float32),
+            step=jnp.zeros((), jnp.int32),
+            key=k_run,
+            nfe=st.nfe,
+            nonfinite=flag,
+        )
+
+    def step(state, params):
+        predict = make_predict(defn, params, schedule, cond, cfg.guidance_scale, mesh)
+        return queue_step(state, predict, schedule, layout, bounds, cfg, push_noise)
+
+    return Sampler(
+        init=init,
+        step=step,
+        num_steps=total,
+        expected_nfe=expected_nfe(cfg, schedule, layout),
+        spec=make_spec(build, defn, layout, dict(options, mesh=mesh, frame_shape=shape)),
+        context=Context(schedule, cond, {} if push_noise is None else {"push_noise": push_noise}),
+        output=lambda state: state.outputs,
+        nonfinite_message=lambda flag: nonfinite_message(flag, schedule, layout, cfg),
+        info_fields=FIFOInfo._fields,
+    )

@@ -8,6 +8,8 @@ crashes there). Then one ordinary DDIM trajectory over all ``F`` frames (the bac
 whole video); if the backbone only takes chunks, the trajectory fuses the layout's windows
 (Gen-L-Video) instead — the closest backbone-independent reading. Window-fused temporal attention
 is a backbone option, not part of this sampler.
+
+So FreeNoise is an ``init`` (the rescheduled ``x_T``) plus Gen-L-Video's ``step``, reused.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from syncos_jax.backbones.protocol import split_denoiser
 from syncos_jax.chunking import ChunkLayout
+from syncos_jax import validate as V
 from syncos_jax.samplers import syncos
-from syncos_jax.samplers.base import SampleResult, frame_shape_of, is_key_batch
+from syncos_jax.samplers.base import denoiser_def, make_spec
 
 Array = jax.Array
 
-__all__ = ["init", "reschedule_noise", "sample", "trajectory_layout"]
+__all__ = ["build", "reschedule_noise", "trajectory_layout"]
 
 
 @functools.partial(jax.jit, static_argnames=("window", "stride"))
@@ -64,73 +66,44 @@ def reschedule_noise(key: Array, noise: Array, window: int, stride: int) -> Arra
 
 def trajectory_layout(layout: ChunkLayout, denoiser) -> ChunkLayout:
     """Returns ``(F, F, F)`` if the backbone can see all ``F`` frames, else ``layout`` (windows fused)."""
-    defn, _ = split_denoiser(denoiser)
+    defn = denoiser_def(denoiser)
     F = layout.num_frames
     if defn.frames_per_chunk is None or defn.frames_per_chunk == F:
         return ChunkLayout(F, F, F)
     return layout
 
 
-def sample(
-    denoiser,
-    schedule,
-    layout: ChunkLayout,
-    cond,
-    *,
-    key: Array,
-    progress=None,
-    window: Optional[int] = None,
-    noise_stride: Optional[int] = None,
-    initial_noise: Optional[Array] = None,
-    frame_shape=None,
-    mesh=None,
-    **options,
-) -> SampleResult:
-    """Returns a :class:`SampleResult` sampled with FreeNoise's noise rescheduling and DDIM.
+def build(denoiser, schedule, layout: ChunkLayout, cond, *, window: Optional[int] = None,
+          noise_stride: Optional[int] = None, **options):
+    """Returns FreeNoise (noise rescheduling, then DDIM) as a :class:`~syncos_jax.samplers.base.Sampler`.
 
     Args:
       window: ``W``, default the layout's ``chunk_frames``.
-      noise_stride: ``S``, default the layout's ``stride``.
-      key: a PRNG key, or ``[batch]`` keys (vmapped).
-      initial_noise: i.i.d. noise to reschedule (``[F, H, W, C]``, batched likewise); drawn from ``key`` if ``None``.
-      **options: DDIM options of :class:`~syncos_jax.samplers.syncos.SynCoSConfig`
-        (``guidance_scale``, ``eta``, ``diagnostics``, ...); stages are fixed to ``(1, 3)``.
+      noise_stride: ``S`` in ``[1, W]``, default the layout's ``stride``.
+      **options: DDIM options of :func:`syncos_jax.samplers.syncos.build` (``guidance_scale``, ``eta``,
+        ``mesh``, ``frame_shape``, ...); stages are fixed to ``(1, 3)``.
+
+    Its ``init(key, params=None, *, initial_noise=None)`` reschedules ``initial_noise`` (i.i.d.
+    noise ``[F, H, W, C]``; drawn from ``key`` if ``None``); its ``step`` is Gen-L-Video's on
+    :func:`trajectory_layout`.
     """
-    if "stages" in options:
-        raise TypeError("freenoise fixes stages=(1, 3).")
-    window = layout.chunk_frames if window is None else int(window)
-    noise_stride = layout.stride if noise_stride is None else int(noise_stride)
-    shape = (layout.num_frames,) + frame_shape_of(denoiser, frame_shape, initial_noise)
+    sizes = V.check_options({"window": V.integer(1), "noise_stride": V.integer(1)},
+                            {"window": layout.chunk_frames if window is None else window,
+                             "noise_stride": layout.stride if noise_stride is None else noise_stride})
+    if sizes["noise_stride"] > sizes["window"]:
+        raise V.OptionError("noise_stride", sizes["noise_stride"], f"expected an integer in [1, window={sizes['window']}]")
     traj = trajectory_layout(layout, denoiser)
-    config = syncos.make_config(stages=(1, 3), **options)
-    make = functools.partial(init, layout=traj, frame_shape=shape[1:], window=window, noise_stride=noise_stride)
-    if not is_key_batch(key):
-        state = make(key, initial_noise=initial_noise)
-    elif initial_noise is None:
-        state = jax.vmap(lambda k: make(k))(key)
-    else:
-        state = jax.vmap(lambda k, n: make(k, initial_noise=n))(key, initial_noise)
-    state, diag = syncos.run(denoiser, schedule, traj, cond, state, config=config, progress=progress, mesh=mesh)
-    return syncos.finish(state, diag, schedule, config.check_finite)
+    ddim = syncos.build(denoiser, schedule, traj, cond, **syncos.fixed_options("freenoise", {"stages": (1, 3)}, options))
+    frame_shape = dict(ddim.spec.options)["frame_shape"]
 
+    def init(key, params=None, *, initial_noise=None):
+        k_noise, k_perm, k_run = jax.random.split(key, 3)
+        if frame_shape is None and initial_noise is None:
+            raise ValueError("frame_shape=(H, W, C) is needed: the denoiser does not declare one and no initial_noise was given.")
+        shape = (layout.num_frames,) + tuple(frame_shape if frame_shape is not None else jnp.shape(initial_noise)[-3:])
+        base = jax.random.normal(k_noise, shape) if initial_noise is None else jnp.asarray(initial_noise)
+        x_T = reschedule_noise(k_perm, base, sizes["window"], sizes["noise_stride"])
+        return syncos.init(k_run, traj, shape[1:], initial_noise=x_T)
 
-def init(
-    key: Array,
-    layout: ChunkLayout,
-    frame_shape,
-    *,
-    window: int,
-    noise_stride: int,
-    initial_noise: Optional[Array] = None,
-) -> syncos.SynCoSState:
-    """Returns the start state of FreeNoise's DDIM trajectory: ``x_T`` rescheduled (one key).
-
-    ``key`` splits into the noise, the permutations and the trajectory's key, as :func:`sample`
-    does, so stepping this state with :func:`syncos_jax.samplers.syncos.run` (``stages=(1, 3)``,
-    on :func:`trajectory_layout`) gives :func:`sample`'s video.
-    """
-    k_noise, k_perm, k_run = jax.random.split(key, 3)
-    shape = (layout.num_frames,) + tuple(frame_shape)
-    base = jax.random.normal(k_noise, shape) if initial_noise is None else jnp.asarray(initial_noise)
-    x_T = reschedule_noise(k_perm, base, window, noise_stride)
-    return syncos.init(k_run, layout, frame_shape, initial_noise=x_T)
+    spec = make_spec(build, ddim.spec.defn, layout, dict(options, frame_shape=frame_shape, **sizes))
+    return ddim._replace(init=init, spec=spec)

@@ -1,24 +1,31 @@
-"""SynCoS — Synchronized Coupled Sampling (ALGORITHM.md §4), with every ablation a keyword.
+"""SynCoS — Synchronized Coupled Sampling (ALGORITHM.md §4), composed of its three stages.
 
-One denoising step from grid time ``t`` to the next grid time ``s``:
+One denoising step from grid time ``t`` to the next grid time ``s`` (the paper's Algorithm 1):
 
-* **Stage 1** — temporal co-denoising with DDIM: one batched (CFG-guided) backbone call over all
-  ``N`` chunks of ``X_t``, fused ``X̂_0 = fuse({x̂_0(out_i)})``.
-* **Stage 2** — if ``t > t_min``: CSD refinement of ``X̂_0`` at the *grounded* time ``t`` with a
-  *fixed baseline noise* ``E`` drawn once per step: ``iters`` AdamW updates, each on ``B`` chunks
-  drawn without replacement, ``z_j = α_t·take(Y)_j + σ_t·take(E)_j``, residual
-  ``g_j = ε̂(z_j) − take(E)_j``, the Stein-variational gradient fused over the minibatch.
-  Skipped with ``lax.cond`` (not computed) when ``t ≤ t_min``.
-* **Stage 3** — ``X_s = α_s·X̂_0 + σ_s·E`` if stage 2 ran, else plain DDIM on the fused ``X̂_0``.
-  The last step returns ``X̂_0``.
+* :func:`codenoise` (**stage 1**, temporal co-denoising): one batched (CFG-guided) backbone call
+  over all ``N`` chunks of ``X_t``, fused ``X̂_0 = fuse({x̂_0(chunk_i)})``.
+* :func:`refine` (**stage 2**, CSD-based synchronisation), if ``t > t_min``: CSD refinement of
+  ``X̂_0`` at the *grounded* time ``t`` with a *fixed baseline noise* ``E`` drawn once per step:
+  ``iters`` AdamW updates, each on ``B`` chunks drawn without replacement,
+  ``z_j = α_t·take(Y)_j + σ_t·take(E)_j``, residual ``g_j = ε̂(z_j) − take(E)_j``, the
+  Stein-variational gradient fused over the minibatch. Skipped with ``lax.cond`` (not computed)
+  when ``t ≤ t_min``.
+* :func:`renoise` (**stage 3**, grounded re-noising): ``X_s = α_s·X̂_0 + σ_s·E`` if stage 2 ran,
+  else plain DDIM on the fused ``X̂_0``. The last step returns ``X̂_0``.
 
-``stages=(1, 3)`` is Gen-L-Video exactly, ``stages=(2,)`` CSD-only, ``(1, 2, 3)`` SynCoS.
+``stages=`` selects the composition: ``(1, 2, 3)`` SynCoS, ``(1, 3)`` Gen-L-Video exactly,
+``(2,)`` CSD-only. :func:`build` binds the denoiser, schedule, layout and conditioning once and
+returns a :class:`~syncos_jax.samplers.base.Sampler`::
+
+    sampler = syncos.build(defn, schedule, layout, cond, iters=20)
+    state = sampler.init(key)
+    for _ in range(sampler.num_steps):
+        state, info = sampler.step(state, params)   # info: a SynCoSInfo
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,33 +33,34 @@ import numpy as np
 import optax
 
 from syncos_jax import schedules as S
-from syncos_jax.backbones.protocol import DenoiserDef, split_denoiser
-from syncos_jax.chunking import ChunkLayout, fuse, fuse_subset, take, take_subset
+from syncos_jax.chunking import ChunkLayout, assign_prompts, fuse, fuse_subset, take, take_subset
 from syncos_jax.csd import csd_gradient
-from syncos_jax.guidance import calls_per_chunk, guided, step_guidance
-from syncos_jax.parallel import shard_batch
+from syncos_jax.guidance import calls_per_chunk
+from syncos_jax.prompts import Conditioning
 from syncos_jax import validate as V
 from syncos_jax.samplers.base import (
-    Conditioning,
-    SampleResult,
+    Sampler,
+    UnknownOption,
     check_inputs,
-    chunk_conditioning,
     config_from_options,
-    finite_error,
+    count_above,
+    denoiser_def,
     first_nonfinite,
-    frame_shape_of,
-    is_key_batch,
-    run_loop,
+    make_predict,
+    make_spec,
+    nonfinite_message,
+    Context,
 )
 
 Array = jax.Array
 
-DIAGNOSTICS = ("x0", "x0_fused", "base_noise", "grad_norm", "stage2_t", "stage2_ran", "nfe")
 WEIGHTINGS = ("sigma2", "one")
 KERNEL_ON = ("noisy", "clean")
 OPTIMIZERS = ("adamw", "sgd")
 
-__all__ = ["DIAGNOSTICS", "SynCoSConfig", "SynCoSState", "expected_nfe", "init", "sample", "step"]
+__all__ = ["BUILD_KEYWORDS", "DIAGNOSTICS", "RULES", "SynCoSConfig", "SynCoSInfo", "SynCoSState", "batch_chunks", "build",
+           "codenoise", "expected_nfe", "fixed_options", "init", "make_config", "refine", "renoise", "stage2_possible",
+           "synchronized_step"]
 
 
 class SynCoSConfig(NamedTuple):
@@ -92,10 +100,6 @@ class SynCoSConfig(NamedTuple):
         ``eta`` everywhere). With ``stages=(1, 3)`` and ``1.0`` this is Gen-L-Video with fresh noise
         only where SynCoS would run stage 2 (mechanism study).
       check_finite: record the first NaN/Inf and raise after the run (naming step, time and stage).
-      diagnostics: names from :data:`DIAGNOSTICS` to record per step: ``x0`` the ``X̂_0`` of the step
-        (after stage 2), ``x0_fused`` the fused stage-1 ``X̂_0`` before stage 2 (``X_t`` when stage 1
-        is off), ``base_noise`` the stage-2 noise ``E``, ``grad_norm`` / ``stage2_t`` per stage-2
-        iteration, ``stage2_ran``, ``nfe`` of the step.
     """
 
     stages: tuple = (1, 2, 3)
@@ -120,7 +124,32 @@ class SynCoSConfig(NamedTuple):
     optimizer: str = "adamw"
     eta_above_t_min: Optional[float] = None
     check_finite: bool = False
-    diagnostics: tuple = ()
+
+
+class SynCoSInfo(NamedTuple):
+    """What one step reports (always returned; :func:`~syncos_jax.samplers.base.run` records the
+    fields asked for with ``diagnostics=``).
+
+    Attributes:
+      x0: ``[F, H, W, C]`` the step's ``X̂_0`` (after stage 2).
+      x0_fused: ``[F, H, W, C]`` the fused stage-1 ``X̂_0`` before stage 2 (``X_t`` when stage 1 is off).
+      base_noise: ``[F, H, W, C]`` the stage-2 baseline noise ``E`` (zeros when stage 2 cannot run).
+      grad_norm: ``[iters]`` the fused CSD gradient's norm at each stage-2 iteration (0 when skipped).
+      stage2_t: ``[iters]`` the model time of each stage-2 iteration (0 when skipped).
+      stage2_ran: bool, whether stage 2 ran at this step.
+      nfe: int32 backbone evaluations of this step.
+    """
+
+    x0: Array
+    x0_fused: Array
+    base_noise: Array
+    grad_norm: Array
+    stage2_t: Array
+    stage2_ran: Array
+    nfe: Array
+
+
+DIAGNOSTICS = SynCoSInfo._fields
 
 
 class SynCoSState(NamedTuple):
@@ -167,7 +196,6 @@ RULES = {
     "optimizer": V.choice(*OPTIMIZERS),
     "eta_above_t_min": V.optional(V.real(0.0, 1.0)),
     "check_finite": V.boolean(),
-    "diagnostics": V.names(DIAGNOSTICS),
 }
 
 
@@ -175,7 +203,7 @@ def make_config(**options) -> SynCoSConfig:
     """Returns a validated :class:`SynCoSConfig` from keyword options.
 
     Raises:
-      TypeError: for an unknown option.
+      UnknownOption: (a ``TypeError`` and an ``OptionError``) for an unknown option.
       OptionError: (a ``ValueError``) for a value of the wrong type or out of range, naming it —
         e.g. ``lr=nan: expected a finite number >= 0`` (rules: :data:`RULES`).
     """
@@ -185,9 +213,7 @@ def make_config(**options) -> SynCoSConfig:
         opts["fusion_weights"] = tuple(float(w) for w in fw)
     if isinstance(opts.get("guidance_scale"), list):
         opts["guidance_scale"] = tuple(opts["guidance_scale"])
-    config_from_options(SynCoSConfig, opts, "SynCoS")  # unknown names first
-    opts = V.check_options(RULES, opts)
-    cfg = config_from_options(SynCoSConfig, opts, "SynCoS")
+    cfg = config_from_options(SynCoSConfig, opts, "syncos", RULES)
     if not cfg.stages or not set(cfg.stages) <= {1, 2, 3} or tuple(sorted(set(cfg.stages))) != cfg.stages:
         raise ValueError(f"stages={cfg.stages!r} must be an increasing subset of (1, 2, 3), e.g. (1, 2, 3), (1, 3) or (2,).")
     if cfg.eta_above_t_min is not None and cfg.t_min is None:
@@ -195,32 +221,60 @@ def make_config(**options) -> SynCoSConfig:
     return cfg
 
 
-def _batch_chunks(cfg: SynCoSConfig, layout: ChunkLayout) -> int:
+
+
+BUILD_KEYWORDS = ("mesh", "frame_shape", "base_noise")
+
+
+def fixed_options(name: str, fixed: dict, options: dict) -> dict:
+    """Returns ``{**fixed, **options}`` for a sampler ``name`` that is SynCoS with the settings
+    ``fixed`` (Gen-L-Video, CSD-only, DDIM, FreeNoise's trajectory).
+
+    Raises:
+      UnknownOption: for a name that is neither a :class:`SynCoSConfig` field nor a ``build`` keyword.
+      ValueError: for an option that ``name`` fixes (e.g. ``stages``).
+    """
+    known = SynCoSConfig._fields + BUILD_KEYWORDS
+    for option, value in options.items():
+        if option not in known:
+            raise UnknownOption(option, value, f"not a setting of {name} (its settings: {', '.join(SynCoSConfig._fields)})")
+    for option, value in fixed.items():
+        if option == "stages" and option in options:
+            raise ValueError(f"{name} fixes stages={value}; use the syncos sampler to choose stages.")
+    return {**fixed, **options}
+
+
+def batch_chunks(cfg: SynCoSConfig, layout: ChunkLayout) -> int:
+    """Returns ``B``, the chunks per stage-2 iteration (``min(N, 4)`` by default); raises unless ``1 ≤ B ≤ N``."""
     B = min(layout.num_chunks, 4) if cfg.batch_chunks is None else int(cfg.batch_chunks)
     if not 1 <= B <= layout.num_chunks:
         raise ValueError(f"batch_chunks={cfg.batch_chunks} must be between 1 and the number of chunks N={layout.num_chunks}.")
     return B
 
 
-def expected_nfe(schedule: S.Schedule, layout: ChunkLayout, **options) -> int:
-    """Returns the closed-form NFE: ``S·N·c·[1∈stages] + Σ_{t>t_min} iters·B·c·[2∈stages]``, ``c = 1 + [γ≠1]``."""
-    cfg = make_config(**options)
+def stage2_possible(cfg: SynCoSConfig, schedule: S.Schedule) -> bool:
+    """Whether stage 2 is compiled at all.
+
+    Model times never exceed ``T``, so ``t_min ≥ T`` switches stage 2 off statically: the compiled
+    program is then Gen-L-Video's, bit for bit (a never-taken ``lax.cond`` still changes XLA's fusion).
+    """
+    return 2 in cfg.stages and not (cfg.t_min is not None and cfg.t_min >= schedule.num_train_timesteps)
+
+
+def expected_nfe(cfg: SynCoSConfig, schedule: S.Schedule, layout: ChunkLayout) -> Optional[int]:
+    """Returns the closed-form NFE ``S·N·c·[1∈stages] + Σ_{t>t_min} iters·B·c·[2∈stages]``, ``c = 1 + [γ≠1]``
+    (``None`` for a traced schedule)."""
     c = calls_per_chunk(cfg.guidance_scale)
-    ts = np.asarray(schedule.timesteps, np.float64)
     total = schedule.num_steps * layout.num_chunks * c if 1 in cfg.stages else 0
-    if _stage2_possible(cfg, schedule):
-        runs = ts.size if cfg.t_min is None else int(np.sum(ts > cfg.t_min))
-        total += runs * cfg.iters * _batch_chunks(cfg, layout) * c
+    if stage2_possible(cfg, schedule):
+        runs = count_above(schedule.timesteps, cfg.t_min)
+        if runs is None:
+            return None
+        total += runs * cfg.iters * batch_chunks(cfg, layout) * c
     return int(total)
 
 
-def init(
-    key: Array,
-    layout: ChunkLayout,
-    frame_shape: Sequence[int],
-    *,
-    initial_noise: Optional[Array] = None,
-) -> SynCoSState:
+def init(key: Array, layout: ChunkLayout, frame_shape: Sequence[int], *, initial_noise: Optional[Array] = None) -> SynCoSState:
     """Returns the initial state: ``X_T ~ N(0, I)`` of shape ``[F, H, W, C]`` (or ``initial_noise``)."""
     k_init, k_run = jax.random.split(key)
     shape = (layout.num_frames,) + tuple(frame_shape)
@@ -239,12 +293,6 @@ def init(
     )
 
 
-def _stage2_possible(cfg: SynCoSConfig, schedule: S.Schedule) -> bool:
-    # Model times never exceed T, so t_min >= T switches stage 2 off statically: the compiled
-    # program is then Gen-L-Video's, bit for bit (a never-taken lax.cond still changes XLA's fusion).
-    return 2 in cfg.stages and not (cfg.t_min is not None and cfg.t_min >= schedule.num_train_timesteps)
-
-
 def _weight(cfg: SynCoSConfig, prediction_type: str, alpha, sigma):
     w = sigma**2 if cfg.weighting == "sigma2" else jnp.ones_like(sigma)
     if cfg.native_residual and prediction_type in ("v_prediction", "flow"):
@@ -261,16 +309,47 @@ def _stage2_time(cfg: SynCoSConfig, schedule: S.Schedule, t, key):
     return jax.random.uniform(key, (), schedule.timesteps.dtype, float(lo), float(hi))
 
 
-def _refine(denoise, schedule, layout, cfg, cond_c, cond_u, t, X0, E, key, gamma):
-    """Stage 2: ``iters`` AdamW steps of fused CSD gradients from ``Y = X̂_0``. Returns ``(Y, diagnostics)``."""
-    B = _batch_chunks(cfg, layout)
-    N = layout.num_chunks
+def _optimizer(cfg: SynCoSConfig):
     lr = optax.exponential_decay(cfg.lr, cfg.decay_iter, cfg.decay_rate, staircase=True)
     if cfg.optimizer == "adamw":
-        opt = optax.adamw(lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(lr))
+        return optax.adamw(lr, weight_decay=cfg.weight_decay)
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(lr))
+
+
+def codenoise(predict, layout: ChunkLayout, chunk_prompts, x_t: Array, t, step, fusion_weights="uniform") -> Array:
+    """Stage 1, temporal co-denoising: returns the fused ``X̂_0 = fuse({x̂_0(take(X_t)_i)})``, ``[F, H, W, C]``.
+
+    Args:
+      predict: the backbone at the edge (:func:`~syncos_jax.samplers.base.make_predict`).
+      layout: the chunk layout.
+      chunk_prompts: ``[N]`` the local prompt of each chunk (:func:`~syncos_jax.chunking.assign_prompts`).
+      x_t: ``[F, H, W, C]`` the video at grid time ``t``.
+      t: the model time (scalar).
+      step: the grid step (for a per-step guidance).
+      fusion_weights: see :func:`~syncos_jax.chunking.chunk_weights`.
+    """
+    chunks = take(layout, x_t)
+    tt = jnp.full((layout.num_chunks,), t, jnp.asarray(t).dtype)
+    x0_chunks, _ = predict(chunks, tt, chunk_prompts, step)
+    return fuse(layout, x0_chunks, fusion_weights)
+
+
+def refine(predict, schedule: S.Schedule, layout: ChunkLayout, cfg: SynCoSConfig, chunk_prompts, t, X0: Array, E: Array,
+           key: Array, step) -> tuple[Array, Array, Array]:
+    """Stage 2, CSD-based synchronisation: ``iters`` optimiser steps of fused CSD gradients from ``Y = X̂_0``.
+
+    Each iteration draws ``B`` distinct chunks, noises them to ``z_j = α·take(Y)_j + σ·e_j`` (``e``
+    the fixed baseline noise ``E``, or fresh noise), and applies the Stein-variational gradient of
+    the residuals ``ε̂(z_j) − e_j`` (:func:`~syncos_jax.csd.csd_gradient`), fused over the minibatch.
+
+    Returns:
+      ``(Y [F, H, W, C], grad norms [iters], stage-2 times [iters])``.
+    """
+    B = batch_chunks(cfg, layout)
+    N = layout.num_chunks
+    opt = _optimizer(cfg)
     E_shape = (B, layout.chunk_frames) + X0.shape[1:]
+    chunk_prompts = jnp.asarray(chunk_prompts)
 
     def body(i, carry):
         Y, opt_state, norms, times = carry
@@ -282,10 +361,7 @@ def _refine(denoise, schedule, layout, cfg, cond_c, cond_u, t, X0, E, key, gamma
         y = take_subset(layout, Y, ids)
         z = ap * y + sp * e
         tb = jnp.full((B,), tp, schedule.timesteps.dtype)
-        c_sel = jax.tree_util.tree_map(lambda a: a[ids], cond_c)
-        u_sel = None if cond_u is None else jax.tree_util.tree_map(lambda a: a[ids], cond_u)
-        out = guided(denoise, z, tb, c_sel, u_sel, gamma)
-        _, eps_hat = schedule.to_x0_eps(out, z, tb)
+        _, eps_hat = predict(z, tb, chunk_prompts[ids], step)
         G = csd_gradient(z, eps_hat - e, _weight(cfg, schedule.prediction_type, ap, sp), cfg.kernel_gamma,
                          repulsion=cfg.repulsion, kernel_points=y if cfg.kernel_on == "clean" else None)
         grad = fuse_subset(layout, G, ids, cfg.fusion_weights)
@@ -298,205 +374,129 @@ def _refine(denoise, schedule, layout, cfg, cond_c, cond_u, t, X0, E, key, gamma
     return Y, norms, times
 
 
-def step(
-    state: SynCoSState,
-    denoiser: tuple[DenoiserDef, Any],
-    schedule: S.Schedule,
-    layout: ChunkLayout,
-    cond: Conditioning,
-    config: SynCoSConfig = SynCoSConfig(),
-    *,
-    base_noise: Optional[Array] = None,
-    mesh=None,
-) -> tuple[SynCoSState, dict]:
-    """Returns ``(next state, diagnostics of this step)``: one SynCoS step from grid index ``state.step``.
+def renoise(schedule: S.Schedule, cfg: SynCoSConfig, X0: Array, eps: Array, k, key: Array) -> Array:
+    """Stage 3, grounded re-noising: ``X_s = DDIM(X̂_0, ε)`` to the next grid time; ``X̂_0`` itself at the last step.
 
-    Args:
-      state: the current :class:`SynCoSState`.
-      denoiser: the split denoiser ``(DenoiserDef, params)``.
-      schedule: the sampling schedule.
-      layout: the chunk layout.
-      cond: the :class:`Conditioning` (per local prompt); chunks get prompts by ALGORITHM.md §2.
-      config: a :class:`SynCoSConfig`.
-      base_noise: ``[S, F, H, W, C]`` explicit stage-2 baseline noise per step (replaces the draw).
-      mesh: optional device mesh; chunk batches are sharded over its ``data`` axis.
+    ``eps`` is the fixed baseline noise ``E`` when stage 2 ran, else the ``ε̂`` implied by ``X_t``
+    and ``X̂_0`` (plain DDIM). With ``eta_above_t_min`` the step above ``t_min`` uses that ``η``.
     """
-    defn, params = denoiser
-    cfg = config
-    k = state.step
-    S_steps = schedule.num_steps
     t = schedule.timesteps[k]
     a_t, s_t = schedule.alphas[k], schedule.sigmas[k]
     a_s, s_s = schedule.alphas[k + 1], schedule.sigmas[k + 1]
+    x_next = S.ddim_step(X0, eps, a_s, s_s, eta=cfg.eta, alpha_t=a_t, sigma_t=s_t, key=key)
+    if cfg.eta_above_t_min is not None:  # both steps with static η, selected by the grid time
+        x_high = S.ddim_step(X0, eps, a_s, s_s, eta=cfg.eta_above_t_min, alpha_t=a_t, sigma_t=s_t, key=key)
+        x_next = jnp.where(t > cfg.t_min, x_high, x_next)
+    return jnp.where(k == schedule.num_steps - 1, X0, x_next)  # the last step returns x̂_0
+
+
+def synchronized_step(state: SynCoSState, predict, schedule: S.Schedule, layout: ChunkLayout, chunk_prompts,
+                      cfg: SynCoSConfig, base_noise: Optional[Array] = None) -> tuple[SynCoSState, SynCoSInfo]:
+    """One step of Algorithm 1 from grid index ``state.step``: the stages of ``cfg.stages``, composed.
+
+    ``base_noise``: ``[S, F, H, W, C]`` explicit stage-2 baseline noise per step (replaces the draw).
+    """
+    k = state.step
+    t = schedule.timesteps[k]
+    a_t, s_t = schedule.alphas[k], schedule.sigmas[k]
     k_E, k_iter, k_eta = jax.random.split(jax.random.fold_in(state.key, k), 3)
     c = calls_per_chunk(cfg.guidance_scale)
-    cond_c, cond_u = chunk_conditioning(cond, layout, guided=c == 2)
+    X_t, nfe, flag = state.x, state.nfe, state.nonfinite
 
-    def denoise(x, tt, cc):
-        return shard_batch(defn.apply(params, shard_batch(x, mesh), shard_batch(tt, mesh), shard_batch(cc, mesh)), mesh)
-
-    X_t = state.x
-    nfe = state.nfe
-    flag = state.nonfinite
-    diag = {}
-
-    if 1 in cfg.stages:
-        chunks = take(layout, X_t)
-        tt = jnp.full((layout.num_chunks,), t, schedule.timesteps.dtype)
-        out = guided(denoise, chunks, tt, cond_c, cond_u, step_guidance(cfg.guidance_scale, k))
-        x0_chunks, _ = schedule.to_x0_eps(out, chunks, tt)
-        X0 = fuse(layout, x0_chunks, cfg.fusion_weights)
+    if 1 in cfg.stages:  # stage 1
+        X0 = codenoise(predict, layout, chunk_prompts, X_t, t, k, cfg.fusion_weights)
         nfe = nfe + layout.num_chunks * c
-        if cfg.check_finite:
-            flag = first_nonfinite(flag, k, 1, X0)
+        flag = first_nonfinite(flag, k, 1, X0) if cfg.check_finite else flag
     else:
         X0 = X_t
-    eps = (X_t - a_t * X0) / s_t  # plain DDIM on the fused x̂_0
+    eps = S.eps_from_x0(X_t, X0, a_t, s_t)  # plain DDIM on the fused x̂_0
     X0_fused = X0
 
     E = jnp.zeros_like(X0)
     norms = times = jnp.zeros((cfg.iters,), jnp.float32)
     ran = jnp.zeros((), bool)
-    if _stage2_possible(cfg, schedule):
+    if stage2_possible(cfg, schedule):  # stage 2, where t > t_min
         if base_noise is not None:
             E = jnp.asarray(base_noise, X0.dtype)[k]
         elif cfg.fixed_baseline_noise:
             E = jax.random.normal(k_E, X0.shape, X0.dtype)
         ran = jnp.asarray(True) if cfg.t_min is None else t > cfg.t_min
 
-        def refine(ops):
-            X0_in, _ = ops
-            Y, nrm, tms = _refine(denoise, schedule, layout, cfg, cond_c, cond_u, t, X0_in, E, k_iter, step_guidance(cfg.guidance_scale, k))
-            eps_out = E if cfg.fixed_baseline_noise else (X_t - a_t * Y) / s_t
-            return (Y, eps_out), nrm, tms
+        def run_refine(ops):
+            Y, nrm, tms = refine(predict, schedule, layout, cfg, chunk_prompts, t, ops[0], E, k_iter, k)
+            return (Y, E if cfg.fixed_baseline_noise else S.eps_from_x0(X_t, Y, a_t, s_t)), nrm, tms
 
-        def skip(ops):
-            return ops, norms, times
+        (X0, eps), norms, times = jax.lax.cond(ran, run_refine, lambda ops: (ops, norms, times), (X0, eps))
+        nfe = nfe + jnp.where(ran, cfg.iters * batch_chunks(cfg, layout) * c, 0).astype(jnp.int32)
+        flag = first_nonfinite(flag, k, 2, X0) if cfg.check_finite else flag
 
-        (X0, eps), norms, times = jax.lax.cond(ran, refine, skip, (X0, eps))
-        nfe = nfe + jnp.where(ran, cfg.iters * _batch_chunks(cfg, layout) * c, 0).astype(jnp.int32)
-        if cfg.check_finite:
-            flag = first_nonfinite(flag, k, 2, X0)
-
-    if 3 in cfg.stages:
-        x_next = S.ddim_step(X0, eps, a_s, s_s, eta=cfg.eta, alpha_t=a_t, sigma_t=s_t, key=k_eta)
-        if cfg.eta_above_t_min is not None:  # both steps with static η, selected by the grid time
-            x_high = S.ddim_step(X0, eps, a_s, s_s, eta=cfg.eta_above_t_min, alpha_t=a_t, sigma_t=s_t, key=k_eta)
-            x_next = jnp.where(t > cfg.t_min, x_high, x_next)
-        x_next = jnp.where(k == S_steps - 1, X0, x_next)  # the last step returns x̂_0
-        if cfg.check_finite:
-            flag = first_nonfinite(flag, k, 3, x_next)
+    if 3 in cfg.stages:  # stage 3
+        x_next = renoise(schedule, cfg, X0, eps, k, k_eta)
+        flag = first_nonfinite(flag, k, 3, x_next) if cfg.check_finite else flag
     else:
         x_next = X0
 
-    wanted = {
-        "x0": lambda: X0,
-        "x0_fused": lambda: X0_fused,
-        "base_noise": lambda: E,
-        "grad_norm": lambda: norms,
-        "stage2_t": lambda: times,
-        "stage2_ran": lambda: ran,
-        "nfe": lambda: nfe - state.nfe,
-    }
-    diag = {name: wanted[name]() for name in cfg.diagnostics}
-    new_state = SynCoSState(x=x_next, step=k + 1, key=state.key, nfe=nfe.astype(jnp.int32), nonfinite=flag)
-    return new_state, diag
+    info = SynCoSInfo(X0, X0_fused, E, norms, times, ran, nfe - state.nfe)
+    return SynCoSState(x=x_next, step=k + 1, key=state.key, nfe=nfe.astype(jnp.int32), nonfinite=flag), info
 
 
-@functools.partial(jax.jit, static_argnames=("defn", "layout", "config", "progress", "mesh", "batched"))
-def _run(params, schedule, cond, state, stop, base_noise, *, defn, layout, config, progress, mesh, batched):
-    def one(st, bn):
-        return step(st, (defn, params), schedule, layout, cond, config, base_noise=bn, mesh=mesh)
-
-    if batched:
-        step_fn = jax.vmap(one, in_axes=(0, None if base_noise is None else 0))
-    else:
-        step_fn = one
-    return run_loop(lambda st: step_fn(st, base_noise), state, stop, schedule.num_steps, progress)
-
-
-def run(
+def build(
     denoiser,
     schedule: S.Schedule,
     layout: ChunkLayout,
     cond: Conditioning,
-    state: SynCoSState,
     *,
-    config: SynCoSConfig,
-    stop: Optional[int] = None,
-    base_noise: Optional[Array] = None,
-    progress: Optional[Callable[[int], None]] = None,
     mesh=None,
-) -> tuple[SynCoSState, dict]:
-    """Runs compiled steps from ``state.step`` to ``stop`` (default: the end). Returns ``(state, diagnostics)``.
-
-    The same executable serves a full run, a run stopped after step ``k`` and a resumed run, so a
-    resumed trajectory is bit-identical to an uninterrupted one.
-    """
-    defn, params = split_denoiser(denoiser)
-    check_inputs(defn, schedule, cond)
-    stop = schedule.num_steps if stop is None else int(stop)
-    if not 0 <= stop <= schedule.num_steps:
-        raise ValueError(f"stop={stop} must be between 0 and the number of steps {schedule.num_steps}.")
-    if base_noise is not None:
-        expected = (schedule.num_steps,) + tuple(state.x.shape[-4:])
-        if tuple(jnp.shape(base_noise)[-5:]) != expected:
-            raise ValueError(f"base_noise has shape {tuple(jnp.shape(base_noise))}, expected [..., S, F, H, W, C] = {expected}.")
-    batched = jnp.ndim(state.step) == 1
-    return _run(
-        params, schedule, cond, state, jnp.asarray(stop, jnp.int32), base_noise,
-        defn=defn, layout=layout, config=config, progress=progress, mesh=mesh, batched=batched,
-    )
-
-
-def sample(
-    denoiser,
-    schedule: S.Schedule,
-    layout: ChunkLayout,
-    cond: Conditioning,
-    *,
-    key: Array,
-    progress: Optional[Callable[[int], None]] = None,
-    initial_noise: Optional[Array] = None,
-    base_noise: Optional[Array] = None,
     frame_shape: Optional[Sequence[int]] = None,
-    mesh=None,
+    base_noise: Optional[Array] = None,
     **options,
-) -> SampleResult:
-    """Returns a :class:`SampleResult`: a long video sampled with SynCoS (or an ablation via ``options``).
+) -> Sampler:
+    """Returns SynCoS (or an ablation, via ``options``) bound to its context, as a :class:`Sampler`.
 
     Args:
-      denoiser: a :class:`~syncos_jax.backbones.protocol.Denoiser` or a split ``(DenoiserDef, params)``.
+      denoiser: a :class:`~syncos_jax.backbones.protocol.DenoiserDef`, a split ``(def, params)``
+        pair or a ``Denoiser`` (only its definition is kept: params are ``step``'s argument).
       schedule: the sampling schedule (its grid, its prediction type).
       layout: the chunk layout ``(F, f, stride)``.
-      cond: the :class:`Conditioning`.
-      key: a PRNG key, or ``[batch]`` keys to sample a batch of videos (vmapped).
-      progress: called with the number of finished steps, from inside the compiled loop.
-      initial_noise: explicit ``X_T`` ``[F, H, W, C]`` (``[batch, F, H, W, C]`` with batched keys).
-      base_noise: explicit stage-2 baseline noise ``[S, F, H, W, C]`` (batched likewise).
-      frame_shape: ``(H, W, C)`` when neither the denoiser nor ``initial_noise`` says it.
-      mesh: optional device mesh (see :mod:`syncos_jax.parallel`).
-      **options: fields of :class:`SynCoSConfig`.
+      cond: the :class:`~syncos_jax.prompts.Conditioning`; chunks take the prompt of their centre
+        frame's event (ALGORITHM.md §2, :func:`~syncos_jax.chunking.assign_prompts`).
+      mesh: optional device mesh; chunk batches are sharded over its ``data`` axis.
+      frame_shape: ``(H, W, C)`` when the denoiser does not declare it (``init`` can also read it
+        from ``initial_noise``).
+      base_noise: explicit stage-2 baseline noise ``[S, F, H, W, C]`` (replaces the draws).
+      **options: fields of :class:`SynCoSConfig`, validated here (:func:`make_config`).
+
+    The sampler's ``init(key, params=None, *, initial_noise=None)`` draws ``X_T``; its ``step``
+    returns a :class:`SynCoSInfo`.
     """
-    config = make_config(**options)
-    state = init_state(key, layout, frame_shape_of(denoiser, frame_shape, initial_noise), initial_noise=initial_noise)
-    state, diag = run(denoiser, schedule, layout, cond, state, config=config, base_noise=base_noise, progress=progress, mesh=mesh)
-    return finish(state, diag, schedule, config.check_finite)
+    cfg = make_config(**options)
+    defn = denoiser_def(denoiser)
+    check_inputs(defn, schedule, cond)
+    B = batch_chunks(cfg, layout) if stage2_possible(cfg, schedule) else None  # noqa: F841  (checks B ≤ N)
+    shape = frame_shape if frame_shape is not None else getattr(denoiser, "frame_shape", None)
+    if base_noise is not None and shape is not None:
+        expected = (schedule.num_steps, layout.num_frames) + tuple(shape)
+        if tuple(jnp.shape(base_noise)) != expected:
+            raise ValueError(f"base_noise has shape {tuple(jnp.shape(base_noise))}, expected [S, F, H, W, C] = {expected}.")
+    chunk_prompts = assign_prompts(layout, cond.segments(layout.num_frames))
 
+    def init_fn(key, params=None, *, initial_noise=None):
+        if shape is None and initial_noise is None:
+            raise ValueError("frame_shape=(H, W, C) is needed: the denoiser does not declare one and no initial_noise was given.")
+        return init(key, layout, shape if shape is not None else jnp.shape(initial_noise)[-3:], initial_noise=initial_noise)
 
-def init_state(key, layout, frame_shape, *, initial_noise=None, init_fn=init):
-    """Returns ``init_fn``'s state for one key, or the vmapped states for a ``[batch]`` of keys."""
-    if not is_key_batch(key):
-        return init_fn(key, layout, frame_shape, initial_noise=initial_noise)
-    if initial_noise is None:
-        return jax.vmap(lambda k: init_fn(k, layout, frame_shape))(key)
-    return jax.vmap(lambda k, n: init_fn(k, layout, frame_shape, initial_noise=n))(key, initial_noise)
+    def step(state, params):
+        predict = make_predict(defn, params, schedule, cond, cfg.guidance_scale, mesh)
+        return synchronized_step(state, predict, schedule, layout, chunk_prompts, cfg, base_noise)
 
-
-def finish(state, diag, schedule, check_finite: bool) -> SampleResult:
-    """Returns the :class:`SampleResult` of a finished run (raising if a non-finite value was recorded)."""
-    if check_finite:
-        finite_error(state.nonfinite, schedule.timesteps)
-    if jnp.ndim(state.step) == 1:  # batched: per-run diagnostics first
-        diag = {n: jnp.moveaxis(v, 1, 0) for n, v in diag.items()}
-    return SampleResult(latents=state.x, nfe=state.nfe, diagnostics=diag, state=state)
+    return Sampler(
+        init=init_fn,
+        step=step,
+        num_steps=schedule.num_steps,
+        expected_nfe=expected_nfe(cfg, schedule, layout),
+        spec=make_spec(build, defn, layout, dict(options, mesh=mesh, frame_shape=shape)),
+        context=Context(schedule, cond, {} if base_noise is None else {"base_noise": base_noise}),
+        output=lambda state: state.x,
+        nonfinite_message=lambda flag: nonfinite_message(flag, schedule.timesteps),
+        info_fields=SynCoSInfo._fields,
+    )
