@@ -530,11 +530,11 @@ def _resolve(args, progress: _Progress) -> _Plan:
         job = _make_job(args.sampler, backbone, schedule, layout, cond, options, jax.random.key(seed), progress)
     except V.OptionError as e:
         raise _reject(scenario, settings, e.name, e.value, e.problem) from None
-    except (TypeError, ValueError) as e:
+    except ValueError as e:
         raise CLIError(f"--sampler {args.sampler}: {' '.join(str(e).split())[:300]}") from None
     try:  # trace (not compile, not run) the whole sampler: a setting it refuses at trace time is one line now
         jax.eval_shape(lambda: job.run(job.init(), job.total))
-    except (TypeError, ValueError) as e:
+    except ValueError as e:
         raise CLIError(f"--sampler {args.sampler}: {' '.join(str(e).split())[:300]}") from None
     stem = os.path.splitext(os.path.basename(scenario.path))[0]
     out = args.out or os.path.join("outputs", f"{stem}-{args.sampler}-seed{seed}")

@@ -150,3 +150,12 @@ def test_whole_video_ddim_needs_one_chunk(tmp_path, tiny_weights, capsys):
                    "--steps", "1", "--weights", tiny_weights, "--out", str(out), "--no-progress"])
     assert rc == 2 and not out.exists()
     assert "error: --sampler ddim: ddim needs a backbone that sees the whole video of F=12 frames" in capsys.readouterr().err
+
+
+def test_sampler_names_are_the_registry():
+    """The command line's sampler names (kept as a tuple so that ``--help`` does not import jax) are
+    exactly :data:`syncos_jax.samplers.SAMPLERS`'s."""
+    from syncos_jax.cli import SAMPLER_NAMES
+    from syncos_jax.samplers import SAMPLERS
+
+    assert sorted(SAMPLER_NAMES) == sorted(SAMPLERS)

@@ -376,16 +376,9 @@ def _check_record(sampler: Sampler, record) -> tuple:
     return tuple(V.check_options({"diagnostics": V.names(sampler.info_fields)}, {"diagnostics": tuple(record)})["diagnostics"])
 
 
-def run(
-    sampler: Sampler,
-    state: Any,
-    params: Any,
-    *,
-    stop: Optional[int] = None,
-    progress: Optional[Callable[[int], None]] = None,
-    diagnostics: Sequence[str] = (),
-    cond_batched: bool = False,
-) -> tuple[Any, dict]:
+def run(sampler: Sampler, state: Any, params: Any, *, stop: Optional[int] = None,
+        progress: Optional[Callable[[int], None]] = None, diagnostics: Sequence[str] = (),
+        cond_batched: bool = False) -> tuple[Any, dict]:
     """Runs compiled steps from ``state.step`` to ``stop`` (default: the end). Returns ``(state, diagnostics)``.
 
     One executable serves a full run, a run stopped after step ``k`` and a resumed one, so a
@@ -416,16 +409,8 @@ def run(
                          spec=sampler.spec, axes=axes, record=record, progress=progress)
 
 
-def sample(
-    sampler: Sampler,
-    params: Any,
-    key: Array,
-    *,
-    cond: Optional[Conditioning] = None,
-    progress: Optional[Callable[[int], None]] = None,
-    diagnostics: Sequence[str] = (),
-    **init_noise,
-) -> SampleResult:
+def sample(sampler: Sampler, params: Any, key: Array, *, cond: Optional[Conditioning] = None,
+           progress: Optional[Callable[[int], None]] = None, diagnostics: Sequence[str] = (), **init_noise) -> SampleResult:
     """Returns a :class:`SampleResult`: ``init`` and a whole compiled run of ``sampler``.
 
     Args:

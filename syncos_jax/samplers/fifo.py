@@ -274,17 +274,8 @@ def nonfinite_message(flag, schedule: S.Schedule, layout: ChunkLayout, config: F
             f"({where}) in the queue update (every slot steps down one level; levels t={tau[0]}..{tau[-1]}).")
 
 
-def build(
-    denoiser,
-    schedule: S.Schedule,
-    layout: ChunkLayout,
-    cond: Conditioning,
-    *,
-    mesh=None,
-    frame_shape: Optional[Sequence[int]] = None,
-    push_noise: Optional[Array] = None,
-    **options,
-) -> Sampler:
+def build(denoiser, schedule: S.Schedule, layout: ChunkLayout, cond: Conditioning, *, mesh=None,
+          frame_shape: Optional[Sequence[int]] = None, push_noise: Optional[Array] = None, **options) -> Sampler:
     """Returns FIFO-Diffusion as a :class:`~syncos_jax.samplers.base.Sampler` (options: :class:`FIFOConfig`).
 
     ``layout`` gives ``F`` and the window length ``f`` (its stride is unused). ``push_noise``
@@ -334,14 +325,7 @@ def build(
         predict = make_predict(defn, params, schedule, cond, cfg.guidance_scale, mesh)
         return queue_step(state, predict, schedule, layout, bounds, cfg, push_noise)
 
-    return Sampler(
-        init=init,
-        step=step,
-        num_steps=total,
-        expected_nfe=expected_nfe(cfg, schedule, layout),
-        spec=make_spec(build, defn, layout, dict(options, mesh=mesh, frame_shape=shape)),
-        context=Context(schedule, cond, {} if push_noise is None else {"push_noise": push_noise}),
-        output=lambda state: state.outputs,
-        nonfinite_message=lambda flag: nonfinite_message(flag, schedule, layout, cfg),
-        info_fields=FIFOInfo._fields,
-    )
+    spec = make_spec(build, defn, layout, dict(options, mesh=mesh, frame_shape=shape))
+    context = Context(schedule, cond, {} if push_noise is None else {"push_noise": push_noise})
+    return Sampler(init, step, total, expected_nfe(cfg, schedule, layout), spec, context, lambda state: state.outputs,
+                   lambda flag: nonfinite_message(flag, schedule, layout, cfg), FIFOInfo._fields)

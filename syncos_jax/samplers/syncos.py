@@ -440,17 +440,8 @@ def synchronized_step(state: SynCoSState, predict, schedule: S.Schedule, layout:
     return SynCoSState(x=x_next, step=k + 1, key=state.key, nfe=nfe.astype(jnp.int32), nonfinite=flag), info
 
 
-def build(
-    denoiser,
-    schedule: S.Schedule,
-    layout: ChunkLayout,
-    cond: Conditioning,
-    *,
-    mesh=None,
-    frame_shape: Optional[Sequence[int]] = None,
-    base_noise: Optional[Array] = None,
-    **options,
-) -> Sampler:
+def build(denoiser, schedule: S.Schedule, layout: ChunkLayout, cond: Conditioning, *, mesh=None,
+          frame_shape: Optional[Sequence[int]] = None, base_noise: Optional[Array] = None, **options) -> Sampler:
     """Returns SynCoS (or an ablation, via ``options``) bound to its context, as a :class:`Sampler`.
 
     Args:
@@ -489,14 +480,7 @@ def build(
         predict = make_predict(defn, params, schedule, cond, cfg.guidance_scale, mesh)
         return synchronized_step(state, predict, schedule, layout, chunk_prompts, cfg, base_noise)
 
-    return Sampler(
-        init=init_fn,
-        step=step,
-        num_steps=schedule.num_steps,
-        expected_nfe=expected_nfe(cfg, schedule, layout),
-        spec=make_spec(build, defn, layout, dict(options, mesh=mesh, frame_shape=shape)),
-        context=Context(schedule, cond, {} if base_noise is None else {"base_noise": base_noise}),
-        output=lambda state: state.x,
-        nonfinite_message=lambda flag: nonfinite_message(flag, schedule.timesteps),
-        info_fields=SynCoSInfo._fields,
-    )
+    spec = make_spec(build, defn, layout, dict(options, mesh=mesh, frame_shape=shape))
+    context = Context(schedule, cond, {} if base_noise is None else {"base_noise": base_noise})
+    return Sampler(init_fn, step, schedule.num_steps, expected_nfe(cfg, schedule, layout), spec, context,
+                   lambda state: state.x, lambda flag: nonfinite_message(flag, schedule.timesteps), SynCoSInfo._fields)
