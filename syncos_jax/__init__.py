@@ -8,7 +8,9 @@ Modules (each one concept, see ARCHITECTURE.md):
 * :mod:`syncos_jax.guidance` — classifier-free guidance around a denoiser.
 * :mod:`syncos_jax.csd` — RBF kernel (median heuristic) and the Stein-variational CSD gradient.
 * :mod:`syncos_jax.prompts` — structured prompts (global + local), scenario files and ``Conditioning``.
-* :mod:`syncos_jax.backbones` — the Denoiser protocol and backbones (``GaussianVideoPrior``).
+* :mod:`syncos_jax.backbones` — the Denoiser and Backbone protocols and the backbones (``GaussianVideoPrior``, toy, CogVideoX).
+* :mod:`syncos_jax.samplers` — one ``Sampler`` interface (``build(...)`` → ``init`` / ``step(state, params)``),
+  the generic compiled ``sample`` / ``run``, and ``SAMPLERS`` (name → builder).
 """
 
 from syncos_jax import chunking, csd, guidance, prompts, schedules
@@ -16,7 +18,7 @@ from syncos_jax.chunking import ChunkLayout, assign_prompts, fuse, fuse_subset, 
 from syncos_jax.csd import csd_gradient, rbf_kernel
 from syncos_jax.guidance import guided
 from syncos_jax.prompts import Conditioning, StructuredPrompt, build_conditioning
-from syncos_jax.schedules import Schedule, ddim_step, from_x0_eps, to_x0_eps
+from syncos_jax.schedules import Schedule, ddim_step, eps_from_x0, from_x0_eps, to_x0_eps
 
 __version__ = "0.1.0"
 
@@ -31,6 +33,7 @@ __all__ = [
     "csd",
     "csd_gradient",
     "ddim_step",
+    "eps_from_x0",
     "from_x0_eps",
     "fuse",
     "fuse_subset",

@@ -187,55 +187,26 @@ def _checked(scenario, settings: _Settings, name: str, default, rule):
 
 
 def _check_prompts(scenario, backbone) -> None:
-    """Every word known (per field, for the toy tokenizer), every joined prompt encodable and, where
-    the backbone declares a grammar (``check_prompt``), grammatical."""
-    from syncos_jax.prompts import ScenarioError, join_prompt
+    """Every prompt of the scenario one the backbone can take (its ``check_prompt``: words, grammar,
+    embeddings), or a ``ScenarioError`` naming the field at fault."""
+    from syncos_jax.prompts import PromptError, ScenarioError
 
-    if backbone.name == "toy":  # the toy tokenizer checks words: each part alone names the field at fault
-        fields = [("global_prompt", scenario.prompt.global_prompt)]
-        fields += [(f"local_prompts[{i}]", p) for i, p in enumerate(scenario.prompt.local_prompts)]
-        for field, text in fields:
-            try:
-                backbone.encode([text])
-            except ValueError as e:
-                raise ScenarioError(scenario.path, field, str(e)) from None
-    check = getattr(backbone, "check_prompt", None)
-    for i, p in enumerate(scenario.prompt.local_prompts):
-        text = join_prompt(scenario.prompt.global_prompt, p)
-        try:
-            backbone.encode([text])
-            if check is not None:
-                check(text)
-        except ValueError as e:
-            raise ScenarioError(scenario.path, f"local_prompts[{i}]", str(e)) from None
+    try:
+        backbone.check_prompt(scenario.prompt)
+    except PromptError as e:
+        raise ScenarioError(scenario.path, e.field, e.problem) from None
 
 
 def _load_backbone(args):
-    if args.backbone == "cogvideox":
-        from syncos_jax.backbones import cogvideox
+    """The backbone ``--backbone`` names, opened with its flags (a ``BackboneError`` becomes one line naming the flag)."""
+    from syncos_jax.backbones import BackboneError, open_backbone
 
-        if not args.weights:
-            raise CLIError("--backbone cogvideox needs --weights DST (a folder written by `syncos convert cogvideox`)")
-        if not args.text_embeddings:
-            raise CLIError("--backbone cogvideox needs --text-embeddings FILE (see experiments/encode_t5.py)")
-        size = None
-        if args.latent_size:
-            try:
-                size = tuple(int(v) for v in args.latent_size.lower().split("x"))
-                assert len(size) == 2 and min(size) > 0
-            except (ValueError, AssertionError):
-                raise CLIError(f"--latent-size {_brief(args.latent_size)}: expected HxW, e.g. 60x90") from None
-        try:
-            return cogvideox.load_backbone(args.weights, args.text_embeddings, vae=args.vae, latent_size=size)
-        except (OSError, ValueError, TypeError, KeyError) as e:
-            raise CLIError(f"--backbone cogvideox: {' '.join(str(e).split())[:300]}") from None
-    from syncos_jax.backbones import toy
-
-    where = "--weights" if args.weights else "the shipped toy weights"
+    flags = {"weights": args.weights, "text_embeddings": args.text_embeddings, "vae": args.vae, "latent_size": args.latent_size}
     try:
-        return toy.load_default(args.weights) if args.weights else toy.load_default()
-    except (OSError, ValueError) as e:
-        raise CLIError(f"{where}: {' '.join(str(e).split())[:300]}") from None
+        return open_backbone(args.backbone, **flags)
+    except BackboneError as e:
+        subject = f"--{e.subject.replace('_', '-')}" if e.subject in flags or e.subject == "backbone" else e.subject
+        raise CLIError(f"{subject}: {e.problem}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,16 +362,6 @@ def _json_safe(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-
-
-def _expected_factors(text: str) -> Optional[dict]:
-    from syncos_jax.backbones.toy import world
-
-    try:
-        c = world.parse_caption(text)
-    except ValueError:
-        return None
-    return {"colour": c.colour, "shape": c.shape, "size": c.size, "motion": c.motion, "background": c.background}
 
 
 def generate(
@@ -653,23 +614,15 @@ def _record(plan: _Plan, state, latents, frames_px, resumed_from, sample_seconds
     """The ``run.json`` record (before ``wall_seconds.total``)."""
     import jax
 
-    from syncos_jax import metrics, outdir
-    from syncos_jax.prompts import join_prompt
+    from syncos_jax import outdir
 
     scenario, backbone = plan.scenario, plan.backbone
     segments = scenario.prompt.segments(plan.frames)
-    probe = backbone.name == "toy" and frames_px is not None
-    readings = metrics.read_segments(frames_px, segments) if probe else [None] * len(segments)
-    seg_records = []
-    for (a, b), local, r in zip(segments, scenario.prompt.local_prompts, readings):
-        text = join_prompt(scenario.prompt.global_prompt, local)
-        rec = {"frames": [a, b], "local_prompt": local, "text": text}
-        if r is not None:
-            expected = _expected_factors(text)
-            rec.update(probe=r.as_dict(), expected=expected)
-            if expected is not None:
-                rec["match"] = {k: getattr(r, k) == v for k, v in expected.items()}
-        seg_records.append(rec)
+    texts = scenario.prompt.texts()
+    probe = getattr(backbone, "probe", None)
+    readings = probe(frames_px, segments, texts) if probe is not None and frames_px is not None else [{}] * len(segments)
+    seg_records = [{"frames": [a, b], "local_prompt": local, "text": text, **reading}
+                   for (a, b), local, text, reading in zip(segments, scenario.prompt.local_prompts, texts, readings)]
     record = {
         **outdir.MARKER,
         "scenario": os.path.abspath(scenario.path),
@@ -696,10 +649,9 @@ def _record(plan: _Plan, state, latents, frames_px, resumed_from, sample_seconds
 def _write_outputs(folder: str, plan: _Plan, record: dict, latents, frames_px) -> None:
     """Writes the video files, the contact sheet, ``latents.npy`` (not toy) and ``run.json`` into ``folder``."""
     from syncos_jax import video
-    from syncos_jax.prompts import join_prompt
 
     prompt = plan.scenario.prompt
-    if plan.backbone.name != "toy":
+    if plan.backbone.latent_space:
         np.save(os.path.join(folder, "latents.npy"), latents)
     if frames_px is not None:
         # decoded frames can outnumber latent frames (the VAE's temporal upsampling): scale the segments
@@ -710,8 +662,7 @@ def _write_outputs(folder: str, plan: _Plan, record: dict, latents, frames_px) -
         stem = os.path.splitext(os.path.basename(plan.scenario.path))[0]
         sheet = video.contact_sheet(
             frames_px,
-            segments=[(int(round(a * k)), int(round(b * k)), join_prompt(prompt.global_prompt, p))
-                      for (a, b), p in zip(segments, prompt.local_prompts)],
+            segments=[(int(round(a * k)), int(round(b * k)), text) for (a, b), text in zip(segments, prompt.texts())],
             title=f"{stem}: {plan.args.sampler}, {plan.frames} frames, seed {plan.seed}, {plan.steps} steps, "
                   f"guidance {plan.guidance:g}",
         )

@@ -49,9 +49,9 @@ from syncos_jax.validate import brief
 DEFAULT_TEMPLATE = "{global} {local}"
 
 __all__ = [
-    "DEFAULT_TEMPLATE", "MAX_FRAMES", "MAX_SCENARIO_BYTES", "SEED_RANGE", "Conditioning", "Scenario", "ScenarioError",
-    "StructuredPrompt", "build_conditioning", "chunk_texts", "join_prompt", "load_scenario", "parse_yaml", "read_yaml",
-    "segment_bounds",
+    "DEFAULT_TEMPLATE", "MAX_FRAMES", "MAX_SCENARIO_BYTES", "SEED_RANGE", "Conditioning", "PromptError", "Scenario",
+    "ScenarioError", "StructuredPrompt", "build_conditioning", "check_texts", "chunk_texts", "join_prompt", "load_scenario",
+    "parse_yaml", "read_yaml", "segment_bounds",
 ]
 
 MAX_SCENARIO_BYTES = 64 * 1024  # a scenario is a few lines; anything larger is refused unread
@@ -105,6 +105,29 @@ class StructuredPrompt(NamedTuple):
         """Returns the ``(start, end)`` of each local prompt's frames in a video of ``num_frames``
         (:func:`segment_bounds`); ``ValueError`` if ``frames`` does not add up to ``num_frames``."""
         return segment_bounds(num_frames, self.frames if self.frames is not None else len(self.local_prompts))
+
+    def texts(self, *, structured: bool = True, template: str = DEFAULT_TEMPLATE) -> list[str]:
+        """Returns each event's text: its local prompt joined with the global one (:func:`join_prompt`)."""
+        return [join_prompt(self.global_prompt, p, structured=structured, template=template) for p in self.local_prompts]
+
+
+class PromptError(ValueError):
+    """A prompt a backbone cannot take: ``field`` names it in the scenario (``global_prompt``,
+    ``local_prompts[2]``), ``problem`` says why (``str(err)`` is ``"FIELD: PROBLEM"``)."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
+
+
+def check_texts(prompt: StructuredPrompt, check: Callable[[str], None]) -> None:
+    """Runs ``check(text)`` on each event's joined text (:meth:`StructuredPrompt.texts`); a ``ValueError``
+    it raises becomes a :class:`PromptError` naming the local prompt at fault."""
+    for i, text in enumerate(prompt.texts()):
+        try:
+            check(text)
+        except ValueError as e:
+            raise PromptError(f"local_prompts[{i}]", str(e)) from None
 
 
 def join_prompt(global_prompt: str, local_prompt: str, *, structured: bool = True, template: str = DEFAULT_TEMPLATE) -> str:
@@ -217,7 +240,7 @@ def build_conditioning(
       template: ``"{global} {local}"`` by default.
       negative_prompt: the text of the unconditional prompt (empty by default).
     """
-    texts = [join_prompt(prompt.global_prompt, p, structured=structured, template=template) for p in prompt.local_prompts]
+    texts = prompt.texts(structured=structured, template=template)
     return Conditioning(prompts=encode(texts), uncond=encode([negative_prompt]), frames=prompt.frames)
 
 

@@ -192,32 +192,25 @@ def ddim_timesteps(
 def ddpm(
     num_inference_steps: int = 50,
     *,
-    num_train_timesteps: int = 1000,
-    beta_start: float = 0.00085,
-    beta_end: float = 0.012,
-    beta_schedule: str = "scaled_linear",
-    snr_shift_scale: Optional[float] = None,
-    rescale_betas_zero_snr: bool = False,
     timestep_spacing: str = "leading",
     steps_offset: int = 0,
     set_alpha_to_one: bool = True,
     prediction_type: str = "epsilon",
+    **table,
 ) -> Schedule:
     """Returns a VP schedule with a DDIM grid (arguments as in diffusers' DDIM schedulers).
+
+    ``table``: the training table's arguments, those of :func:`ddpm_alphas_cumprod`
+    (``num_train_timesteps=1000``, ``beta_start=0.00085``, ``beta_end=0.012``,
+    ``beta_schedule="scaled_linear"``, ``snr_shift_scale=None``, ``rescale_betas_zero_snr=False``).
 
     The target of each step is the next grid time; the last step goes to ``ᾱ = 1`` when
     ``set_alpha_to_one`` and to ``ᾱ_0`` otherwise. (diffusers steps to ``t − T // S``, which is
     the next grid time for the ``leading`` and ``trailing`` grids whenever ``S`` divides ``T``.)
     """
     _check_choice("prediction_type", prediction_type, ("epsilon", "v_prediction", "sample"))
-    acp = ddpm_alphas_cumprod(
-        num_train_timesteps,
-        beta_start,
-        beta_end,
-        beta_schedule,
-        snr_shift_scale=snr_shift_scale,
-        rescale_betas_zero_snr=rescale_betas_zero_snr,
-    )
+    acp = ddpm_alphas_cumprod(**table)
+    num_train_timesteps = acp.shape[0]
     ts = ddim_timesteps(num_inference_steps, num_train_timesteps, timestep_spacing, steps_offset)
     train_alphas = np.sqrt(acp).astype(np.float32)
     train_sigmas = np.sqrt(1.0 - acp).astype(np.float32)

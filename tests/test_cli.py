@@ -159,3 +159,26 @@ def test_sampler_names_are_the_registry():
     from syncos_jax.samplers import SAMPLERS
 
     assert sorted(SAMPLER_NAMES) == sorted(SAMPLERS)
+
+
+def test_backbone_names_are_the_registry_and_the_protocol_holds():
+    """The ``--backbone`` choices are :data:`syncos_jax.backbones.BACKBONES`; the toy backbone is a
+    :class:`~syncos_jax.backbones.Backbone` whose prompt check names the field at fault."""
+    from syncos_jax.backbones import BACKBONES, Backbone, BackboneError, open_backbone
+    from syncos_jax.cli import build_parser
+    from syncos_jax.prompts import PromptError, StructuredPrompt
+
+    action = next(a for a in build_parser()._subparsers._group_actions[0].choices["generate"]._actions
+                  if "--backbone" in a.option_strings)
+    assert sorted(action.choices) == sorted(BACKBONES)
+    toy = open_backbone("toy")
+    assert isinstance(toy, Backbone) and not toy.latent_space
+    toy.check_prompt(StructuredPrompt.make("a small red circle", ["moves right on grass", "moves up on snow"]))
+    with pytest.raises(PromptError, match=r"^local_prompts\[1\]: .*blorp"):  # an unknown word, in its own field
+        toy.check_prompt(StructuredPrompt.make("a small red circle", ["moves right on grass", "blorp on snow"]))
+    with pytest.raises(PromptError, match=r"^local_prompts\[0\]: caption .* does not parse"):  # known words, no grammar
+        toy.check_prompt(StructuredPrompt.make("a small red circle", ["on grass moves right"]))
+    with pytest.raises(BackboneError, match="^vae: the toy backbone takes only weights"):
+        open_backbone("toy", vae="somewhere")
+    with pytest.raises(BackboneError, match="^text_embeddings: the cogvideox backbone needs"):
+        open_backbone("cogvideox", weights="somewhere")

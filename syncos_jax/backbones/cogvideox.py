@@ -46,7 +46,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from syncos_jax.backbones.protocol import NnxDenoiser
+from syncos_jax import schedules
+from syncos_jax.backbones.protocol import BackboneError, NnxDenoiser
+from syncos_jax.prompts import StructuredPrompt, check_texts
 
 Array = jax.Array
 
@@ -57,6 +59,7 @@ __all__ = [
     "cogvideox_denoiser",
     "load",
     "load_backbone",
+    "open_backbone",
     "load_text_embeddings",
     "model_abstract",
     "read_weights_config",
@@ -600,6 +603,7 @@ class CogVideoXBackbone:
 
     name = "cogvideox"
     default_guidance = 6.0
+    latent_space = True  # the command line also saves the latents
 
     @property
     def chunk_frames(self) -> int:
@@ -624,9 +628,13 @@ class CogVideoXBackbone:
             out.append(self.embeddings[t])
         return np.stack(out)
 
-    def schedule(self, num_steps: int = 50):
-        from syncos_jax import schedules
+    def check_prompt(self, prompt: StructuredPrompt) -> None:
+        """Raises :class:`~syncos_jax.prompts.PromptError` unless every event's joined text has an
+        embedding in the embeddings file."""
+        check_texts(prompt, lambda text: self.encode([text]))
 
+    def schedule(self, num_steps: int = 50):
+        """The CogVideoX-2B DDIM schedule (v-prediction, zero terminal SNR) of ``num_steps``."""
         return schedules.cogvideox_2b(num_steps)
 
     def decode(self, latents) -> Optional[np.ndarray]:
@@ -644,6 +652,35 @@ class CogVideoXBackbone:
         with torch.no_grad():
             frames = vae.decode(z / vae.config.scaling_factor).sample[0]  # [3, F', H', W']
         return frames.permute(1, 2, 3, 0).clamp(-1, 1).numpy()
+
+
+def open_backbone(weights: Optional[str] = None, text_embeddings: Optional[str] = None, vae: Optional[str] = None,
+                  latent_size: Optional[str] = None) -> CogVideoXBackbone:
+    """A converted CogVideoX for the command line (:func:`syncos_jax.backbones.open_backbone`).
+
+    Args:
+      weights: a folder written by ``syncos convert cogvideox`` (required).
+      text_embeddings: an ``.npz`` of T5 states per prompt text (``experiments/encode_t5.py``; required).
+      vae: a local diffusers ``AutoencoderKLCogVideoX`` folder to decode with (``[torch]`` extra).
+      latent_size: ``"HxW"`` of the latent frames (default: the config's sample size).
+
+    Raises:
+      BackboneError: naming the argument at fault.
+    """
+    if not weights:
+        raise BackboneError("weights", "the cogvideox backbone needs a folder written by `syncos convert cogvideox`")
+    if not text_embeddings:
+        raise BackboneError("text_embeddings", "the cogvideox backbone needs an .npz of T5 embeddings (see experiments/encode_t5.py)")
+    size = None
+    if latent_size:
+        parts = str(latent_size).lower().split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            raise BackboneError("latent_size", f"expected HxW, e.g. 60x90, got {str(latent_size)[:40]!r}")
+        size = tuple(int(p) for p in parts)
+    try:
+        return load_backbone(weights, text_embeddings, vae=vae, latent_size=size)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise BackboneError("weights", " ".join(str(e).split())[:300]) from None
 
 
 def load_backbone(weights: str, text_embeddings: str, *, vae: Optional[str] = None, latent_size=None) -> CogVideoXBackbone:

@@ -12,6 +12,10 @@ Samplers receive a denoiser in **split form** — a hashable, static :class:`Den
 (``apply(params, x, t, cond)`` plus the metadata) and a params pytree — so that ``jax.jit``
 traces the backbone once and takes its weights as arguments, never as baked-in constants.
 A flax.nnx module becomes a denoiser through :class:`NnxDenoiser`.
+
+A :class:`Backbone` bundles what the command line needs around a denoiser — its schedule, text
+encoder, decoder and, optionally, a probe that reads each event of a decoded video — so that the
+command line never names a backbone (:func:`syncos_jax.backbones.open_backbone` opens one by name).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from syncos_jax.schedules import PREDICTION_TYPES
 
 Array = jax.Array
 
-__all__ = ["Denoiser", "DenoiserDef", "NnxDenoiser", "check_denoiser_inputs", "check_ids", "split_denoiser"]
+__all__ = ["Backbone", "BackboneError", "Denoiser", "DenoiserDef", "NnxDenoiser", "check_denoiser_inputs", "check_ids",
+           "split_denoiser"]
 
 
 @runtime_checkable
@@ -52,6 +57,65 @@ class Denoiser(Protocol):
     def split(self) -> tuple["DenoiserDef", Any]:
         """Returns ``(static definition, params pytree)``."""
         ...
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """What the command line needs from a backbone (the toy model, a converted CogVideoX, ...).
+
+    Attributes:
+      name: the backbone's name (recorded, never branched on).
+      denoiser: its :class:`Denoiser` (``denoiser.split() -> (DenoiserDef, params)``).
+      frame_shape: ``(H, W, C)`` of one latent frame.
+      chunk_frames: ``f``, the frames of one chunk (what the model was trained on).
+      default_guidance: the classifier-free guidance scale to use when none is given.
+      weights: the weights file or folder it was loaded from (``None`` for fresh weights).
+      info: the weights' metadata (e.g. ``{"step": ...}``).
+      latent_space: ``True`` when latents are not pixels (the command line then also saves them).
+
+    An optional ``probe(frames, segments, texts) -> list[dict]`` reads each event of a decoded
+    video ``frames: [F, H, W, 3]`` (``segments``: ``(start, end)`` per event, ``texts``: its prompt)
+    and returns one JSON-ready dict per event.
+    """
+
+    name: str
+    frame_shape: tuple
+    chunk_frames: int
+    default_guidance: float
+    weights: Optional[str]
+    info: dict
+    latent_space: bool
+
+    @property
+    def denoiser(self) -> Denoiser:
+        """The backbone's denoiser."""
+        ...
+
+    def schedule(self, num_steps: int) -> Any:
+        """The sampling :class:`~syncos_jax.schedules.Schedule` of ``num_steps`` the model was trained with."""
+        ...
+
+    def encode(self, texts) -> Any:
+        """The conditioning pytree of ``texts`` (leading axis ``len(texts)``); ``ValueError`` for a text it cannot encode."""
+        ...
+
+    def check_prompt(self, prompt) -> None:
+        """Raises :class:`~syncos_jax.prompts.PromptError` naming the first field of the
+        :class:`~syncos_jax.prompts.StructuredPrompt` the backbone cannot take."""
+        ...
+
+    def decode(self, latents) -> Any:
+        """Frames ``[F', H', W', 3]`` in ``[−1, 1]`` from latents ``[F, H, W, C]``, or ``None`` if it cannot decode."""
+        ...
+
+
+class BackboneError(ValueError):
+    """A backbone that cannot be opened: ``subject`` is the argument at fault (``weights``,
+    ``text_embeddings``, ``vae``, ``latent_size``) or what was read (``the shipped toy weights``)."""
+
+    def __init__(self, subject: str, problem: str):
+        super().__init__(f"{subject}: {problem}")
+        self.subject, self.problem = subject, problem
 
 
 def _apply_graphdef(graphdef, params, x, t, cond):

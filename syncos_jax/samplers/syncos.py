@@ -463,7 +463,8 @@ def build(denoiser, schedule: S.Schedule, layout: ChunkLayout, cond: Conditionin
     cfg = make_config(**options)
     defn = denoiser_def(denoiser)
     check_inputs(defn, schedule, cond)
-    B = batch_chunks(cfg, layout) if stage2_possible(cfg, schedule) else None  # noqa: F841  (checks B ≤ N)
+    if stage2_possible(cfg, schedule):
+        batch_chunks(cfg, layout)  # raises unless 1 ≤ B ≤ N
     shape = frame_shape if frame_shape is not None else getattr(denoiser, "frame_shape", None)
     if base_noise is not None and shape is not None:
         expected = (schedule.num_steps, layout.num_frames) + tuple(shape)

@@ -18,11 +18,16 @@ from typing import Callable
 import numpy as np
 
 from syncos_jax import schedules
+from syncos_jax.backbones.protocol import BackboneError
+from syncos_jax.backbones.toy import world
 from syncos_jax.backbones.toy.model import ToyConfig, ToyVideoDiT, toy_denoiser
 from syncos_jax.backbones.toy.tokenizer import Tokenizer
 from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS, load_toy_model, read_toy_config
+from syncos_jax.metrics import shapes as shape_probes  # module import: metrics.shapes reads toy.world in turn
+from syncos_jax.prompts import PromptError, StructuredPrompt, check_texts
 
-__all__ = ["DEFAULT_GUIDANCE", "ToyBackbone", "ToyConfig", "ToyVideoDiT", "Tokenizer", "load_default", "toy_denoiser"]
+__all__ = ["DEFAULT_GUIDANCE", "ToyBackbone", "ToyConfig", "ToyVideoDiT", "Tokenizer", "load_default", "open_backbone",
+           "toy_denoiser"]
 
 DEFAULT_GUIDANCE = 4.0
 
@@ -46,6 +51,7 @@ class ToyBackbone:
 
     name = "toy"
     default_guidance = DEFAULT_GUIDANCE
+    latent_space = False  # the model works in pixel space
 
     @property
     def denoiser(self):
@@ -63,12 +69,36 @@ class ToyBackbone:
     def encode(self, texts) -> np.ndarray:
         return self.tokenizer(list(texts))
 
-    def check_prompt(self, text: str) -> None:
-        """Raises ``ValueError`` unless ``text`` follows the world's caption grammar
-        (:func:`~syncos_jax.backbones.toy.world.parse_caption`): the model was trained on nothing else."""
-        from syncos_jax.backbones.toy import world
+    def check_prompt(self, prompt: StructuredPrompt) -> None:
+        """Raises :class:`~syncos_jax.prompts.PromptError` unless every part of ``prompt`` is made of
+        known words (each part alone, so the field at fault is named) and every event's joined text
+        follows the world's caption grammar (:func:`~syncos_jax.backbones.toy.world.parse_caption`):
+        the model was trained on nothing else."""
+        parts = [("global_prompt", prompt.global_prompt)]
+        parts += [(f"local_prompts[{i}]", p) for i, p in enumerate(prompt.local_prompts)]
+        for field, text in parts:
+            try:
+                self.encode([text])
+            except ValueError as e:
+                raise PromptError(field, str(e)) from None
+        check_texts(prompt, world.parse_caption)
 
-        world.parse_caption(text)
+    def probe(self, frames, segments, texts) -> list[dict]:
+        """Reads each event of ``frames: [F, H, W, 3]`` with the shapes-world probes
+        (:func:`syncos_jax.metrics.read_segments`): per event ``{"probe": what was read, "expected":
+        what its caption asks (``None`` if it does not parse), "match": factor by factor}``."""
+        out = []
+        for reading, text in zip(shape_probes.read_segments(frames, segments), texts):
+            try:
+                c = world.parse_caption(text)
+                expected = {"colour": c.colour, "shape": c.shape, "size": c.size, "motion": c.motion, "background": c.background}
+            except ValueError:
+                expected = None
+            rec = {"probe": reading.as_dict(), "expected": expected}
+            if expected is not None:
+                rec["match"] = {k: getattr(reading, k) == v for k, v in expected.items()}
+            out.append(rec)
+        return out
 
     def schedule(self, num_steps: int = 50) -> schedules.Schedule:
         """The CogVideoX-style sampling schedule the model was trained on."""
@@ -84,3 +114,16 @@ def load_default(path: str = DEFAULT_WEIGHTS) -> ToyBackbone:
     model = load_toy_model(path)
     _, info = read_toy_config(path)
     return ToyBackbone(model, Tokenizer(model.cfg.text_length), path, info)
+
+
+def open_backbone(weights: str | None = None, **others) -> ToyBackbone:
+    """The toy backbone for the command line (:func:`syncos_jax.backbones.open_backbone`): the weights
+    file ``weights`` or the shipped one. Raises :class:`~syncos_jax.backbones.protocol.BackboneError`
+    naming what could not be read, or an argument the toy backbone does not take."""
+    for name, value in others.items():
+        if value is not None:
+            raise BackboneError(name, "the toy backbone takes only weights (a .safetensors file)")
+    try:
+        return load_default(weights) if weights else load_default()
+    except (OSError, ValueError) as e:
+        raise BackboneError("weights" if weights else "the shipped toy weights", " ".join(str(e).split())[:300]) from None
