@@ -7,10 +7,11 @@ through the same compiled loop (:func:`syncos_jax.samplers.base.run`) gives late
 bit-identical to an uninterrupted run, because steps derive their keys with ``fold_in(key, step)``.
 
 Any NamedTuple state with an int ``step`` field works, with no table of types: :func:`restore_state`
-restores into the structure of a template state (``like``), e.g. ``jax.eval_shape(sampler.init, key)``::
+restores into the structure of a template state (``like``: its type, fields, shapes and dtypes),
+e.g. ``jax.eval_shape(sampler.init, key, params)`` (FIFO's ``init`` needs the params)::
 
     save_state(folder, state)
-    state = restore_state(folder, like=jax.eval_shape(sampler.init, key))
+    state = restore_state(folder, like=jax.eval_shape(sampler.init, key, params))
 """
 
 from __future__ import annotations
@@ -72,13 +73,13 @@ def restore_state(directory: str, like: Any, step: Optional[int] = None) -> Any:
 
     Args:
       directory: the checkpoint directory.
-      like: a state of the same sampler (concrete or abstract, e.g. ``jax.eval_shape(sampler.init, key)``):
-        its type and fields are the structure restored into.
+      like: a state of the same sampler (concrete or abstract, e.g. ``jax.eval_shape(sampler.init, key, params)``):
+        its type, fields, shapes and dtypes are the structure restored into.
       step: which checkpoint (default: the latest complete one).
 
     Raises:
       FileNotFoundError: no directory or no complete checkpoint.
-      ValueError: the checkpoint holds a state of another type or with other fields than ``like``.
+      ValueError: the checkpoint holds a state of another type, or with other fields, shapes or dtypes than ``like``.
     """
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"no checkpoint directory at {directory!r}.")
@@ -97,5 +98,10 @@ def restore_state(directory: str, like: Any, step: Optional[int] = None) -> Any:
         value = jnp.asarray(restored[name])
         if name in meta["keys"]:
             value = jax.random.wrap_key_data(value, impl=meta["keys"][name])
+        want = getattr(like, name)
+        want_dtype = want.dtype if hasattr(want, "dtype") else np.asarray(want).dtype
+        if (tuple(jnp.shape(want)), want_dtype) != (tuple(value.shape), value.dtype):
+            raise ValueError(f"{directory!r} step {step}: field {name!r} is {value.dtype}{list(value.shape)}, "
+                             f"but the state restored into has {want_dtype}{list(jnp.shape(want))}.")
         fields[name] = value
     return cls(**fields)

@@ -237,8 +237,12 @@ class _Job(NamedTuple):
 def _make_job(name, backbone, schedule, layout, cond, options: dict, key, progress) -> _Job:
     """Builds sampler ``name`` (its builder validates ``options``: ``OptionError`` for an unknown or
     bad setting, ``ValueError`` for a combination it refuses) and binds it to ``key`` and the weights."""
-    from syncos_jax.samplers import SAMPLERS, run
+    from syncos_jax import validate as V
+    from syncos_jax.samplers import SAMPLERS, SETTINGS, run
 
+    for option, value in options.items():  # settings only: build's other keywords (mesh, noise arrays) are not --set-able
+        if option not in SETTINGS[name]:
+            raise V.OptionError(option, value, f"not a setting of {name} (its settings: {', '.join(SETTINGS[name])})")
     defn, params = backbone.denoiser.split()
     sampler = SAMPLERS[name](defn, schedule, layout, cond, frame_shape=backbone.frame_shape, **options)
     return _Job(
@@ -463,7 +467,8 @@ def _resolve(args, progress: _Progress) -> _Plan:
     else:
         F = scenario.frames or 4 * f
         if F < f:
-            raise ScenarioError(scenario.path, "frames", f"{F} frames is fewer than one chunk ({f} frames)")
+            field = "frames" if scenario.prompt.frames is None else "local_prompts"  # the events' lengths set F
+            raise ScenarioError(scenario.path, field, f"{F} frames is fewer than one chunk ({f} frames)")
     P = len(scenario.prompt.local_prompts)
     if P > F:
         raise ScenarioError(scenario.path, "local_prompts", f"{P} local prompts need at least {P} frames (one per event), got {F}")
@@ -564,14 +569,11 @@ def _restore_or_init(job: _Job, ckpt_dir: str, run_dir: str):
         saved = checkpoint.latest_step(ckpt_dir) if os.path.isdir(ckpt_dir) else None
         if saved is None:
             return job.init(), None
-        expected = jax.eval_shape(job.init)
-        state = checkpoint.restore_state(ckpt_dir, like=expected)
+        state = checkpoint.restore_state(ckpt_dir, like=jax.eval_shape(job.init))
+    except ValueError as e:  # a state of another sampler, or of other shapes
+        raise CLIError(f"--resume {run_dir!r}: its checkpoint does not fit the recorded run ({' '.join(str(e).split())[:200]})") from None
     except Exception as e:  # orbax raises many kinds for a damaged checkpoint
         raise CLIError(f"--resume {run_dir!r}: its checkpoint cannot be read ({' '.join(str(e).split())[:200]})") from None
-    leaves, want = jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(expected)
-    if jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(expected) or any(
-            a.shape != b.shape for a, b in zip(leaves, want)):
-        raise CLIError(f"--resume {run_dir!r}: its checkpoint does not fit the recorded run")
     return state, saved
 
 
@@ -610,6 +612,13 @@ def _sample_in_segments(plan: _Plan, state, saved: Optional[int], ckpt_dir: str,
         saved = step
 
 
+def _schedule_record(schedule) -> dict:
+    """What ``run.json`` says of the sampling schedule: its kind, prediction type, first and last grid times."""
+    ts = np.asarray(schedule.timesteps)
+    return {"kind": schedule.kind, "prediction_type": schedule.prediction_type,
+            "num_train_timesteps": schedule.num_train_timesteps, "grid": [ts[0].item(), ts[-1].item()]}
+
+
 def _record(plan: _Plan, state, latents, frames_px, resumed_from, sample_seconds: float) -> dict:
     """The ``run.json`` record (before ``wall_seconds.total``)."""
     import jax
@@ -632,7 +641,7 @@ def _record(plan: _Plan, state, latents, frames_px, resumed_from, sample_seconds
                      "frame_shape": list(backbone.frame_shape), "chunk_frames": backbone.chunk_frames},
         "settings": {"frames": plan.frames, "seed": plan.seed, "sampler": plan.args.sampler, "steps": plan.steps,
                      "stride": plan.stride, "guidance_scale": plan.guidance, "num_chunks": plan.layout.num_chunks,
-                     "options": plan.options, "schedule": "cogvideox_2b"},
+                     "options": plan.options, "schedule": _schedule_record(backbone.schedule(plan.steps))},
         "nfe": int(np.reshape(np.asarray(state.nfe), (-1,))[0]),
         "latents_sha256": hashlib.sha256(np.ascontiguousarray(latents, np.float32).tobytes()).hexdigest(),
         "resumed_from_step": resumed_from,

@@ -158,10 +158,10 @@ class Conditioning:
       frames: static: each local prompt's event length in frames (``P`` positive ints summing to
         the video's ``F``), or ``None`` for the equal split (:meth:`segments`).
 
-    Ids (prompt ids, token ids) must be in the backbone's range. ``sample`` and ``run`` check
-    concrete arrays before tracing (``samplers.base.check_inputs``) and raise ``ValueError``; a
-    caller who steps a sampler inside their own ``jax.jit`` holds tracers, and ids out of range are
-    then clamped by JAX's indexing, silently: that contract is the caller's.
+    Ids (prompt ids, token ids) must be in the backbone's range. A sampler's ``build`` (and
+    ``sample(..., cond=)``) check concrete arrays before tracing (``samplers.base.check_inputs``) and
+    raise ``ValueError``; a caller who builds a sampler inside their own ``jax.jit`` holds tracers,
+    and ids out of range are then clamped by JAX's indexing, silently: that contract is the caller's.
     """
 
     prompts: Any
@@ -355,7 +355,8 @@ def _local_prompt(path: str, i: int, item: Any) -> tuple[str, Any]:
                                 f"expected the event's length, an integer in [1, {MAX_FRAMES}], got {brief(count)}")
         field += ".prompt"
     if not isinstance(text, str) or not text.strip():
-        raise ScenarioError(path, field, f"expected a non-empty string, got {brief(text)}")
+        what = "a non-empty string" if field.endswith(".prompt") else "a non-empty string or a {prompt: TEXT, frames: N} mapping"
+        raise ScenarioError(path, field, f"expected {what}, got {brief(text)}")
     return text, count
 
 
@@ -403,7 +404,8 @@ def load_scenario(path: str) -> Scenario:
         raise ScenarioError(path, "global_prompt", f"expected a string, got {type(g).__name__}")
     locs = data["local_prompts"]
     if not isinstance(locs, list):
-        raise ScenarioError(path, "local_prompts", f"expected a list of strings, got {type(locs).__name__}")
+        raise ScenarioError(path, "local_prompts", f"expected a list of strings (or of {{prompt: TEXT, frames: N}} "
+                                                   f"mappings), got {type(locs).__name__}")
     if not locs:
         raise ScenarioError(path, "local_prompts", "empty; give at least one local prompt")
     texts, counts = zip(*(_local_prompt(path, i, p) for i, p in enumerate(locs)))

@@ -365,7 +365,7 @@ def to_x0_eps(out: Array, x_t: Array, alpha, sigma, prediction_type: str) -> tup
     if prediction_type == "v_prediction":
         return a * x_t - s * out, s * x_t + a * out
     if prediction_type == "sample":
-        return out, (x_t - a * out) / s
+        return out, eps_from_x0(x_t, out, a, s)
     return x_t - s * out, x_t + a * out
 
 

@@ -94,6 +94,9 @@ def test_save_restore_round_trip_in_process(tmp_path):
     other = FIFOState(*(jnp.full((3,), float(i)) for i in range(4)), jnp.arange(2), jnp.full((2,), -1))
     with pytest.raises(ValueError, match="holds a SynCoSState .* not a FIFOState"):
         checkpoint.restore_state(str(tmp_path), like=other)
+    wrong = state._replace(x=jnp.zeros(state.x.shape[:1] + (9,) + state.x.shape[2:]))  # another video length
+    with pytest.raises(ValueError, match=r"field 'x' is float32\[2, 8, 2, 2, 1\], but the state restored into has float32\[2, 9"):
+        checkpoint.restore_state(str(tmp_path), like=wrong)
     other = other._replace(step=jnp.asarray(5), key=jax.random.key(3))
     checkpoint.save_state(str(tmp_path / "fifo"), other)
     back = checkpoint.restore_state(str(tmp_path / "fifo"), like=other)
@@ -139,7 +142,8 @@ def test_a_killed_save_leaves_the_previous_checkpoint_usable(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    like = SynCoSState(*(jnp.zeros(()),) * 5)
+    like = jax.eval_shape(lambda: SynCoSState(jnp.ones((64, 256, 256, 4)), jnp.int32(0), jax.random.key(0), jnp.int32(0),
+                                              jnp.full((2,), -1, jnp.int32)))
     state = checkpoint.restore_state(ckpt, like=like)
     step = int(state.step)
     assert step >= 2

@@ -278,7 +278,7 @@ def test_sigkill_loses_at_most_a_segment_and_resume_is_bit_identical(tmp_path, t
 
 
 def test_the_command_line_video_is_the_library_video(tiny_weights, uninterrupted):
-    """The segmented, checked, checkpointed command line gives ``syncos.sample``'s video, bit for bit."""
+    """The segmented, checked, checkpointed command line gives the library's ``sample`` video, bit for bit."""
     import hashlib
 
     from syncos_jax.backbones import toy
@@ -372,7 +372,9 @@ BAD_FLAGS = [
     (["--frames", "100000"], "field '--frames': expected an integer in [8, 10000]"),
     (["--sampler", "fifo", "--set", "num_partitions=0"], "error: --set num_partitions=0: expected an integer in [1, 10000]"),
     (["--sampler", "freenoise", "--set", "noise_stride=20"], "error: --set noise_stride=20: expected an integer in [1, window=8]"),
-    (["--sampler", "gen-l-video", "--set", "stages=[1, 2, 3]"], "error: --sampler gen-l-video: gen-l-video fixes stages=(1, 3)"),
+    (["--sampler", "gen-l-video", "--set", "stages=[1, 2, 3]"], "error: --set stages=[1, 2, 3]: not a setting of gen-l-video"),
+    (["--set", "frame_shape=[1, 2, 3]"], "error: --set frame_shape=[1, 2, 3]: not a setting of syncos"),  # build keywords are not settings
+    (["--set", "mesh=foo"], "error: --set mesh='foo': not a setting of syncos"),
     (["--set", "fusion_weights=[1, 2, 3]"], "error: --sampler syncos: fusion_weights must be 8 finite positive"),  # at trace time
     (["--set", "fusion_weights=[0, 1, 1, 1, 1, 1, 1, 1]"], "error: --set fusion_weights=[0, 1, 1, 1, 1, 1, ...]: expected"),
     (["--set", "lr=!!float abc"], "error: --set: field 'lr': a value YAML cannot build"),

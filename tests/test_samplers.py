@@ -384,3 +384,25 @@ def test_extension_option_errors():
         draw(syncos.build, prior, sch, layout, cond, key=key, optimizer="adam")
     with pytest.raises(ValueError, match="eta_above_t_min=1.0: needs a t_min"):
         draw(syncos.build, prior, sch, layout, cond, key=key, t_min=None, eta_above_t_min=1.0)
+
+
+@pytest.mark.parametrize("name", ["syncos", "fifo"])
+def test_sample_batches_over_conditioning_with_events_of_any_length(name):
+    """``sample(..., cond=)`` draws one video per conditioning: each equals its own single run, also
+    with events of uneven length (the builder sees one video's conditioning, never the batch)."""
+    sch = small_schedule(4)
+    prior, _ = gaussian(sch, num_prompts=3)
+    defn, params = prior.split()
+    layout = ChunkLayout(12, 4, 2)
+    opts = dict(iters=2, t_min=None) if name == "syncos" else dict(num_partitions=1)
+    ids = jnp.array([[0, 1], [2, 0], [1, 1]])
+    null = jnp.full((3, 1), prior.null_id)
+    one = lambda b: Conditioning(prompts=ids[b], uncond=null[b], frames=(4, 8))  # noqa: E731
+    sampler = SAMPLERS[name](defn, sch, layout, one(0), frame_shape=FS, **opts)
+    keys = jax.random.split(jax.random.key(0), 3)
+    batch = sample(sampler, params, keys, cond=Conditioning(prompts=ids, uncond=null, frames=(4, 8)))
+    for b in range(3):
+        single = sample(SAMPLERS[name](defn, sch, layout, one(b), frame_shape=FS, **opts), params, keys[b])
+        np.testing.assert_allclose(batch.latents[b], single.latents, rtol=1e-5, atol=1e-5, err_msg=f"video {b}")
+    with pytest.raises(ValueError, match="leading axis batch=3"):
+        sample(sampler, params, keys, cond=Conditioning(prompts=ids[:2], uncond=null[:2], frames=(4, 8)))

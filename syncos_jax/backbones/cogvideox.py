@@ -58,7 +58,6 @@ __all__ = [
     "CogVideoXBackbone",
     "cogvideox_denoiser",
     "load",
-    "load_backbone",
     "open_backbone",
     "load_text_embeddings",
     "model_abstract",
@@ -678,13 +677,13 @@ def open_backbone(weights: Optional[str] = None, text_embeddings: Optional[str] 
             raise BackboneError("latent_size", f"expected HxW, e.g. 60x90, got {str(latent_size)[:40]!r}")
         size = tuple(int(p) for p in parts)
     try:
-        return load_backbone(weights, text_embeddings, vae=vae, latent_size=size)
-    except (OSError, ValueError, TypeError, KeyError) as e:
+        model, cfg = load(weights)
+    except (OSError, ValueError) as e:
         raise BackboneError("weights", " ".join(str(e).split())[:300]) from None
+    try:
+        embeddings = load_text_embeddings(text_embeddings)
+    except (OSError, ValueError) as e:
+        raise BackboneError("text_embeddings", " ".join(str(e).split())[:300]) from None
+    size = size or (cfg.sample_height, cfg.sample_width)
+    return CogVideoXBackbone(model, embeddings, (int(size[0]), int(size[1])), vae, weights)
 
-
-def load_backbone(weights: str, text_embeddings: str, *, vae: Optional[str] = None, latent_size=None) -> CogVideoXBackbone:
-    """A converted CogVideoX (a folder read by :func:`load`) with its text embeddings file."""
-    model, cfg = load(weights)
-    size = tuple(latent_size) if latent_size else (cfg.sample_height, cfg.sample_width)
-    return CogVideoXBackbone(model, load_text_embeddings(text_embeddings), (int(size[0]), int(size[1])), vae, weights)

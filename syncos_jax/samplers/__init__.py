@@ -4,7 +4,7 @@ A :class:`~syncos_jax.samplers.base.Sampler` is a NamedTuple of pure functions b
 context, ``init(key, …) -> State`` and ``step(state, params) -> (State, Info)``, plus
 ``num_steps`` and ``expected_nfe``; the caller owns the loop::
 
-    sampler = syncos.build(defn, schedule, layout, cond, iters=20)
+    sampler = syncos.build(defn, schedule, layout, cond, iters=20, frame_shape=(H, W, C))
     state = sampler.init(key)
     for _ in range(sampler.num_steps):
         state, info = sampler.step(state, params)
@@ -26,5 +26,9 @@ SAMPLERS = {
     "freenoise": freenoise.build,
 }
 
-__all__ = ["SAMPLERS", "SampleResult", "Sampler", "csd_only", "ddim", "fifo", "freenoise", "gen_l_video", "make_predict",
+# name -> the settings its builder validates (what a scenario's ``sampler:`` block may set)
+SETTINGS = {name: module.SETTINGS for name, module in (("syncos", syncos), ("gen-l-video", gen_l_video), ("csd-only", csd_only),
+                                                      ("ddim", ddim), ("fifo", fifo), ("freenoise", freenoise))}
+
+__all__ = ["SAMPLERS", "SETTINGS", "SampleResult", "Sampler", "csd_only", "ddim", "fifo", "freenoise", "gen_l_video", "make_predict",
            "run", "sample", "syncos"]

@@ -2,7 +2,7 @@
 
 A sampler is built once from its context and then stepped, as in blackjax::
 
-    sampler = syncos.build(defn, schedule, layout, cond, iters=20)
+    sampler = syncos.build(defn, schedule, layout, cond, iters=20, frame_shape=(H, W, C))
     state = sampler.init(key)
     for _ in range(sampler.num_steps):
         state, info = sampler.step(state, params)
@@ -53,13 +53,14 @@ __all__ = [
     "count_above",
     "denoiser_def",
     "first_nonfinite",
-    "frame_shape_of",
+    "declared_frame_shape",
     "is_key_batch",
     "make_predict",
     "make_spec",
     "nonfinite_message",
     "progress_hook",
     "rebuild",
+    "start_frame_shape",
     "recorded_nonfinite",
     "run",
     "run_loop",
@@ -175,10 +176,11 @@ def config_from_options(cls, options: dict, sampler: str, rules: Optional[dict] 
 
 
 def _hashable(value):
+    """``value`` with sequences as tuples and arrays (numpy, JAX, 0-d) as nested tuples of Python numbers."""
     if isinstance(value, (list, tuple)):
         return tuple(_hashable(v) for v in value)
-    if isinstance(value, np.ndarray):
-        return _hashable(value.tolist())
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        return _hashable(np.asarray(value).tolist())
     return value
 
 
@@ -195,16 +197,21 @@ def is_key_batch(key) -> bool:
     return key.ndim == (1 if typed else 2)
 
 
-def frame_shape_of(denoiser: Any, frame_shape: Optional[Sequence[int]], initial_noise=None) -> tuple[int, ...]:
-    """Returns ``(H, W, C)``: given explicitly, from ``initial_noise``, or from ``denoiser.frame_shape``."""
+def declared_frame_shape(denoiser: Any, frame_shape: Optional[Sequence[int]]) -> Optional[tuple[int, ...]]:
+    """Returns ``(H, W, C)``: ``frame_shape`` if given, else the denoiser's own ``frame_shape`` if it
+    declares one (a ``Denoiser`` object; a bare ``DenoiserDef`` does not), else ``None``."""
+    shape = frame_shape if frame_shape is not None else getattr(denoiser, "frame_shape", None)
+    return None if shape is None else tuple(int(s) for s in shape)
+
+
+def start_frame_shape(frame_shape: Optional[tuple], initial_noise=None) -> tuple[int, ...]:
+    """Returns the ``(H, W, C)`` an ``init`` draws: the declared one, else ``initial_noise``'s; raises if neither."""
     if frame_shape is not None:
-        return tuple(int(s) for s in frame_shape)
+        return tuple(frame_shape)
     if initial_noise is not None:
         return tuple(int(s) for s in jnp.shape(initial_noise)[-3:])
-    shape = getattr(denoiser, "frame_shape", None)
-    if shape is None:
-        raise ValueError("frame_shape=(H, W, C) is needed: the denoiser does not declare one and no initial_noise was given.")
-    return tuple(int(s) for s in shape)
+    raise ValueError("frame_shape=(H, W, C) is needed: pass it to build (the denoiser does not declare one) "
+                     "or give initial_noise.")
 
 
 def _is_concrete(tree) -> bool:
@@ -359,16 +366,17 @@ def rebuild(spec: Spec, context: Context) -> Sampler:
     return spec.build(spec.defn, context.schedule, spec.layout, context.cond, **context.noise, **dict(spec.options))
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "axes", "record", "progress"))
-def _compiled_run(context, params, state, stop, *, spec, axes, record, progress):
+@functools.partial(jax.jit, static_argnames=("spec", "num_steps", "batched", "cond_batched", "record", "progress"))
+def _compiled_run(context, params, state, stop, *, spec, num_steps, batched, cond_batched, record, progress):
     def one(st, ctx):
         return rebuild(spec, ctx).step(st, params)
 
-    if axes is None:
+    if not batched:
         step_fn = functools.partial(one, ctx=context)
-    else:
+    else:  # the sampler is rebuilt per video, so a batched conditioning is sliced before the builder sees it
+        axes = Context(None, jax.tree_util.tree_map(lambda _: 0, context.cond) if cond_batched else None, None)
         step_fn = lambda st: jax.vmap(one, in_axes=(0, axes))(st, context)  # noqa: E731
-    return run_loop(step_fn, state, stop, rebuild(spec, context).num_steps, progress, record)
+    return run_loop(step_fn, state, stop, num_steps, progress, record)
 
 
 def _check_record(sampler: Sampler, record) -> tuple:
@@ -401,12 +409,10 @@ def run(sampler: Sampler, state: Any, params: Any, *, stop: Optional[int] = None
         raise ValueError(f"stop={stop!r} must be an int between 0 and the number of steps {total}.")
     record = _check_record(sampler, diagnostics)
     batched = jnp.ndim(state.step) == 1
-    axes = None
-    if batched:
-        cond_axes = jax.tree_util.tree_map(lambda _: 0, sampler.context.cond) if cond_batched else None
-        axes = Context(None, cond_axes, None)
-    return _compiled_run(sampler.context, params, state, jnp.asarray(stop, jnp.int32),
-                         spec=sampler.spec, axes=axes, record=record, progress=progress)
+    if cond_batched and not batched:
+        raise ValueError("cond_batched=True needs a batched state (from a vmapped init, one video per conditioning).")
+    return _compiled_run(sampler.context, params, state, jnp.asarray(stop, jnp.int32), spec=sampler.spec,
+                         num_steps=total, batched=batched, cond_batched=cond_batched, record=record, progress=progress)
 
 
 def sample(sampler: Sampler, params: Any, key: Array, *, cond: Optional[Conditioning] = None,

@@ -12,6 +12,7 @@ from syncos_jax.samplers import syncos
 from syncos_jax.samplers.syncos import fixed_options
 
 DEFAULTS = dict(stages=(2,), t_min=None, fixed_baseline_noise=False)
+SETTINGS = syncos.settings_of(DEFAULTS)  # what build validates
 
 
 def build(denoiser, schedule, layout, cond, **options):

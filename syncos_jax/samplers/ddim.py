@@ -14,6 +14,7 @@ from syncos_jax.samplers.base import denoiser_def
 from syncos_jax.samplers.syncos import fixed_options
 
 DEFAULTS = dict(stages=(1, 3))
+SETTINGS = syncos.settings_of(DEFAULTS)  # what build validates
 
 
 def whole_video_layout(layout: ChunkLayout, denoiser) -> ChunkLayout:

@@ -38,19 +38,21 @@ from syncos_jax.samplers.base import (
     Sampler,
     check_inputs,
     config_from_options,
+    declared_frame_shape,
     denoiser_def,
     first_nonfinite,
     make_predict,
     make_spec,
     recorded_nonfinite,
     run,
+    start_frame_shape,
 )
 
 Array = jax.Array
 
 STAGE_BASE, STAGE_QUEUE = 4, 5  # stage ids of FIFOState.nonfinite: the base video's DDIM, a queue iteration
 
-__all__ = ["DIAGNOSTICS", "FIFOConfig", "FIFOInfo", "FIFOState", "QueuePlan", "RULES", "STAGE_BASE", "STAGE_QUEUE",
+__all__ = ["DIAGNOSTICS", "SETTINGS", "FIFOConfig", "FIFOInfo", "FIFOState", "QueuePlan", "RULES", "STAGE_BASE", "STAGE_QUEUE",
            "build", "check_backbone", "expected_nfe", "fifo_levels", "init_queue", "make_config", "nonfinite_message",
            "num_iterations", "queue_plan", "queue_step"]
 
@@ -88,6 +90,7 @@ class FIFOInfo(NamedTuple):
 
 
 DIAGNOSTICS = FIFOInfo._fields
+SETTINGS = FIFOConfig._fields  # what build validates
 
 
 class FIFOState(NamedTuple):
@@ -294,10 +297,7 @@ def build(denoiser, schedule: S.Schedule, layout: ChunkLayout, cond: Conditionin
     queue_plan(f, cfg)  # lookahead needs an even f
     fifo_levels(schedule, cfg.num_partitions * f)  # a flow grid must have S = n·f steps
     total = num_iterations(layout, cfg)
-    shape = frame_shape if frame_shape is not None else getattr(denoiser, "frame_shape", None)
-    if shape is None:
-        raise ValueError("frame_shape=(H, W, C) is needed: the denoiser does not declare one.")
-    shape = tuple(int(s) for s in shape)
+    shape = start_frame_shape(declared_frame_shape(denoiser, frame_shape))
     if push_noise is not None and tuple(jnp.shape(push_noise)) != (total,) + shape:
         raise ValueError(f"push_noise has shape {tuple(jnp.shape(push_noise))}, expected {(total,) + shape}.")
     bounds = cond.segments(layout.num_frames)
@@ -325,7 +325,7 @@ def build(denoiser, schedule: S.Schedule, layout: ChunkLayout, cond: Conditionin
         predict = make_predict(defn, params, schedule, cond, cfg.guidance_scale, mesh)
         return queue_step(state, predict, schedule, layout, bounds, cfg, push_noise)
 
-    spec = make_spec(build, defn, layout, dict(options, mesh=mesh, frame_shape=shape))
+    spec = make_spec(build, defn, layout, dict(cfg._asdict(), mesh=mesh, frame_shape=shape))  # the validated settings
     context = Context(schedule, cond, {} if push_noise is None else {"push_noise": push_noise})
     return Sampler(init, step, total, expected_nfe(cfg, schedule, layout), spec, context, lambda state: state.outputs,
                    lambda flag: nonfinite_message(flag, schedule, layout, cfg), FIFOInfo._fields)

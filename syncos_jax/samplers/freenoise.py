@@ -23,11 +23,13 @@ import jax.numpy as jnp
 from syncos_jax.chunking import ChunkLayout
 from syncos_jax import validate as V
 from syncos_jax.samplers import syncos
-from syncos_jax.samplers.base import denoiser_def, make_spec
+from syncos_jax.samplers.base import denoiser_def, make_spec, start_frame_shape
 
 Array = jax.Array
 
-__all__ = ["build", "reschedule_noise", "trajectory_layout"]
+__all__ = ["SETTINGS", "build", "reschedule_noise", "trajectory_layout"]
+
+SETTINGS = syncos.settings_of({"stages": (1, 3)}, ("window", "noise_stride"))  # what build validates
 
 
 @functools.partial(jax.jit, static_argnames=("window", "stride"))
@@ -93,14 +95,13 @@ def build(denoiser, schedule, layout: ChunkLayout, cond, *, window: Optional[int
     if sizes["noise_stride"] > sizes["window"]:
         raise V.OptionError("noise_stride", sizes["noise_stride"], f"expected an integer in [1, window={sizes['window']}]")
     traj = trajectory_layout(layout, denoiser)
-    ddim = syncos.build(denoiser, schedule, traj, cond, **syncos.fixed_options("freenoise", {"stages": (1, 3)}, options))
+    ddim = syncos.build(denoiser, schedule, traj, cond, **syncos.fixed_options("freenoise", {"stages": (1, 3)}, options,
+                                                                              ("window", "noise_stride")))
     frame_shape = dict(ddim.spec.options)["frame_shape"]
 
     def init(key, params=None, *, initial_noise=None):
         k_noise, k_perm, k_run = jax.random.split(key, 3)
-        if frame_shape is None and initial_noise is None:
-            raise ValueError("frame_shape=(H, W, C) is needed: the denoiser does not declare one and no initial_noise was given.")
-        shape = (layout.num_frames,) + tuple(frame_shape if frame_shape is not None else jnp.shape(initial_noise)[-3:])
+        shape = (layout.num_frames,) + start_frame_shape(frame_shape, initial_noise)
         base = jax.random.normal(k_noise, shape) if initial_noise is None else jnp.asarray(initial_noise)
         x_T = reschedule_noise(k_perm, base, sizes["window"], sizes["noise_stride"])
         return syncos.init(k_run, traj, shape[1:], initial_noise=x_T)

@@ -11,6 +11,7 @@ from syncos_jax.samplers import syncos
 from syncos_jax.samplers.syncos import fixed_options
 
 DEFAULTS = dict(stages=(1, 3))
+SETTINGS = syncos.settings_of(DEFAULTS)  # what build validates
 
 
 def build(denoiser, schedule, layout, cond, **options):

@@ -17,7 +17,7 @@ One denoising step from grid time ``t`` to the next grid time ``s`` (the paper's
 ``(2,)`` CSD-only. :func:`build` binds the denoiser, schedule, layout and conditioning once and
 returns a :class:`~syncos_jax.samplers.base.Sampler`::
 
-    sampler = syncos.build(defn, schedule, layout, cond, iters=20)
+    sampler = syncos.build(defn, schedule, layout, cond, iters=20, frame_shape=(H, W, C))
     state = sampler.init(key)
     for _ in range(sampler.num_steps):
         state, info = sampler.step(state, params)   # info: a SynCoSInfo
@@ -44,11 +44,13 @@ from syncos_jax.samplers.base import (
     check_inputs,
     config_from_options,
     count_above,
+    declared_frame_shape,
     denoiser_def,
     first_nonfinite,
     make_predict,
     make_spec,
     nonfinite_message,
+    start_frame_shape,
     Context,
 )
 
@@ -58,7 +60,7 @@ WEIGHTINGS = ("sigma2", "one")
 KERNEL_ON = ("noisy", "clean")
 OPTIMIZERS = ("adamw", "sgd")
 
-__all__ = ["BUILD_KEYWORDS", "DIAGNOSTICS", "RULES", "SynCoSConfig", "SynCoSInfo", "SynCoSState", "batch_chunks", "build",
+__all__ = ["BUILD_KEYWORDS", "DIAGNOSTICS", "RULES", "SETTINGS", "settings_of", "SynCoSConfig", "SynCoSInfo", "SynCoSState", "batch_chunks", "build",
            "codenoise", "expected_nfe", "fixed_options", "init", "make_config", "refine", "renoise", "stage2_possible",
            "synchronized_step"]
 
@@ -226,9 +228,15 @@ def make_config(**options) -> SynCoSConfig:
 BUILD_KEYWORDS = ("mesh", "frame_shape", "base_noise")
 
 
-def fixed_options(name: str, fixed: dict, options: dict) -> dict:
+def settings_of(fixed: dict, extra: tuple = ()) -> tuple:
+    """The settings of a sampler that is SynCoS with ``fixed`` stages: :class:`SynCoSConfig`'s fields
+    but ``stages``, then ``extra`` (e.g. FreeNoise's ``window``)."""
+    return tuple(f for f in SynCoSConfig._fields if not (f == "stages" and "stages" in fixed)) + tuple(extra)
+
+
+def fixed_options(name: str, fixed: dict, options: dict, extra: tuple = ()) -> dict:
     """Returns ``{**fixed, **options}`` for a sampler ``name`` that is SynCoS with the settings
-    ``fixed`` (Gen-L-Video, CSD-only, DDIM, FreeNoise's trajectory).
+    ``fixed`` (Gen-L-Video, CSD-only, DDIM, FreeNoise's trajectory; ``extra``: its own settings, for messages).
 
     Raises:
       UnknownOption: for a name that is neither a :class:`SynCoSConfig` field nor a ``build`` keyword.
@@ -237,11 +245,13 @@ def fixed_options(name: str, fixed: dict, options: dict) -> dict:
     known = SynCoSConfig._fields + BUILD_KEYWORDS
     for option, value in options.items():
         if option not in known:
-            raise UnknownOption(option, value, f"not a setting of {name} (its settings: {', '.join(SynCoSConfig._fields)})")
-    for option, value in fixed.items():
-        if option == "stages" and option in options:
-            raise ValueError(f"{name} fixes stages={value}; use the syncos sampler to choose stages.")
+            raise UnknownOption(option, value, f"not a setting of {name} (its settings: {', '.join(settings_of(fixed, extra))})")
+    if "stages" in fixed and "stages" in options:
+        raise ValueError(f"{name} fixes stages={fixed['stages']}; use the syncos sampler to choose stages.")
     return {**fixed, **options}
+
+
+SETTINGS = SynCoSConfig._fields  # what build validates (its other keywords are BUILD_KEYWORDS)
 
 
 def batch_chunks(cfg: SynCoSConfig, layout: ChunkLayout) -> int:
@@ -465,7 +475,7 @@ def build(denoiser, schedule: S.Schedule, layout: ChunkLayout, cond: Conditionin
     check_inputs(defn, schedule, cond)
     if stage2_possible(cfg, schedule):
         batch_chunks(cfg, layout)  # raises unless 1 ≤ B ≤ N
-    shape = frame_shape if frame_shape is not None else getattr(denoiser, "frame_shape", None)
+    shape = declared_frame_shape(denoiser, frame_shape)
     if base_noise is not None and shape is not None:
         expected = (schedule.num_steps, layout.num_frames) + tuple(shape)
         if tuple(jnp.shape(base_noise)) != expected:
@@ -473,15 +483,13 @@ def build(denoiser, schedule: S.Schedule, layout: ChunkLayout, cond: Conditionin
     chunk_prompts = assign_prompts(layout, cond.segments(layout.num_frames))
 
     def init_fn(key, params=None, *, initial_noise=None):
-        if shape is None and initial_noise is None:
-            raise ValueError("frame_shape=(H, W, C) is needed: the denoiser does not declare one and no initial_noise was given.")
-        return init(key, layout, shape if shape is not None else jnp.shape(initial_noise)[-3:], initial_noise=initial_noise)
+        return init(key, layout, start_frame_shape(shape, initial_noise), initial_noise=initial_noise)
 
     def step(state, params):
         predict = make_predict(defn, params, schedule, cond, cfg.guidance_scale, mesh)
         return synchronized_step(state, predict, schedule, layout, chunk_prompts, cfg, base_noise)
 
-    spec = make_spec(build, defn, layout, dict(options, mesh=mesh, frame_shape=shape))
+    spec = make_spec(build, defn, layout, dict(cfg._asdict(), mesh=mesh, frame_shape=shape))  # the validated settings
     context = Context(schedule, cond, {} if base_noise is None else {"base_noise": base_noise})
     return Sampler(init_fn, step, schedule.num_steps, expected_nfe(cfg, schedule, layout), spec, context,
                    lambda state: state.x, lambda flag: nonfinite_message(flag, schedule.timesteps), SynCoSInfo._fields)

@@ -23,7 +23,6 @@ from syncos_jax.backbones.toy import world
 from syncos_jax.backbones.toy.model import ToyConfig, ToyVideoDiT, toy_denoiser
 from syncos_jax.backbones.toy.tokenizer import Tokenizer
 from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS, load_toy_model, read_toy_config
-from syncos_jax.metrics import shapes as shape_probes  # module import: metrics.shapes reads toy.world in turn
 from syncos_jax.prompts import PromptError, StructuredPrompt, check_texts
 
 __all__ = ["DEFAULT_GUIDANCE", "ToyBackbone", "ToyConfig", "ToyVideoDiT", "Tokenizer", "load_default", "open_backbone",
@@ -86,7 +85,13 @@ class ToyBackbone:
     def probe(self, frames, segments, texts) -> list[dict]:
         """Reads each event of ``frames: [F, H, W, 3]`` with the shapes-world probes
         (:func:`syncos_jax.metrics.read_segments`): per event ``{"probe": what was read, "expected":
-        what its caption asks (``None`` if it does not parse), "match": factor by factor}``."""
+        what its caption asks (``None`` if it does not parse), "match": factor by factor}``.
+
+        The probes live one layer up, in :mod:`syncos_jax.metrics.shapes` (which reads this world),
+        so they are imported here, when a video is probed, and the packages import one way only.
+        """
+        from syncos_jax.metrics import shapes as shape_probes
+
         out = []
         for reading, text in zip(shape_probes.read_segments(frames, segments), texts):
             try:
