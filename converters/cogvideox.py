@@ -13,14 +13,13 @@ reads them back without converting again. This module only holds what is about t
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable, Optional
 
 from flax import nnx
 
 from converters.common import ConversionError, Rule, convert, read_safetensors
-from syncos_jax.backbones.cogvideox import model_abstract, save_weights
+from syncos_jax.backbones.cogvideox import model_abstract, read_json_object, save_weights
 
 __all__ = ["RULES", "convert_folder", "transformer_folder"]
 
@@ -61,13 +60,9 @@ RULES: tuple[Rule, ...] = (
 def read_json(path: str) -> dict:
     """The JSON object in ``path``; raises :class:`ConversionError` naming the file if it is not one."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConversionError(f"{path!r} is not valid JSON ({' '.join(str(e).split())[:120]})") from None
-    if not isinstance(data, dict):
-        raise ConversionError(f"{path!r} must hold a JSON object, got {type(data).__name__}")
-    return data
+        return read_json_object(path)
+    except ValueError as e:
+        raise ConversionError(str(e)) from None
 
 
 def transformer_folder(src: str) -> str:

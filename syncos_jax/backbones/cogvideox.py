@@ -59,6 +59,7 @@ __all__ = [
     "cogvideox_denoiser",
     "load",
     "open_backbone",
+    "read_json_object",
     "load_text_embeddings",
     "model_abstract",
     "read_weights_config",
@@ -496,6 +497,18 @@ def save_weights(dst: str, state, cfg: CogVideoXConfig, *, extra: Optional[dict]
         raise
 
 
+def read_json_object(path: str) -> dict:
+    """The JSON object in ``path``; raises ``ValueError`` naming the file if it is not valid JSON or not an object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path!r} is not valid JSON ({' '.join(str(e).split())[:120]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path!r} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
 def read_weights_config(dst: str) -> tuple[CogVideoXConfig, dict]:
     """``(CogVideoXConfig, the whole config.json dict)`` of a folder written by :func:`save_weights`.
 
@@ -507,13 +520,7 @@ def read_weights_config(dst: str) -> tuple[CogVideoXConfig, dict]:
     path = os.path.join(os.path.abspath(dst), "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{dst!r} is not a converted CogVideoX folder (no config.json; see `syncos convert cogvideox`)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path!r} is not valid JSON ({' '.join(str(e).split())[:120]})") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path!r} must hold a JSON object, got {type(meta).__name__}")
+    meta = read_json_object(path)
     if meta.get("model") != WEIGHTS_MODEL:
         raise ValueError(f"{dst!r} holds a {str(meta.get('model'))[:40]!r} checkpoint, not {WEIGHTS_MODEL}")
     if not isinstance(meta.get("config"), dict):
