@@ -375,8 +375,21 @@ def _compiled_run(context, params, state, stop, *, spec, num_steps, batched, con
         step_fn = functools.partial(one, ctx=context)
     else:  # the sampler is rebuilt per video, so a batched conditioning is sliced before the builder sees it
         axes = Context(None, jax.tree_util.tree_map(lambda _: 0, context.cond) if cond_batched else None, None)
-        step_fn = lambda st: jax.vmap(one, in_axes=(0, axes))(st, context)  # noqa: E731
+        step_fn = functools.partial(_vmapped_step, one, axes=axes, context=context)
     return run_loop(step_fn, state, stop, num_steps, progress, record)
+
+
+def _vmapped_step(one, st, *, axes, context):
+    """``one`` vmapped over a batch of states, with the step counter shared (unbatched).
+
+    Every video of a batch is at the same step, so the counter goes in once, not per video: a
+    ``lax.cond`` on the step (SynCoS's stage 2 above ``t_min``) then stays a branch. With a batched
+    counter, vmap would turn it into a select and run stage 2 at every step.
+    """
+    def shared(s, k, ctx):
+        return one(s._replace(step=k), ctx)
+
+    return jax.vmap(shared, in_axes=(0, None, axes))(st, st.step[0], context)
 
 
 def _check_record(sampler: Sampler, record) -> tuple:
