@@ -169,6 +169,22 @@ def load(name: str):
     return load_scenario(os.path.join(SCENARIO_DIR, name + ".yaml"))
 
 
+def build_sampler(variant: Variant, name: str, *, steps: int = 50):
+    """``(sampler, params)``: ``variant`` built for scenario ``name`` on a ``steps``-step grid with the toy backbone."""
+    from syncos_jax.chunking import ChunkLayout
+    from syncos_jax.prompts import build_conditioning
+    from syncos_jax.samplers import SAMPLERS
+
+    bb = backbone()
+    sc = load(name)
+    layout = ChunkLayout(sc.frames, bb.chunk_frames, variant.stride)
+    cond = build_conditioning(bb.encode, sc.prompt, structured=variant.structured)
+    options = dict(variant.options)
+    options.setdefault("guidance_scale", bb.default_guidance)
+    defn, params = bb.denoiser.split()
+    return SAMPLERS[variant.sampler](defn, bb.schedule(steps), layout, cond, frame_shape=bb.frame_shape, **options), params
+
+
 def sample_scenario(variant: Variant, name: str, seed_list: Sequence[int], *, steps: int = 50,
                     diagnostics: tuple = ()):
     """Samples ``variant`` on scenario ``name`` for every seed (one vmapped batch).
@@ -178,25 +194,15 @@ def sample_scenario(variant: Variant, name: str, seed_list: Sequence[int], *, st
     """
     import jax
 
-    from syncos_jax.chunking import ChunkLayout
-    from syncos_jax.prompts import build_conditioning
-    from syncos_jax.samplers import SAMPLERS, sample
+    from syncos_jax.samplers import sample
 
-    bb = backbone()
-    sc = load(name)
-    layout = ChunkLayout(sc.frames, bb.chunk_frames, variant.stride)
-    schedule = bb.schedule(steps)
-    cond = build_conditioning(bb.encode, sc.prompt, structured=variant.structured)
-    options = dict(variant.options)
-    options.setdefault("guidance_scale", bb.default_guidance)
+    sampler, params = build_sampler(variant, name, steps=steps)
     keys = jax.vmap(jax.random.key)(np.asarray(seed_list, np.uint32))
-    defn, params = bb.denoiser.split()
-    sampler = SAMPLERS[variant.sampler](defn, schedule, layout, cond, frame_shape=bb.frame_shape, **options)
     t0 = time.perf_counter()
     result = sample(sampler, params, keys, diagnostics=tuple(diagnostics))
     latents = np.asarray(jax.block_until_ready(result.latents))
     wall = (time.perf_counter() - t0) / len(seed_list)
-    frames = np.stack([bb.decode(x) for x in latents])
+    frames = np.stack([backbone().decode(x) for x in latents])
     diag = {k: np.asarray(v) for k, v in result.diagnostics.items()}
     return frames, np.asarray(result.nfe).reshape(-1), wall, diag
 

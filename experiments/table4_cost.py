@@ -1,54 +1,94 @@
 """Table 4 in miniature: NFE and wall time per method at equal video length.
 
-From Table 1's cached runs (run it first): per method and video length, the NFE (the sampler's
-own count, equal to its closed form ``expected_nfe``) and the wall time per video of the fastest
-batch of that length, which is a warm (already compiled) one wherever the suite holds two
-scenarios of the same shape. Ratios are against Gen-L-Video. Writes ``table4_cost.{json,md}``.
+One video at a time (a batch of one key, as the paper generates them), per method and video length: the
+first call (compilation + sampling) and then ``--repeats`` warm calls (sampling alone; the fastest
+is reported), timed around ``samplers.sample`` up to ``block_until_ready``, so decoding and the
+probes are not counted. The NFE is the sampler's own count (equal to its closed form
+``expected_nfe``). Ratios are against Gen-L-Video at the same length. Each length uses the first
+scenario of the suite with that many frames (the full run: 32, 48 and 64 frames; ``--quick``: the
+first quick scenario, 32 frames, 25 steps). Writes ``table4_cost.{json,md}``::
+
+    python experiments/table4_cost.py            # 50 steps, 32/48/64 frames
+    python experiments/table4_cost.py --quick    # 25 steps, 32 frames
+
+Wall times are this machine's CPU; run it with nothing else on the machine (the other scripts
+record batched wall times that include compilation and share the cores).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
+import os
+import time
 
 import common as C
 import table1_baselines
 
 METHODS = table1_baselines.VARIANTS
+FULL_LENGTHS = (32, 48, 64)
+
+
+def scenario_of_length(frames: int) -> str:
+    """The first scenario of the full suite with ``frames`` frames."""
+    for name in C.scenario_names(False):
+        if C.load(name).frames == frames:
+            return name
+    raise SystemExit(f"no scenario of {frames} frames in {os.path.relpath(C.SCENARIO_DIR)}")
+
+
+def time_one(variant: C.Variant, name: str, steps: int, repeats: int) -> dict:
+    """``{"nfe", "expected_nfe", "first_call_seconds", "wall_seconds"}`` of one video (seed 0)."""
+    import jax
+
+    from syncos_jax.samplers import sample
+
+    sampler, params = C.build_sampler(variant, name, steps=steps)
+    key = jax.random.key(0)[None]  # a batch of one video: the program Table 1 compiles for one seed
+    times = []
+    for _ in range(1 + repeats):
+        t0 = time.perf_counter()
+        result = sample(sampler, params, key)
+        jax.block_until_ready(result.latents)
+        times.append(time.perf_counter() - t0)
+    return {"nfe": int(result.nfe[0]), "expected_nfe": int(sampler.expected_nfe), "first_call_seconds": round(times[0], 3),
+            "wall_seconds": round(min(times[1:]), 3)}
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     C.add_arguments(p)
-    st = C.setup(p.parse_args(argv))
-    recs = C.collect(st, METHODS, "table4")  # cached by Table 1: samples only what is missing
-    rows = {}
-    for v in METHODS:
-        by_len = defaultdict(list)
-        for r in recs[v.name]:
-            by_len[r["metrics"]["frames"]].append(r)
-        for F, rs in sorted(by_len.items()):
-            rows[(F, v.name)] = {"frames": F, "method": v.label, "nfe": float(sum(r["nfe"] for r in rs) / len(rs)),
-                                 "wall_seconds": min(r["wall_seconds"] for r in rs), "videos": len(rs)}
-    lengths = sorted({F for F, _ in rows})
+    p.add_argument("--repeats", type=int, default=1, help="warm calls per method and length (the fastest is reported)")
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be at least 1, got {args.repeats}")
+    st = C.setup(args)
+    names = [st.scenarios[0]] if st.quick else [scenario_of_length(F) for F in FULL_LENGTHS]
+    bar = C.progress_bar(len(names) * len(METHODS), "table4_cost")
+    rows = []
+    try:
+        for name in names:
+            F = C.load(name).frames
+            for v in METHODS:
+                rows.append({"frames": F, "scenario": name, "method": v.label, "variant": v.name,
+                             **time_one(v, name, st.steps, args.repeats)})
+                bar.update(1)
+    finally:
+        bar.close()
     lines = ["# Table 4: cost per method at equal video length", "",
-             f"{st.steps} steps, stride 4, guidance {C.backbone().default_guidance:g}; wall time per video of the fastest "
-             "(warm) batch of each length on this machine's CPU (2 cores), from Table 1's runs.", "",
-             "| frames | method | NFE | wall (s / video) | NFE / Gen-L-Video | time / Gen-L-Video |", "|---|---|---|---|---|---|"]
-    for F in lengths:
-        if (F, C.GEN_L_VIDEO.name) not in rows:
-            continue
-        ref = rows[(F, C.GEN_L_VIDEO.name)]
-        for v in METHODS:
-            if (F, v.name) not in rows:  # a partial (--cached-only) run without this length
-                continue
-            r = rows[(F, v.name)]
-            r["nfe_ratio"] = round(r["nfe"] / ref["nfe"], 3)
-            r["time_ratio"] = round(r["wall_seconds"] / ref["wall_seconds"], 3)
-            lines.append(f"| {F} | {r['method']} | {r['nfe']:.0f} | {r['wall_seconds']:.1f} | {r['nfe_ratio']:.2f}× | {r['time_ratio']:.2f}× |")
+             f"{st.steps} steps, stride 4, guidance {C.backbone().default_guidance:g}; one video (one key) at a time on "
+             f"this machine's CPU; warm: the fastest of {args.repeats} call(s) after the first (compiling) one.", "",
+             "| frames | method | NFE | first call (s) | warm (s / video) | NFE / Gen-L-Video | time / Gen-L-Video |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = next(q for q in rows if q["frames"] == r["frames"] and q["variant"] == C.GEN_L_VIDEO.name)
+        r["nfe_ratio"] = round(r["nfe"] / ref["nfe"], 3)
+        r["time_ratio"] = round(r["wall_seconds"] / ref["wall_seconds"], 3)
+        lines.append(f"| {r['frames']} | {r['method']} | {r['nfe']} | {r['first_call_seconds']:.1f} | "
+                     f"{r['wall_seconds']:.1f} | {r['nfe_ratio']:.2f}× | {r['time_ratio']:.2f}× |")
     lines.append("\nThe paper's Table 4: SynCoS 55 min against Gen-L-Video's 21 min (2.6×) on CogVideoX-2B, "
                  "4× videos (52 latent frames, N = 11 chunks).")
-    payload = {"title": "Table 4: cost per method", "setup": st.describe(), "rows": list(rows.values())}
+    payload = {"title": "Table 4: cost per method", "setup": {**st.describe(), "scenarios": names, "seeds": [0],
+                                                                "repeats": args.repeats}, "rows": rows}
     C.write_outputs(st.results, "table4_cost", payload, "\n".join(lines))
     print("\n".join(lines))
     return payload

@@ -50,6 +50,7 @@ def _flatten(z: Array) -> Array:
     return z.reshape(z.shape[0], -1)
 
 
+@jax.jit  # one compilation per shape: called eagerly, the row-by-row ``lax.map`` would compile on every call
 def pairwise_sq_dists(z: Array) -> Array:
     """Returns ``[B, B]`` squared Euclidean distances between the flattened particles ``z: [B, ...]``.
 
