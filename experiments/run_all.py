@@ -1,7 +1,7 @@
 """Runs every experiment of the evidence study, in order, and lists what it wrote.
 
 ``python experiments/run_all.py --quick`` is the reduced run (2 scenarios × 2 seeds, 25 steps, three
-sweep values; 72 minutes wall, 63 CPU-minutes, on this 2-core machine) into ``experiments/results/quick/``;
+sweep values; 18 minutes on this 2-core machine from a cold start (no compilation cache)) into ``experiments/results/quick/``;
 ``python experiments/run_all.py`` the full one (24 scenarios × 3 seeds, 50 steps) into
 ``experiments/results/``. Sampled runs are cached per variant (``results/runs/*.jsonl``), so a
 killed run resumes where it stopped. ``--only NAME ...`` runs some of the scripts.

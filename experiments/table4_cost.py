@@ -5,11 +5,13 @@ first call (compilation + sampling) and then ``--repeats`` warm calls (sampling 
 is reported), timed around ``samplers.sample`` up to ``block_until_ready``, so decoding and the
 probes are not counted. The NFE is the sampler's own count (equal to its closed form
 ``expected_nfe``). Ratios are against Gen-L-Video at the same length. Each length uses the first
-scenario of the suite with that many frames (the full run: 32, 48 and 64 frames; ``--quick``: the
-first quick scenario, 32 frames, 25 steps). Writes ``table4_cost.{json,md}``::
+scenario of the suite with that many frames (the full run: 48 frames, N = 11 chunks as in the
+paper's Table 4; ``--frames`` for others; ``--quick``: the first quick scenario, 32 frames, 25
+steps). Writes ``table4_cost.{json,md}``::
 
-    python experiments/table4_cost.py            # 50 steps, 32/48/64 frames
-    python experiments/table4_cost.py --quick    # 25 steps, 32 frames
+    python experiments/table4_cost.py                     # 50 steps, 48 frames
+    python experiments/table4_cost.py --frames 32 48 64   # 50 steps, three lengths
+    python experiments/table4_cost.py --quick             # 25 steps, 32 frames
 
 Wall times are this machine's CPU; run it with nothing else on the machine (the other scripts
 record batched wall times that include compilation and share the cores).
@@ -25,7 +27,7 @@ import common as C
 import table1_baselines
 
 METHODS = table1_baselines.VARIANTS
-FULL_LENGTHS = (32, 48, 64)
+FULL_LENGTHS = (48,)  # N = 11 chunks of 8 at stride 4, the paper's Table 4
 
 
 def scenario_of_length(frames: int) -> str:
@@ -58,11 +60,12 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     C.add_arguments(p)
     p.add_argument("--repeats", type=int, default=1, help="warm calls per method and length (the fastest is reported)")
+    p.add_argument("--frames", nargs="+", type=int, default=FULL_LENGTHS, help="video lengths of the full run")
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats must be at least 1, got {args.repeats}")
     st = C.setup(args)
-    names = [st.scenarios[0]] if st.quick else [scenario_of_length(F) for F in FULL_LENGTHS]
+    names = [st.scenarios[0]] if st.quick else [scenario_of_length(F) for F in args.frames]
     bar = C.progress_bar(len(names) * len(METHODS), "table4_cost")
     rows = []
     try:
