@@ -334,6 +334,11 @@ def fmt(stat: dict, digits: int = 2, signed: bool = False) -> str:
     return s if not math.isfinite(se) else f"{s} ± {se:.{digits}f}"
 
 
+def _digits(metric: str, signed: bool) -> int:
+    """Decimals of a table cell: counts none; paired differences (small) one more than means."""
+    return 0 if metric in ("nfe", "videos") else 3 if signed else 2
+
+
 def markdown_table(rows: Sequence[tuple[str, dict]], metric_names: Sequence[tuple[str, str]] = METRICS,
                    signed: bool = False, extra: Sequence[tuple[str, str]] = ()) -> str:
     """A Markdown table: one row per ``(label, summary)``, one column per metric (and ``extra`` keys)."""
@@ -342,7 +347,7 @@ def markdown_table(rows: Sequence[tuple[str, dict]], metric_names: Sequence[tupl
     sep = "|---|" + "---|" * len(cols)
     lines = [head, sep]
     for label, summ in rows:
-        cells = [fmt(summ[m], 0 if m in ("nfe", "videos") else 2, signed) if m in summ else "—" for m, _ in cols]
+        cells = [fmt(summ[m], _digits(m, signed), signed) if m in summ else "—" for m, _ in cols]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
