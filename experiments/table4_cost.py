@@ -1,13 +1,15 @@
 """Table 4 in miniature: NFE and wall time per method at equal video length.
 
 One video at a time (a batch of one key, as the paper generates them), per method and video length: the
-first call (compilation + sampling) and then ``--repeats`` warm calls (sampling alone; the fastest
-is reported), timed around ``samplers.sample`` up to ``block_until_ready``, so decoding and the
-probes are not counted. The NFE is the sampler's own count (equal to its closed form
+first call (compilation + sampling) and then ``--repeats`` warm calls (the fastest is reported),
+timed around ``samplers.sample`` (the start noise's ``init`` and the compiled run) up to
+``block_until_ready``, so decoding and the probes are not counted. The NFE is the sampler's own count (equal to its closed form
 ``expected_nfe``). Ratios are against Gen-L-Video at the same length. Each length uses the first
 scenario of the suite with that many frames (the full run: 48 frames, N = 11 chunks as in the
 paper's Table 4; ``--frames`` for others; ``--quick``: the first quick scenario, 32 frames, 25
-steps). Writes ``table4_cost.{json,md}``::
+steps; ``--names`` times those scenarios instead). ``--seeds`` and ``--scenarios`` do not apply (one
+video, seed 0), and ``--cached-only`` leaves the table as it is (timing needs sampling). Writes
+``table4_cost.{json,md}``::
 
     python experiments/table4_cost.py                     # 50 steps, 48 frames
     python experiments/table4_cost.py --frames 32 48 64   # 50 steps, three lengths
@@ -65,7 +67,13 @@ def main(argv=None) -> dict:
     if args.repeats < 1:
         p.error(f"--repeats must be at least 1, got {args.repeats}")
     st = C.setup(args)
-    names = [st.scenarios[0]] if st.quick else [scenario_of_length(F) for F in args.frames]
+    if st.cached_only:
+        print("table4_cost: --cached-only leaves the table as it is (timing needs sampling)")
+        return {}
+    if args.names:
+        names = list(st.scenarios)
+    else:
+        names = [st.scenarios[0]] if st.quick else [scenario_of_length(F) for F in sorted(set(args.frames))]
     bar = C.progress_bar(len(names) * len(METHODS), "table4_cost")
     rows = []
     try:
