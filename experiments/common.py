@@ -48,6 +48,8 @@ METRICS = (
     ("background_consistency", "background cons."),
     ("identity_shape", "shape identity"),
     ("identity_size", "size identity"),
+    ("identity_unprompted", "unprompted identity"),
+    ("identity_unprompted_ends", "same identity at both ends"),
     ("centre_jump_at_boundary", "jump at boundary (px)"),
     ("centre_jump_away", "jump elsewhere (px)"),
     ("ghost_fraction", "ghost frames (fraction)"),
@@ -227,9 +229,26 @@ def _cache_path(results: str, variant: Variant) -> str:
     return os.path.join(results, "runs", variant.name + ".jsonl")
 
 
+_FINGERPRINTS: dict = {}
+
+
+def weights_fingerprint(path: str | None = None) -> str:
+    """The first 16 hex digits of the SHA-256 of a toy weights file (the shipped one for ``None``):
+    what ties a cached record to the weights that made it, so new weights never reuse old records."""
+    from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS
+
+    path = os.path.abspath(path or DEFAULT_WEIGHTS)
+    if path not in _FINGERPRINTS:
+        import hashlib
+
+        with open(path, "rb") as fh:
+            _FINGERPRINTS[path] = hashlib.sha256(fh.read()).hexdigest()[:16]
+    return _FINGERPRINTS[path]
+
+
 def _settings(variant: Variant) -> dict:
-    """What a cached record must match: the variant, and the weights file when it is not the shipped one."""
-    return variant.settings if _WEIGHTS is None else {**variant.settings, "weights": os.path.basename(_WEIGHTS)}
+    """What a cached record must match: the variant and the weights (:func:`weights_fingerprint`)."""
+    return {**variant.settings, "weights": weights_fingerprint(_WEIGHTS)}
 
 
 def read_cache(results: str, variant: Variant) -> dict:
@@ -425,7 +444,8 @@ class Setup:
     def describe(self) -> dict:
         weights = "syncos_jax/backbones/toy/toy_dit.safetensors (shipped)" if _WEIGHTS is None else os.path.basename(_WEIGHTS)
         return {"quick": self.quick, "scenarios": list(self.scenarios), "seeds": list(self.seeds), "steps": self.steps,
-                "stride": 4, "weights": weights, "training_step": backbone().info.get("step"),
+                "stride": 4, "weights": weights, "weights_sha256_16": weights_fingerprint(_WEIGHTS),
+                "training_step": backbone().info.get("step"),
                 "guidance_scale": backbone().default_guidance, "cached_only": self.cached_only}
 
 

@@ -10,7 +10,12 @@ them with a background change), samples one 8-frame clip per caption with determ
 * colour, shape, size: the majority reading over frames equals the caption's;
 * background: the majority equals the caption's; with a ``then`` clause, the first frame shows
   the first background and the last frame the second;
-* motion: :func:`~syncos_jax.metrics.motion_direction` of the centre track equals the caption's.
+* motion: :func:`~syncos_jax.metrics.motion_direction` of the centre track equals the caption's;
+* unprompted identity (shade and pattern, which no caption names): the fraction of a clip's frames
+  whose (shade, pattern) reading is the clip's majority pair (``unprompted``), and whether all of
+  them are (``unprompted_clip``); across clips, the histogram of the majority shade and pattern,
+  which must cover the whole range (``spread``: every shade and every pattern is the majority of
+  at least half its uniform share of the clips — no collapse onto one).
 
 Prints the accuracies (and those of real renders of the same captions, which must be 100 %), the
 confusion matrices of shape, motion and size (what was asked against what the probe read), and
@@ -43,13 +48,19 @@ def ddim_batch(defn, params, schedule, x_T, tokens, null_tokens, guidance_scale)
     """Deterministic DDIM (:mod:`syncos_jax.samplers.ddim`) over a batch of single-chunk clips, one
     caption each: one :func:`~syncos_jax.samplers.sample` batched over keys and over conditioning.
     ``x_T: [B, f, H, W, C]``, ``tokens: [B, L]``, ``null_tokens: [B, L]``; returns ``[B, f, H, W, C]``."""
+    return ddim_batch_result(defn, params, schedule, x_T, tokens, null_tokens, guidance_scale).latents
+
+
+def ddim_batch_result(defn, params, schedule, x_T, tokens, null_tokens, guidance_scale, diagnostics=()):
+    """:func:`ddim_batch`'s whole :class:`~syncos_jax.samplers.SampleResult`, recording the
+    sampler's ``diagnostics`` (e.g. ``("x0",)``: every step's ``x̂_0``, ``[B, S, F, H, W, C]``)."""
     B, f = x_T.shape[:2]
     tokens, null_tokens = jnp.asarray(tokens), jnp.asarray(null_tokens)
     one = Conditioning(tokens[:1], null_tokens[:1])
     sampler = ddim.build(defn, schedule, ChunkLayout(f, f, f), one, guidance_scale=guidance_scale, frame_shape=x_T.shape[2:])
     per_clip = Conditioning(tokens[:, None], null_tokens[:, None])  # [B, P = 1, L]
     keys = jax.random.split(jax.random.key(0), B)  # unused: deterministic DDIM starts from x_T
-    return sample(sampler, params, keys, cond=per_clip, initial_noise=x_T).latents
+    return sample(sampler, params, keys, cond=per_clip, initial_noise=x_T, diagnostics=tuple(diagnostics))
 
 
 CONFUSED = {"shape": world.SHAPES, "motion": world.MOTION_NAMES, "size": world.SIZE_NAMES}
@@ -67,6 +78,7 @@ def judge(text: str, frames: np.ndarray) -> dict:
 
     bg = world.BACKGROUND_NAMES
     shape, size, motion = majority(r.shape), majority(r.size), metrics.motion_direction(r.centre)
+    ident = metrics.identity_consistency(r, ("unprompted",))["unprompted"]
     if c.then is None:
         background = majority(r.background) == bg.index(c.background)
     else:
@@ -78,6 +90,9 @@ def judge(text: str, frames: np.ndarray) -> dict:
         "background": bool(background),
         "motion": motion == world.MOTION_NAMES.index(c.motion),
         "event": c.then is not None,
+        "unprompted": ident,
+        "unprompted_clip": ident == 1.0,
+        "identity": {"shade": majority(r.shade), "pattern": majority(r.pattern)},
         "pairs": {"shape": (world.SHAPES.index(c.shape), shape), "size": (world.SIZE_NAMES.index(c.size), size),
                   "motion": (world.MOTION_NAMES.index(c.motion), motion)},
     }
@@ -109,12 +124,42 @@ def accuracies(judged: list[dict]) -> dict:
     events = [j for j in judged if j["event"]]
     out["background_no_event"] = float(np.mean([j["background"] for j in plain])) if plain else None
     out["background_with_event"] = float(np.mean([j["background"] for j in events])) if events else None
+    for i, name in enumerate(world.SHAPES):
+        asked = [j for j in judged if j["pairs"]["shape"][0] == i]
+        out[f"shape_{name}"] = float(np.mean([j["shape"] for j in asked])) if asked else None
+    out["unprompted"] = float(np.mean([j["unprompted"] for j in judged]))
+    out["unprompted_clip"] = float(np.mean([j["unprompted_clip"] for j in judged]))
     out["count"] = len(judged)
     out["count_with_event"] = len(events)
     return out
 
 
-BARS = {"colour": 0.90, "background": 0.90, "shape": 0.80, "motion": 0.80}
+def identity_histogram(judged: list[dict]) -> dict:
+    """``{"shade": {name: count}, "pattern": {name: count}}`` of the clips' majority readings
+    (``"none"``: no object found)."""
+    out = {}
+    for key, names in (("shade", world.SHADE_NAMES), ("pattern", world.PATTERNS)):
+        counts = dict.fromkeys(list(names) + ["none"], 0)
+        for j in judged:
+            v = j["identity"][key]
+            counts[names[v] if v >= 0 else "none"] += 1
+        out[key] = counts
+    return out
+
+
+def spread(hist: dict) -> bool:
+    """Whether every shade and every pattern is the majority reading of at least half its uniform
+    share of the clips (``1 / (2·n)`` of them for ``n`` values): no collapse onto a few values."""
+    ok = True
+    for counts in hist.values():
+        values = {k: v for k, v in counts.items() if k != "none"}
+        total = sum(counts.values())
+        ok &= all(v >= total / (2 * len(values)) for v in values.values())
+    return bool(ok)
+
+
+BARS = {"colour": 0.95, "background": 0.95, "size": 0.95, "shape": 0.90, "motion": 0.90, "unprompted": 0.95,
+        **{f"shape_{name}": 0.85 for name in world.SHAPES}}
 
 
 def main(argv=None) -> int:
@@ -153,23 +198,31 @@ def main(argv=None) -> int:
     model_acc = accuracies(judged)
     confusions = {k: confusion(judged, k) for k in CONFUSED}
     render_rng = np.random.default_rng(args.seed + 1)
-    render_acc = accuracies([judge(t, world.render(world.track_from_caption(t, f, render_rng))) for t in texts])
+    render_judged = [judge(t, world.render(world.track_from_caption(t, f, render_rng))) for t in texts]
+    render_acc = accuracies(render_judged)
 
     print(f"\ntoy model {args.weights} (training step {backbone.info.get('step')}), {args.num} captions, "
           f"DDIM {args.steps} steps, guidance {guidance:g}, {seconds:.0f} s")
     print(f"{'factor':<24}{'model':>8}{'renders':>9}{'bar':>7}")
-    for k in ("colour", "background", "shape", "motion", "size", "background_no_event", "background_with_event"):
+    for k in ("colour", "background", "shape", *(f"shape_{n}" for n in world.SHAPES), "motion", "size",
+              "background_no_event", "background_with_event", "unprompted", "unprompted_clip"):
         m, r = model_acc[k], render_acc[k]
         bar = f"{BARS[k]:.0%}" if k in BARS else ""
         fmt = lambda v: "  n/a" if v is None else f"{v:.1%}"
         print(f"{k:<24}{fmt(m):>8}{fmt(r):>9}{bar:>7}")
     for k, names in CONFUSED.items():
         print(f"\n{k} (rows: asked for, columns: read by the probe)\n{format_confusion(confusions[k], names)}")
-    passed = all(model_acc[k] >= v for k, v in BARS.items())
+    hist = identity_histogram(judged)
+    for key, counts in hist.items():
+        print(f"\n{key} of the sampled clips (majority reading): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    spread_ok = spread(hist)
+    print("unprompted identity spread over its whole range:", "yes" if spread_ok else "NO")
+    passed = all(model_acc[k] >= v for k, v in BARS.items()) and spread_ok
     print("quality bar:", "met" if passed else "NOT met")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # no machine paths in the record
     record = {"weights": os.path.relpath(os.path.abspath(args.weights), repo), "training_step": backbone.info.get("step"), "num": args.num, "steps": args.steps,
               "guidance": guidance, "seed": args.seed, "seconds": seconds, "model": model_acc, "renders": render_acc, "confusion": confusions,
+              "identity_histogram": hist, "identity_histogram_renders": identity_histogram(render_judged), "spread": spread_ok,
               "bars": BARS, "passed": passed}
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)

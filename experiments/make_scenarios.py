@@ -1,8 +1,10 @@
-"""Writes the experiment suite ``experiments/scenarios/*.yaml`` (24 multi-event scenarios).
+"""Writes the experiment suite ``experiments/scenarios/*.yaml`` (30 multi-event scenarios).
 
 Six kinds of change between events — motion, background, colour, and the combinations
 motion+background, motion+colour, all three — each with four (events, frames) settings, so that
-2, 3 and 4 events and 32, 48 and 64 frames all occur in every kind. The object (size, colour,
+2, 3 and 4 events and 32, 48 and 64 frames all occur in every kind, and a fifth long one, 6 events
+in 96 frames (23 chunks of 8 at stride 4: room for an unprompted identity to drift). The long
+ones are drawn after the other 24, so those are the same as before they were added. The object (size, colour,
 shape) and every event's factors are drawn from one seeded generator, so the suite is fixed:
 ``python experiments/make_scenarios.py`` rewrites the same files. The suite is kept apart from
 ``examples/`` (those are for people; these are for tables).
@@ -20,6 +22,7 @@ from syncos_jax.backbones.toy import world
 KINDS = ("motion", "background", "colour", "motion+background", "motion+colour", "motion+background+colour")
 SETTINGS = ((2, 32), (3, 48), (4, 64))  # (events, frames) shared by every kind; a fourth varies by kind
 EXTRA = ((3, 32), (4, 48), (2, 64), (4, 32), (2, 48), (3, 64))
+LONG = (6, 96)
 
 
 def _distinct(rng, names, n, first=None):
@@ -61,6 +64,9 @@ def suite(seed: int = 0) -> dict[str, dict]:
         for events, frames in SETTINGS + (EXTRA[i],):
             name = f"{kind.replace('+', '_')}-{events}ev-{frames}f"
             out[name] = scenario(kind, events, frames, rng)
+    events, frames = LONG
+    for kind in KINDS:
+        out[f"{kind.replace('+', '_')}-{events}ev-{frames}f"] = scenario(kind, events, frames, rng)
     return out
 
 

@@ -2,7 +2,7 @@
 
 ``python experiments/run_all.py --quick`` is the reduced run (2 scenarios × 2 seeds, 25 steps, three
 sweep values; 18 minutes on this 2-core machine from a cold start (no compilation cache)) into ``experiments/results/quick/``;
-``python experiments/run_all.py`` the full one (24 scenarios × 3 seeds, 50 steps) into
+``python experiments/run_all.py`` the full one (30 scenarios × 3 seeds, 50 steps) into
 ``experiments/results/``. Sampled runs are cached per variant (``results/runs/*.jsonl``), so a
 killed run resumes where it stopped. ``--only NAME ...`` runs some of the scripts.
 """
@@ -20,8 +20,8 @@ import importlib  # noqa: E402
 
 import common as C  # noqa: E402
 
-# Run in this order: Tables 3 and 4 reuse Table 1's runs, the sweeps reuse SynCoS's.
-SCRIPTS = ("table1_baselines", "table3_stages", "table2_ablations", "mechanism", "sweeps", "table4_cost",
+# Run in this order: the identity study and Tables 3 and 4 reuse Table 1's runs, the sweeps reuse SynCoS's.
+SCRIPTS = ("table1_baselines", "identity_drift", "table3_stages", "table2_ablations", "mechanism", "sweeps", "table4_cost",
            "gaussian_identity")
 
 

@@ -4,7 +4,7 @@ Every metric of :func:`syncos_jax.metrics.shapes_report` (consistency, boundary 
 prompt fidelity, smoothness, dynamics, scenes), mean ± s.e., and the paired differences against
 Gen-L-Video with the same seeds. Writes ``table1_baselines.{json,md,png}``::
 
-    python experiments/table1_baselines.py            # 24 scenarios × 3 seeds, 50 steps
+    python experiments/table1_baselines.py            # 30 scenarios × 3 seeds, 50 steps
     python experiments/table1_baselines.py --quick    # 2 scenarios × 2 seeds, 25 steps
 """
 

@@ -10,10 +10,11 @@ from syncos_jax.backbones.toy import world
 from syncos_jax.video import to_uint8
 
 
-def _render(colour="red", shape="circle", size="small", events=(("still", "grass", 8),), start=None):
+def _render(colour="red", shape="circle", size="small", events=(("still", "grass", 8),), start=None, shade="bright",
+            pattern="plain"):
     """A render of ``world.long_track``; ``events`` are ``(motion, background, frames[, new colour])``."""
     evs = [world.Event(e[2], e[0], e[1], *e[3:]) for e in events]
-    return world.render(world.long_track(colour, shape, size, evs, start=start))
+    return world.render(world.long_track(colour, shape, size, evs, start=start, shade=shade, pattern=pattern))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,3 +301,29 @@ def test_shapes_report_on_a_clean_render():
     assert rep["background_consistency"] < 1.0  # grass → snow at frame 16
     assert rep["dynamic"] and rep["num_scenes"] == 2 and rep["min_scene_len"] == metrics.MIN_SCENE_LEN
     assert 0.95 < rep["motion_smoothness"] < 1.0
+    assert rep["identity_shade"] == rep["identity_pattern"] == rep["identity_unprompted"] == 1.0
+    assert rep["identity_unprompted_ends"] == 1.0
+
+
+def test_unprompted_identity_drift_is_counted():
+    """A long track whose pattern drifts (plain → spotted after 20 of 32 frames) and whose shade
+    drifts (bright → dark after 26): the fractions and the ends follow in closed form."""
+    events = [world.Event(32, "still", "grass")]
+    tr = world.long_track("orange", "circle", "large", events, start=(15.3, 16.0), shade="bright", pattern="plain")
+    pattern = np.where(np.arange(32) < 20, 0, world.PATTERNS.index("spotted"))
+    shade = np.where(np.arange(32) < 26, 2, 0)
+    v = world.render(tr._replace(pattern=pattern, shade=shade))
+    r = metrics.probe_frames(v)
+    np.testing.assert_array_equal(r.pattern, pattern)
+    np.testing.assert_array_equal(r.shade, shade)
+    ident = metrics.identity_consistency(r, ("shade", "pattern", "unprompted"))
+    assert ident == {"shade": 26 / 32, "pattern": 20 / 32, "unprompted": 20 / 32}
+    assert metrics.same_identity_at_the_ends(r, 8) == 0.0 and metrics.same_identity_at_the_ends(r, 20) == 1.0
+    rep = metrics.shapes_report(v, [(0, 32)], [world.caption("orange", "circle", "large", "still", "grass")])
+    assert rep["identity_unprompted"] == 20 / 32 and rep["identity_unprompted_ends"] == 0.0
+    assert rep["fidelity_all"] == 1.0  # the caption says nothing of shade or pattern
+    # subject consistency sees the drift too: the object's own-colour pixels and colour change
+    steady = metrics.consistency(world.render(tr), metrics.object_descriptor)
+    assert metrics.consistency(v, metrics.object_descriptor) < steady - 0.01
+    with pytest.raises(ValueError, match="end_frames must be >= 1, got 0"):
+        metrics.same_identity_at_the_ends(r, 0)

@@ -254,17 +254,54 @@ def test_train_step_reduces_the_loss_on_a_fixed_batch():
     assert max(jax.tree.leaves(diff)) > 0
 
 
-def test_training_script_resumes_bit_for_bit(tmp_path, monkeypatch):
+def _write_config(path, **run):
+    import yaml
+
+    cfg = {"seed": 3, "model": {"dim": 32, "depth": 1, "heads": 2},
+           "train": {"batch_size": 2, "total_steps": 4, "warmup_steps": 1, "learning_rate": 1e-3, "long_fraction": 0.5,
+                     "image_batch_size": 2},
+           "run": {"checkpoint_every": 2, **run}}
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_joint_image_batches_are_single_frames_of_fresh_clips_and_train():
+    tc = TrainConfig(batch_size=2, image_batch_size=3, learning_rate=3e-3, warmup_steps=1, total_steps=30)
+    batch = make_batch(5, tc, TINY, Tokenizer(16))
+    assert batch.clips.shape == (2, 8, 32, 32, 3) and batch.images.shape == (3, 1, 32, 32, 3)
+    assert batch.image_tokens.shape == (3, 16) and batch.image_tokens.dtype == batch.tokens.dtype
+    again = make_batch(5, tc, TINY, Tokenizer(16))
+    np.testing.assert_array_equal(again.images, batch.images)  # deterministic in the seed
+    from syncos_jax import metrics
+
+    readings = metrics.probe_frames(batch.images[:, 0])
+    assert readings.found.all()
+    none = make_batch(5, dataclasses.replace(tc, image_batch_size=0), TINY, Tokenizer(16))
+    assert none.images.shape == (0, 1, 32, 32, 3) and none.image_tokens.shape == (0, 16)
+    np.testing.assert_array_equal(none.clips, batch.clips)  # the clips do not depend on the images
+    graphdef, state = init_train_state(TINY, tc, seed=0)
+    key = jax.random.key(0)
+    _, with_images = train_step(graphdef, tc, state, batch.clips, batch.tokens, key, batch.images, batch.image_tokens)
+    graphdef, state = init_train_state(TINY, tc, seed=0)
+    _, clips_only = train_step(graphdef, tc, state, batch.clips, batch.tokens, key)
+    assert np.isfinite(float(with_images)) and float(with_images) != float(clips_only)
+    with pytest.raises(ValueError, match="image_batch_size must be an integer >= 0, got -1"):
+        TrainConfig(image_batch_size=-1)
+
+
+def test_training_script_resumes_bit_for_bit(tmp_path):
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
     import train_toy
 
-    common = ["--steps", "4", "--batch-size", "2", "--dim", "32", "--depth", "1", "--heads", "2", "--checkpoint-every", "2"]
+    full = _write_config(tmp_path / "full.yaml")
     a, b = tmp_path / "a", tmp_path / "b"
-    assert train_toy.main(["--workdir", str(a), "--export", str(a / "w.safetensors")] + common) == 0
-    # b: stop after the first checkpoint (a "kill"), then rerun the same command
-    assert train_toy.main(["--workdir", str(b), "--export", str(b / "w.safetensors"), "--max-minutes", "0"] + common) == 0
+    assert train_toy.main(["--config", full, "--workdir", str(a), "--export", str(a / "w.safetensors")]) == 0
+    # b: stop after the first step (a "kill" at a time limit), then rerun without the limit: it resumes
+    stop = _write_config(tmp_path / "stop.yaml", max_minutes=0)
+    assert train_toy.main(["--config", stop, "--workdir", str(b), "--export", str(b / "w.safetensors")]) == 0
     assert read_toy_config(str(b / "w.safetensors"))[1]["step"] == 1
-    assert train_toy.main(["--workdir", str(b), "--export", str(b / "w.safetensors")] + common) == 0
+    assert json.loads((b / "run.json").read_text())["finished"] is False
+    assert train_toy.main(["--config", full, "--workdir", str(b), "--export", str(b / "w.safetensors")]) == 0
     from safetensors.numpy import load_file
 
     wa, wb = load_file(str(a / "w.safetensors")), load_file(str(b / "w.safetensors"))
@@ -272,13 +309,50 @@ def test_training_script_resumes_bit_for_bit(tmp_path, monkeypatch):
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
     assert (a / "loss.png").exists() and (b / "loss.csv").read_text().count("\n") == 5
-    # a different configuration in the same workdir is refused; only --steps may change, with --extend
-    assert train_toy.main(["--workdir", str(b), "--export", str(b / "w.safetensors"), "--lr", "0.5"] + common) == 2
-    longer = [a if a != "4" else "5" for a in common]
-    assert train_toy.main(["--workdir", str(b), "--export", str(b / "w.safetensors")] + longer) == 2
-    assert train_toy.main(["--workdir", str(b), "--export", str(b / "w.safetensors"), "--extend"] + longer) == 0
-    assert read_toy_config(str(b / "w.safetensors"))[1]["step"] == 5
-    assert json.loads((b / "settings.json").read_text())["extensions"] == [{"from_total_steps": 4, "to_total_steps": 5}]
+    run = json.loads((b / "run.json").read_text())
+    assert run["finished"] and run["sessions"] == 2 and run["steps_done"] == 4 and run["cpu_count"] >= 1
+    seconds = [float(line.split(",")[2]) for line in (b / "loss.csv").read_text().splitlines()[1:]]
+    assert seconds == sorted(seconds) and seconds[-1] > 0  # cumulative over both sessions
+    assert "/" not in json.dumps(run) and str(tmp_path) not in (b / "settings.json").read_text()
+    # the weights' metadata and the settings record the config that made them
+    cfg, extra = read_toy_config(str(a / "w.safetensors"))
+    assert cfg == ToyConfig(dim=32, depth=1, heads=2) and extra["seed"] == 3 and extra["train"]["long_fraction"] == 0.5
+    # a workdir holding another config is refused
+    other = tmp_path / "other.yaml"
+    other.write_text((tmp_path / "full.yaml").read_text().replace("learning_rate: 0.001", "learning_rate: 0.5"))
+    assert train_toy.main(["--config", str(other), "--workdir", str(b), "--export", str(b / "w.safetensors")]) == 2
+
+
+def test_training_config_errors_name_the_key(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import train_toy
+
+    for text, match in [("model: {dimm: 3}", "unknown keys in 'model': \\['dimm'\\]"),
+                        ("train: {long_fraction: 2}", "long_fraction must be a number in \\[0, 1\\], got '2'"),
+                        ("optimiser: {}", "unknown top-level keys \\['optimiser'\\]"),
+                        ("run: {checkpoint_every: 0}", "checkpoint_every must be a positive integer"),
+                        ("seed: -1", "'seed' must be an integer >= 0")]:
+        path = tmp_path / "bad.yaml"
+        path.write_text(text)
+        with pytest.raises(ValueError, match=match):
+            train_toy.load_config(str(path))
+        assert train_toy.main(["--config", str(path), "--workdir", str(tmp_path / "w")]) == 2
+        assert "error:" in capsys.readouterr().err
+
+
+def test_the_committed_training_config_loads_and_trains():
+    """``experiments/configs/toy.yaml`` loads, and one training step runs with its training settings
+    (on a tiny model: the real one's step is a benchmark, not a test)."""
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import train_toy
+
+    seed, model_cfg, train_cfg, run = train_toy.load_config(train_toy.DEFAULT_CONFIG)
+    assert model_cfg.dim > TINY.dim and train_cfg.long_fraction > 0 and run["checkpoint_every"] >= 1
+    tc = dataclasses.replace(train_cfg, batch_size=2)
+    graphdef, state = init_train_state(TINY, tc, seed)
+    batch = make_batch(0, tc, TINY, Tokenizer(TINY.text_length))
+    state, loss = train_step(graphdef, tc, state, batch.clips, batch.tokens, jax.random.key(0))
+    assert np.isfinite(float(loss)) and int(state.step) == 1
 
 
 def test_eval_ddim_batch_is_the_ddim_sampler_batched_over_captions():
@@ -314,7 +388,7 @@ def test_eval_judge_and_confusion_on_renders_and_on_a_swapped_clip():
     """On real renders every clip is judged right and the confusion matrices are diagonal; a clip
     of another shape and direction lands in the off-diagonal cell it should."""
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
-    from eval_toy_model import confusion, format_confusion, judge
+    from eval_toy_model import confusion, format_confusion, identity_histogram, judge, spread
 
     from syncos_jax.backbones.toy import world
 
@@ -335,6 +409,19 @@ def test_eval_judge_and_confusion_on_renders_and_on_a_swapped_clip():
     assert np.array(confusion([j], "shape"))[world.SHAPES.index("circle"), world.SHAPES.index("square")] == 1
     table = format_confusion(confusion(judged, "size"), world.SIZE_NAMES)
     assert table.splitlines()[0].split() == ["small", "large", "none"]
+    # the unprompted identity: constant on renders; a pattern switched after 3 of 8 frames scores 5/8
+    assert all(j["unprompted"] == 1.0 and j["unprompted_clip"] for j in judged)
+    text = "a large red square stays still on snow"
+    tr = world.track_from_caption(text, 8, rng, shade="mid", pattern="plain")
+    tr = tr._replace(pattern=np.array([3, 3, 3, 0, 0, 0, 0, 0]))
+    j = judge(text, world.render(tr))
+    assert j["unprompted"] == 5 / 8 and not j["unprompted_clip"]
+    assert j["identity"] == {"shade": world.SHADE_NAMES.index("mid"), "pattern": world.PATTERNS.index("plain")}
+    hist = identity_histogram(judged + [j])
+    assert hist["pattern"]["plain"] == 1 + sum(jj["identity"]["pattern"] == 0 for jj in judged)
+    assert sum(hist["shade"].values()) == 4 and hist["shade"]["none"] == 0
+    even = {"shade": {"dark": 2, "mid": 2, "bright": 2, "none": 0}, "pattern": {"plain": 2, "capped": 1, "halved": 2, "spotted": 1, "none": 0}}
+    assert spread(even) and not spread({**even, "shade": {"dark": 5, "mid": 0, "bright": 1, "none": 0}})
 
 
 def test_depthwise_conv_matches_lax_grouped_convolution():
@@ -350,29 +437,28 @@ def test_depthwise_conv_matches_lax_grouped_convolution():
     np.testing.assert_allclose(np.asarray(conv(x)), np.asarray(ref), atol=1e-5, rtol=1e-5)
 
 
-def test_local_mixing_starts_as_identity_and_warm_starts_from_older_weights(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
-    import train_toy
-
-    old_cfg = dataclasses.replace(TINY, local_mixing=False)
-    old = _randomised(old_cfg)
-    path = str(tmp_path / "old.safetensors")
-    save_toy_weights(path, old_cfg, nnx.state(old, nnx.Param), {"step": 3})
+def test_local_mixing_starts_as_identity_and_older_files_load_without_it(tmp_path):
+    """The local mixing layer's output projection is zero at initialisation: a fresh model with it
+    computes exactly what the same weights compute without it."""
+    x, tok = _inputs()
+    t = jnp.array([[10, 100, 200, 300, 400, 500, 600, 700], [999] * 8])
+    plain_cfg = dataclasses.replace(TINY, local_mixing=False)
+    plain = _randomised(plain_cfg)
+    fresh = ToyVideoDiT(TINY, rngs=nnx.Rngs(3))
+    assert float(jnp.abs(fresh.blocks[0].local_out.kernel[...]).max()) == 0.0
+    graphdef, state = nnx.split(fresh)
+    plain_state = dict(nnx.to_flat_state(nnx.state(plain)))
+    merged = nnx.merge(graphdef, nnx.from_flat_state([(p, plain_state.get(p, v)) for p, v in nnx.to_flat_state(state)]))
+    assert merged.blocks[0].local is not None and plain.blocks[0].local is None
+    np.testing.assert_allclose(np.asarray(_apply(merged, x, t, tok)), np.asarray(_apply(plain, x, t, tok)), atol=1e-6)
     # a file written before the field existed has no 'local_mixing' in its config: it loads as False
     from safetensors.numpy import load_file, save_file
 
-    legacy = {k: v for k, v in old_cfg.to_dict().items() if k != "local_mixing"}
+    path = str(tmp_path / "old.safetensors")
+    save_toy_weights(path, plain_cfg, nnx.state(plain, nnx.Param), {"step": 3})
+    legacy = {k: v for k, v in plain_cfg.to_dict().items() if k != "local_mixing"}
     save_file(load_file(path), str(tmp_path / "legacy.safetensors"), metadata={"config": json.dumps(legacy)})
-    assert read_toy_config(str(tmp_path / "legacy.safetensors"))[0] == old_cfg
-    # warm start: the new model (with the zero-initialised local layer) computes exactly the old function
-    graphdef, state = init_train_state(TINY, TrainConfig(), seed=5)
-    state = train_toy.warm_start(state, path)
-    new = nnx.merge(graphdef, state.params)
-    assert new.blocks[0].local is not None and old.blocks[0].local is None
-    x, tok = _inputs()
-    t = jnp.array([[10, 100, 200, 300, 400, 500, 600, 700], [999] * 8])
-    np.testing.assert_allclose(np.asarray(_apply(new, x, t, tok)), np.asarray(_apply(old, x, t, tok)), atol=1e-6)
-    np.testing.assert_array_equal(np.asarray(state.ema["patch_in"]["kernel"][...]), np.asarray(old.patch_in.kernel[...]))
+    assert read_toy_config(str(tmp_path / "legacy.safetensors"))[0] == plain_cfg
 
 
 def test_temporal_rope_is_relative_and_breaks_time_reversal():

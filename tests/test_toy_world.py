@@ -48,13 +48,91 @@ def test_caption_agrees_with_ground_truth(seed):
 
 
 def test_pixels_show_the_object_where_the_track_says():
-    tr = world.track_from_caption("a large red square stays still on snow", 3, np.random.default_rng(0))
+    tr = world.track_from_caption("a large red square stays still on snow", 3, np.random.default_rng(0), shade="dark",
+                                  pattern="capped")
     frames = world.render(tr)
     cx, cy = tr.centre[0]
-    red = 2 * np.array(world.COLOURS["red"]) - 1
-    np.testing.assert_allclose(frames[0, int(cy), int(cx)], red, atol=1e-6)
+    dark_red = 2 * world.SHADES["dark"] * np.array(world.COLOURS["red"]) - 1
+    np.testing.assert_allclose(frames[0, int(cy + 3), int(cx)], dark_red, atol=1e-6)  # below the centre: own colour
+    np.testing.assert_allclose(frames[0, int(cy - 3), int(cx)], 2 * np.array(world.INK) - 1, atol=1e-6)  # above: ink
     snowish = frames[0, 0, 0]
     assert np.linalg.norm((snowish + 1) / 2 - np.array(world.BACKGROUNDS["snow"])) < 0.15
+
+
+@pytest.mark.parametrize("pattern", world.PATTERNS)
+def test_each_pattern_paints_its_region_and_each_shade_scales_the_colour(pattern):
+    """Closed forms on a large square centred on a pixel corner (pixel centres at ±0.5, ±1.5, …)."""
+    tr = world.track_from_caption("a large blue square stays still on grass", 1, np.random.default_rng(0), shade="mid",
+                                  pattern=pattern)._replace(centre=np.array([[16.0, 16.0]]))
+    img = (world.render(tr)[0] + 1) / 2
+    ink = np.all(np.abs(img - np.array(world.INK)) < 1e-6, axis=-1)
+    own = np.all(np.abs(img - world.SHADES["mid"] * np.array(world.COLOURS["blue"])) < 1e-6, axis=-1)
+    assert ink.sum() + own.sum() == 16 * 16  # the large square: 16 × 16 pixel centres within ±8
+    expected = {"plain": 0, "capped": 16 * 8, "halved": 16 * 8, "spotted": int(world.pattern_mask("spotted", (16.0, 16.0), 8).sum())}
+    assert ink.sum() == expected[pattern]
+    if pattern == "capped":
+        assert ink[8:16, 8:24].all() and not ink[16:].any()
+    if pattern == "halved":
+        assert ink[8:24, 8:16].all() and not ink[:, 16:].any()
+    for a, b in [("dark", "mid"), ("mid", "bright"), ("dark", "bright")]:
+        ca, cb = (world.object_colour(c, s) for c, s in (("blue", a), ("blue", b)))
+        np.testing.assert_allclose(ca / world.SHADES[a], cb / world.SHADES[b], atol=1e-12)
+
+
+def test_unprompted_identity_is_drawn_uniformly_and_never_captioned():
+    rng = np.random.default_rng(3)
+    shades, patterns = np.zeros(3, int), np.zeros(4, int)
+    for _ in range(1200):
+        text, tr = world.random_track(rng, 2, event_probability=0.0)
+        assert len(set(tr.shade)) == 1 and len(set(tr.pattern)) == 1
+        shades[tr.shade[0]] += 1
+        patterns[tr.pattern[0]] += 1
+        assert not set(text.split()) & (set(world.SHADE_NAMES) | set(world.PATTERNS))
+    # multinomial counts: 1200/3 ± 4.5 sd and 1200/4 ± 4.5 sd
+    assert np.all(np.abs(shades - 400) < 4.5 * np.sqrt(1200 * (1 / 3) * (2 / 3)))
+    assert np.all(np.abs(patterns - 300) < 4.5 * np.sqrt(1200 * 0.25 * 0.75))
+    with pytest.raises(ValueError, match="unknown shade 'pale'"):
+        world.track_from_caption("a large blue square stays still on grass", 2, rng, shade="pale")
+    with pytest.raises(ValueError, match="unknown pattern 'stripes'"):
+        world.pattern_mask("stripes", (16, 16), 5)
+
+
+def test_a_long_track_keeps_its_identity_across_events():
+    events = [world.Event(9, "right", "grass"), world.Event(9, "up", "snow", colour="blue"), world.Event(9, "still", "night"),
+              world.Event(9, "left", "sand", colour="yellow")]
+    for seed in range(6):
+        tr = world.long_track("red", "triangle", "large", events, seed=seed)
+        assert len(set(tr.shade)) == 1 and len(set(tr.pattern)) == 1
+        r = metrics.probe_frames(world.render(tr))
+        np.testing.assert_array_equal(r.shade, tr.shade)
+        np.testing.assert_array_equal(r.pattern, tr.pattern)
+        assert metrics.identity_consistency(r, ("shade", "pattern", "unprompted")) == {"shade": 1.0, "pattern": 1.0,
+                                                                                        "unprompted": 1.0}
+    given = world.long_track("red", "triangle", "large", events, shade="bright", pattern="spotted")
+    assert set(given.shade) == {2} and set(given.pattern) == {3}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_long_windows_are_captioned_truthfully_and_carry_the_track(seed):
+    rng = np.random.default_rng(seed)
+    starts = []
+    for _ in range(40):
+        text, tr = world.random_long_window(rng, 8)
+        c = world.parse_caption(text)
+        assert tr.num_frames == 8 and len(set(tr.shade)) == 1 and len(set(tr.pattern)) == 1
+        assert set(tr.motion) == {world.MOTION_NAMES.index(c.motion)}
+        step = np.diff(tr.centre, axis=0)  # no bounce inside the window
+        np.testing.assert_allclose(step, np.broadcast_to(np.array(world.MOTIONS[c.motion]) * world.MOTION_SPEED, step.shape), atol=1e-9)
+        assert tr.background[0] == world.BACKGROUND_NAMES.index(c.background)
+        assert tr.background[-1] == world.BACKGROUND_NAMES.index(c.then or c.background)
+        assert len(np.flatnonzero(np.diff(tr.background))) <= 1
+        r = metrics.probe_frames(world.render(tr))
+        for k in ("colour", "shape", "size", "background", "shade", "pattern"):
+            np.testing.assert_array_equal(getattr(r, k), getattr(tr, k))
+        hw = world.SIZES[c.size]
+        starts.append(tr.centre[0] - hw)
+    # unlike fresh clips (which start where the caption's motion has room), windows start anywhere, walls included
+    assert np.min(starts) < 1.0
 
 
 def test_bad_captions_and_factors_raise():
@@ -97,6 +175,8 @@ def test_probes_are_exact_on_renders(seed):
         np.testing.assert_array_equal(r.colour, tr.colour)
         np.testing.assert_array_equal(r.shape, tr.shape)
         np.testing.assert_array_equal(r.size, tr.size)
+        np.testing.assert_array_equal(r.shade, tr.shade)
+        np.testing.assert_array_equal(r.pattern, tr.pattern)
         assert metrics.motion_direction(r.centre) == tr.motion[0]
         assert np.abs(r.centre - tr.centre).max() <= 1.0
 

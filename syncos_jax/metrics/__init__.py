@@ -38,8 +38,10 @@ from syncos_jax.metrics.shapes import (
     FACTORS,
     GHOST_AREA_FRACTION,
     GHOST_MIN_AREA,
+    INK_RADIUS,
     OBJECT_THRESHOLD,
     OBJECT_WINDOW,
+    PLAIN_INK_FRACTION,
     CentreJumps,
     FrameReadings,
     PromptFidelity,
@@ -54,6 +56,7 @@ from syncos_jax.metrics.shapes import (
     probe_frames,
     prompt_fidelity,
     read_segments,
+    same_identity_at_the_ends,
     shapes_report,
 )
 from syncos_jax.metrics import shapes, video

@@ -12,15 +12,25 @@ How a frame is read:
    fifth of it); the background class is the nearest palette entry;
 2. object pixels are those farther than :data:`OBJECT_THRESHOLD` from that colour; the largest
    4-connected component is kept (a night sky's stars are isolated pixels);
-3. colour: the nearest palette entry to the component's median colour;
+3. ink: the component's pixels within :data:`INK_RADIUS` of the pattern ink
+   (:data:`world.INK <syncos_jax.backbones.toy.world.INK>`); colour and shade: the nearest of the
+   18 (colour, shade) entries to the median colour of the other pixels (of all of them where every
+   pixel is ink);
 4. centre and size: from the component's bounding box (half-width ``< 5.5`` px is small);
 5. shape: the nearest template — the renderer's own masks of every shape, at the read size,
    centred within ±2 px (in ½ px steps) of the component's box centre — by intersection over
    union. On a render the right template overlaps exactly or within a pixel row; the nearest wrong
    one reaches at most about 0.8 (a circle inside its square). Template matching reads ragged
    generated objects by their overall form; a reading from a few boundary pixels (such as whether
-   the box's corners are filled) flips on one stray pixel.
+   the box's corners are filled) flips on one stray pixel;
+6. pattern: ``plain`` where fewer than :data:`PLAIN_INK_FRACTION` of the component's pixels are
+   ink; otherwise the pattern whose region within the component (``world.pattern_mask`` at the
+   read size, centred within ±2 px of the box centre, intersected with the component) has the
+   highest intersection over union with the ink pixels. The smallest painted region (the top of
+   a small triangle) is about a quarter of the object.
 
+Shade and pattern are the unprompted identity: no caption names them, so a long video keeps them
+only if its sampler keeps them.
 Built on the probes (every function reads pixels; none needs the track):
 
 * :func:`object_descriptor` and :func:`background_descriptor`: exact per-frame features for the
@@ -50,6 +60,8 @@ __all__ = [
     "FrameReadings",
     "GHOST_AREA_FRACTION",
     "GHOST_MIN_AREA",
+    "INK_RADIUS",
+    "PLAIN_INK_FRACTION",
     "OBJECT_THRESHOLD",
     "OBJECT_WINDOW",
     "PromptFidelity",
@@ -64,6 +76,7 @@ __all__ = [
     "probe_frames",
     "prompt_fidelity",
     "read_segments",
+    "same_identity_at_the_ends",
     "shapes_report",
 ]
 
@@ -77,8 +90,13 @@ GHOST_AREA_FRACTION = 0.3
 _SMALL_CIRCLE_AREA = int(world.shape_mask("circle", (16.0, 16.0), world.SIZES["small"], 32).sum())
 GHOST_MIN_AREA = math.ceil(GHOST_AREA_FRACTION * _SMALL_CIRCLE_AREA)
 FACTORS = ("colour", "shape", "size", "motion", "background")  # the factors a caption names
+# A pixel within INK_RADIUS of the ink is ink: half the smallest distance from the ink to a shade of a colour (0.476).
+INK_RADIUS = 0.23
+PLAIN_INK_FRACTION = 0.1
 _BG = np.array(list(world.BACKGROUNDS.values()))
 _COL = np.array(list(world.COLOURS.values()))
+_SHADED = np.array([world.object_colour(c, s) for c in world.COLOUR_NAMES for s in world.SHADE_NAMES])  # [18, 3]
+_INK = np.array(world.INK)
 _SIZE_SPLIT = 0.5 * (world.SIZES["small"] + world.SIZES["large"])
 _TEMPLATE_OFFSETS = np.arange(-2.0, 2.01, 0.5)  # template centres searched around the box centre (px)
 
@@ -92,6 +110,8 @@ class FrameReadings(NamedTuple):
       colour, shape, size: ``[F]`` int indices (``−1`` where no object was found).
       centre: ``[F, 2]`` float ``(x, y)`` bounding-box centre in pixels (NaN where none).
       area: ``[F]`` int object pixel count.
+      shade, pattern: ``[F]`` int indices into ``world.SHADE_NAMES`` / ``world.PATTERNS`` (``−1``
+        where no object was found): the unprompted identity.
     """
 
     background: np.ndarray
@@ -101,6 +121,8 @@ class FrameReadings(NamedTuple):
     size: np.ndarray
     centre: np.ndarray
     area: np.ndarray
+    shade: np.ndarray
+    pattern: np.ndarray
 
 
 def _nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -123,6 +145,23 @@ def _nearest_shape(mask: np.ndarray, centre, half_width: float) -> int:
     return int(np.argmax(best))
 
 
+def _nearest_pattern(mask: np.ndarray, ink: np.ndarray, centre, half_width: float) -> int:
+    """The index into ``world.PATTERNS`` read from the object's pixels ``mask: [H, W]`` bool and
+    its ink pixels ``ink: [H, W]`` bool (step 6 of the module docstring)."""
+    if ink.sum() < PLAIN_INK_FRACTION * mask.sum():
+        return world.PATTERNS.index("plain")
+    ox, oy = np.meshgrid(_TEMPLATE_OFFSETS, _TEMPLATE_OFFSETS)
+    cx = (centre[0] + ox.ravel())[:, None, None]  # [K, 1, 1]
+    cy = (centre[1] + oy.ravel())[:, None, None]
+    best = {}
+    for pattern in world.PATTERNS[1:]:
+        t = world.pattern_mask(pattern, (cx, cy), half_width, mask.shape[0]) & mask  # [K, H, W]
+        inter = (t & ink).sum((1, 2))
+        union = (t | ink).sum((1, 2))
+        best[pattern] = (inter / np.maximum(union, 1)).max()
+    return world.PATTERNS.index(max(best, key=best.get))
+
+
 def _blobs(img: np.ndarray):
     """``img: [H, W, 3]`` in ``[0, 1]`` → (background colour ``[3]``, labels ``[H, W]`` of the
     4-connected components of the pixels farther than :data:`OBJECT_THRESHOLD` from it, their
@@ -134,20 +173,31 @@ def _blobs(img: np.ndarray):
     return bg_colour, labels, np.asarray(areas)
 
 
+def _object_pixels(img: np.ndarray, labels: np.ndarray, areas: np.ndarray):
+    """The largest blob's ``mask [H, W]`` bool, its ink pixels ``[H, W]`` bool and its base colour
+    ``[3]`` (the median of its non-ink pixels; of all of them where every pixel is ink)."""
+    mask = labels == (1 + int(np.argmax(areas)))
+    ink = mask & (np.linalg.norm(img - _INK, axis=-1) < INK_RADIUS)
+    base = img[mask & ~ink] if (mask & ~ink).any() else img[mask]
+    return mask, ink, np.median(base, axis=0)
+
+
 def _read_frame(img: np.ndarray):
-    """``img: [H, W, 3]`` in ``[0, 1]`` → (background, found, colour, shape, size, centre, area)."""
+    """``img: [H, W, 3]`` in ``[0, 1]`` → (background, found, colour, shape, size, centre, area, shade, pattern)."""
     bg_colour, labels, sizes = _blobs(img)
     background = int(_nearest(bg_colour, _BG))
     if sizes.size == 0:
-        return background, False, -1, -1, -1, (np.nan, np.nan), 0
-    mask = labels == (1 + int(np.argmax(sizes)))
-    colour = int(_nearest(np.median(img[mask], axis=0), _COL))
+        return background, False, -1, -1, -1, (np.nan, np.nan), 0, -1, -1
+    mask, ink, base = _object_pixels(img, labels, sizes)
+    colour, shade = divmod(int(_nearest(base, _SHADED)), len(world.SHADES))
     ys, xs = np.nonzero(mask)
     cx, cy = 0.5 * (xs.min() + xs.max()) + 0.5, 0.5 * (ys.min() + ys.max()) + 0.5
     half = 0.5 * max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
     size = int(half > _SIZE_SPLIT)
-    shape = _nearest_shape(mask, (cx, cy), world.SIZES[world.SIZE_NAMES[size]])
-    return background, True, colour, shape, size, (cx, cy), int(mask.sum())
+    hw = world.SIZES[world.SIZE_NAMES[size]]
+    shape = _nearest_shape(mask, (cx, cy), hw)
+    pattern = _nearest_pattern(mask, ink, (cx, cy), hw)
+    return background, True, colour, shape, size, (cx, cy), int(mask.sum()), shade, pattern
 
 
 def probe_frames(frames) -> FrameReadings:
@@ -157,7 +207,7 @@ def probe_frames(frames) -> FrameReadings:
         raise ValueError(f"frames must be [F, H, W, 3], got shape {frames.shape}")
     imgs = np.clip((frames + 1.0) / 2.0, 0.0, 1.0)
     rows = [_read_frame(img) for img in imgs]
-    bg, found, col, shp, size, centre, area = zip(*rows)
+    bg, found, col, shp, size, centre, area, shade, pattern = zip(*rows)
     return FrameReadings(
         background=np.array(bg),
         found=np.array(found),
@@ -166,6 +216,8 @@ def probe_frames(frames) -> FrameReadings:
         size=np.array(size),
         centre=np.array(centre, np.float64),
         area=np.array(area),
+        shade=np.array(shade),
+        pattern=np.array(pattern),
     )
 
 
@@ -208,6 +260,8 @@ class SegmentReading(NamedTuple):
     size: str | None
     motion: str
     object_frames: int
+    shade: str | None = None
+    pattern: str | None = None
 
     def as_dict(self) -> dict:
         """The reading as a plain dict (JSON-ready)."""
@@ -238,6 +292,8 @@ def _read_segments(r: FrameReadings, segments: Sequence[tuple[int, int]]) -> lis
                 size=name(world.SIZE_NAMES, _majority(r.size[a:b])),
                 motion=world.MOTION_NAMES[motion_direction(r.centre[a:b])],
                 object_frames=int(r.found[a:b].sum()),
+                shade=name(world.SHADE_NAMES, _majority(r.shade[a:b])),
+                pattern=name(world.PATTERNS, _majority(r.pattern[a:b])),
             )
         )
     return out
@@ -274,10 +330,11 @@ def object_descriptor(frames) -> np.ndarray:
     """Per-frame features of the object (the subject): float64 ``[F, 3 + W²]``, ``W`` =
     :data:`OBJECT_WINDOW`.
 
-    ``d = [û / √2, m̂ / √2]`` where ``u`` is the median colour of the object's pixels (the probes'
-    largest blob) in ``[−1, 1]`` units (``2·rgb − 1``) and ``m`` its binary mask in the ``W × W``
-    window whose top-left pixel is ``(⌊cx − W/2⌋, ⌊cy − W/2⌋)``, ``(cx, cy)`` the probes' box centre
-    (so position does not count, shape and size do); ``v̂ = v / |v|`` (``0`` for ``v = 0``). The
+    ``d = [û / √2, m̂ / √2]`` where ``u`` is the object's own colour — the median of its non-ink
+    pixels (the probes' largest blob, step 3), so the colour at its shade — in ``[−1, 1]`` units
+    (``2·rgb − 1``) and ``m`` the binary mask of those non-ink pixels in the ``W × W`` window whose
+    top-left pixel is ``(⌊cx − W/2⌋, ⌊cy − W/2⌋)``, ``(cx, cy)`` the probes' box centre (so position
+    does not count; shape, size, shade and pattern do); ``v̂ = v / |v|`` (``0`` for ``v = 0``). The
     cosine of two descriptors is therefore ``½(û_a·û_b + m̂_a·m̂_b)``: for one object recoloured from
     ``a`` to ``b`` in place, ``½(1 + û_a·û_b)``. A frame with no object has ``d = 0`` (cosine 0
     with everything).
@@ -298,12 +355,12 @@ def object_descriptor(frames) -> np.ndarray:
         _, labels, areas = _blobs(img)
         if areas.size == 0:
             continue
-        mask = labels == (1 + int(np.argmax(areas)))
+        mask, ink, base = _object_pixels(img, labels, areas)
         ys, xs = np.nonzero(mask)
         cx, cy = 0.5 * (xs.min() + xs.max()) + 0.5, 0.5 * (ys.min() + ys.max()) + 0.5
         x0, y0 = math.floor(cx - w / 2), math.floor(cy - w / 2)
-        window = np.pad(mask, w)[y0 + w : y0 + 2 * w, x0 + w : x0 + 2 * w]
-        out[i, :3] = _unit(2.0 * np.median(img[mask], axis=0) - 1.0) / np.sqrt(2.0)
+        window = np.pad(mask & ~ink, w)[y0 + w : y0 + 2 * w, x0 + w : x0 + 2 * w]
+        out[i, :3] = _unit(2.0 * base - 1.0) / np.sqrt(2.0)
         out[i, 3:] = _unit(window.ravel().astype(np.float64)) / np.sqrt(2.0)
     return out
 
@@ -337,26 +394,32 @@ def background_descriptor(frames) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-_IDENTITY_ATTRIBUTES = ("colour", "shape", "size", "background")
+_IDENTITY_ATTRIBUTES = ("colour", "shape", "size", "background", "shade", "pattern", "unprompted")
 
 
 def identity_consistency(readings: FrameReadings, attributes: Sequence[str] = ("colour", "shape", "size")) -> dict:
     """For each attribute, the fraction of frames whose reading equals the video's majority reading
     (``1.0`` = it never changes): ``{attribute: float}``.
 
-    ``colour``, ``shape`` and ``size`` (the attributes a global prompt fixes) count the frames where
-    an object was found; ``background`` counts every frame. With no such frame the value is ``0.0``
-    (an object that never appears keeps no identity).
+    ``colour``, ``shape`` and ``size`` (the attributes a global prompt fixes) and ``shade`` and
+    ``pattern`` (the unprompted identity: no prompt names them) count the frames where an object
+    was found; ``unprompted`` is the fraction of those frames whose (shade, pattern) pair is the
+    majority pair; ``background`` counts every frame. With no such frame the value is ``0.0`` (an
+    object that never appears keeps no identity).
 
     Args:
       readings: :func:`probe_frames` of a video.
-      attributes: a subset of ``("colour", "shape", "size", "background")``.
+      attributes: a subset of ``("colour", "shape", "size", "background", "shade", "pattern",
+        "unprompted")``.
     """
     out = {}
     for a in attributes:
         if a not in _IDENTITY_ATTRIBUTES:
             raise ValueError(f"attributes: unknown attribute {a!r}; expected some of {_IDENTITY_ATTRIBUTES}")
-        v = np.asarray(getattr(readings, a))
+        if a == "unprompted":  # one int per (shade, pattern) pair
+            v = np.where(np.asarray(readings.found, bool), readings.shade * len(world.PATTERNS) + readings.pattern, -1)
+        else:
+            v = np.asarray(getattr(readings, a))
         if a != "background":
             v = v[np.asarray(readings.found, bool)]
         out[a] = 0.0 if v.size == 0 else float(np.mean(v == _majority(v)))
@@ -498,8 +561,25 @@ def prompt_fidelity(frames, segments: Sequence[tuple[int, int]], texts: Sequence
     return _prompt_fidelity(r, list(segments), captions)
 
 
+def same_identity_at_the_ends(readings: FrameReadings, end_frames: int = 8) -> float:
+    """``1.0`` if the majority (shade, pattern) reading of the first ``end_frames`` frames equals that
+    of the last ``end_frames`` (frames where an object was found), else ``0.0`` (also where either end
+    shows no object): whether the object a long video ends with is the one it started with, however
+    far apart the two ends are.
+
+    Args:
+      readings: :func:`probe_frames` of a video.
+      end_frames: frames at each end, ``>= 1`` (a chunk of the toy model: 8).
+    """
+    if end_frames < 1:
+        raise ValueError(f"end_frames must be >= 1, got {end_frames}")
+    pair = np.where(np.asarray(readings.found, bool), readings.shade * len(world.PATTERNS) + readings.pattern, -1)
+    first, last = _majority(pair[:end_frames]), _majority(pair[-end_frames:])
+    return float(first >= 0 and first == last)
+
+
 def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[str], *,
-                  min_scene_len: int = _video.MIN_SCENE_LEN, fps: int = 8) -> dict:
+                  min_scene_len: int = _video.MIN_SCENE_LEN, fps: int = 8, end_frames: int = 8) -> dict:
     """Every shapes-world and generic metric of a video, as a flat dict of plain floats, ints and
     bools (JSON-ready).
 
@@ -508,7 +588,9 @@ def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[s
       ``fidelity_all``, ``fidelity_{colour,shape,size,motion,background}``: :func:`prompt_fidelity`;
       ``motion_fidelity`` repeats ``fidelity_motion`` (the fraction of segments whose motion reads
       as asked).
-      ``identity_{colour,shape,size}``: :func:`identity_consistency`.
+      ``identity_{colour,shape,size}``: :func:`identity_consistency`; ``identity_{shade,pattern}``
+      and ``identity_unprompted`` (both at once): the same for the unprompted identity;
+      ``identity_unprompted_ends``: :func:`same_identity_at_the_ends` (1.0 or 0.0).
       ``centre_jump_at_boundary``, ``centre_jump_away``: :func:`centre_jumps`, boundaries the segment
       starts but 0, ``window = 0``.
       ``object_found_fraction``, ``ghost_fraction``, ``clean_fraction``: fractions of frames.
@@ -524,6 +606,7 @@ def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[s
       segments, texts: as :func:`prompt_fidelity`.
       min_scene_len, fps: passed to :func:`~syncos_jax.metrics.num_scenes` (``fps`` also to
         :func:`~syncos_jax.metrics.dynamic_degree`).
+      end_frames: passed to :func:`same_identity_at_the_ends`.
     """
     captions = _parse_texts(segments, texts)
     segments = [(int(a), int(b)) for a, b in segments]
@@ -533,7 +616,8 @@ def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[s
     x = _video.uint8_frames(frames)
     r = probe_frames(2.0 * u - 1.0)
     fid = _prompt_fidelity(r, segments, captions)
-    ident = identity_consistency(r)
+    ident = identity_consistency(r, ("colour", "shape", "size", "shade", "pattern", "unprompted"))
+    ends = same_identity_at_the_ends(r, end_frames)
     jumps = centre_jumps(r, sorted({a for a, _ in segments if a != 0}))
     blobs = _object_blob_counts(u)
     dyn = _video.dynamic_degree(x, fps=fps)
@@ -546,6 +630,7 @@ def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[s
         **{f"fidelity_{k}": v for k, v in fid.per_factor.items()},
         "motion_fidelity": fid.per_factor["motion"],
         **{f"identity_{k}": v for k, v in ident.items()},
+        "identity_unprompted_ends": ends,
         "centre_jump_at_boundary": jumps.at_boundary,
         "centre_jump_away": jumps.away,
         "object_found_fraction": float(np.mean(r.found)),

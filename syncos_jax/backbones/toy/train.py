@@ -9,7 +9,9 @@ the caption's signal in the loss is weakest against the irreducible error. A fra
 batch (``per_frame_fraction``) gets per-frame
 times — a random ramp across the clip, as a FIFO-Diffusion queue presents — so the per-frame
 adaLN path is trained; a fraction of captions (``uncond_fraction``) is replaced by the empty text
-for classifier-free guidance.
+for classifier-free guidance. A fraction ``long_fraction`` of the clips are windows cut from long
+multi-event tracks (:func:`~syncos_jax.backbones.toy.world.random_long_window`): the object enters
+the clip wherever an earlier event left it, with the identity it had before.
 
 :class:`TrainState` holds the params, the EMA params, the optimiser state and the step; it is
 what :mod:`experiments.train_toy <experiments>` checkpoints with orbax.
@@ -53,16 +55,40 @@ class TrainConfig:
     event_probability: float = 0.2
     high_noise_fraction: float = 0.3
     high_noise_min: int = 500
+    long_fraction: float = 0.3
+    image_batch_size: int = 0
+
+    def __post_init__(self):
+        for name in ("uncond_fraction", "per_frame_fraction", "event_probability", "high_noise_fraction", "long_fraction"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"TrainConfig.{name} must be a number in [0, 1], got {str(v)[:40]!r}")
+        for name in ("batch_size", "total_steps"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {str(v)[:40]!r}")
+        for name in ("learning_rate", "weight_decay", "grad_clip", "ema_decay"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
+                raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {str(v)[:40]!r}")
+        if not isinstance(self.image_batch_size, int) or isinstance(self.image_batch_size, bool) or self.image_batch_size < 0:
+            raise ValueError(f"TrainConfig.image_batch_size must be an integer >= 0, got {str(self.image_batch_size)[:40]!r}")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"TrainConfig.warmup_steps must be an integer >= 0, got {str(self.warmup_steps)[:40]!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 class Batch(NamedTuple):
-    """A training batch: clips ``[B, f, H, W, 3]`` in ``[−1, 1]`` and token ids ``[B, L]``."""
+    """A training batch: clips ``[B, f, H, W, 3]`` in ``[−1, 1]`` and token ids ``[B, L]``; and
+    single frames of other clips, ``images [Bi, 1, H, W, 3]`` with ``image_tokens [Bi, L]``
+    (``Bi = image_batch_size``, possibly 0)."""
 
     clips: np.ndarray
     tokens: np.ndarray
+    images: np.ndarray
+    image_tokens: np.ndarray
 
 
 class TrainState(NamedTuple):
@@ -132,13 +158,23 @@ def v_loss(model: ToyVideoDiT, schedule: Schedule, clips: Array, tokens: Array, 
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "train_cfg"), donate_argnames=("state",))
-def train_step(graphdef, train_cfg: TrainConfig, state: TrainState, clips: Array, tokens: Array, key: Array):
-    """One AdamW step and EMA update. Returns ``(new_state, loss)``."""
+def train_step(graphdef, train_cfg: TrainConfig, state: TrainState, clips: Array, tokens: Array, key: Array,
+               images: Array | None = None, image_tokens: Array | None = None):
+    """One AdamW step and EMA update. Returns ``(new_state, loss)``.
+
+    With ``images`` (``[Bi, 1, H, W, C]``, single frames, and their ``image_tokens``) the loss is the
+    mean of the clips' loss and the images' (joint image-video training: an image costs an eighth
+    of a clip and shows an independent object, so appearance is learnt from more of them)."""
     schedule = cogvideox_2b()
 
     def loss_fn(params):
-        return v_loss(nnx.merge(graphdef, params), schedule, clips, tokens, key, train_cfg.per_frame_fraction,
+        model = nnx.merge(graphdef, params)
+        loss = v_loss(model, schedule, clips, tokens, key, train_cfg.per_frame_fraction,
                       train_cfg.high_noise_fraction, train_cfg.high_noise_min)
+        if images is not None and images.shape[0]:
+            loss = 0.5 * (loss + v_loss(model, schedule, images, image_tokens, jax.random.fold_in(key, 1), 0.0,
+                                        train_cfg.high_noise_fraction, train_cfg.high_noise_min))
+        return loss
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = make_optimizer(train_cfg).update(grads, state.opt_state, state.params)
@@ -150,8 +186,16 @@ def train_step(graphdef, train_cfg: TrainConfig, state: TrainState, clips: Array
 
 def make_batch(seed: int, train_cfg: TrainConfig, model_cfg: ToyConfig, tokenizer: Tokenizer) -> Batch:
     """A deterministic batch for ``seed``: rendered clips and tokens, some captions dropped."""
-    texts, clips, _ = world.sample_batch(seed, train_cfg.batch_size, model_cfg.frames, train_cfg.event_probability)
+    texts, clips, _ = world.sample_batch(seed, train_cfg.batch_size, model_cfg.frames, train_cfg.event_probability,
+                                         train_cfg.long_fraction)
     rng = np.random.default_rng((seed, 1))
     drop = rng.uniform(size=len(texts)) < train_cfg.uncond_fraction
     texts = ["" if d else t for t, d in zip(texts, drop)]
-    return Batch(clips, tokenizer(texts))
+    n = train_cfg.image_batch_size
+    img_texts, images = [], np.zeros((0, 1) + clips.shape[2:], clips.dtype)
+    if n:  # one frame each of n fresh clips without a background change (a single frame cannot show one)
+        img_texts, img_clips, _ = world.sample_batch(seed * 7919 + 13, n, 1, 0.0, 0.0)
+        images = img_clips
+        img_drop = np.random.default_rng((seed, 2)).uniform(size=n) < train_cfg.uncond_fraction
+        img_texts = ["" if d else t for t, d in zip(img_texts, img_drop)]
+    return Batch(clips, tokenizer(texts), images, tokenizer(img_texts) if n else np.zeros((0, tokenizer(texts).shape[1]), np.int32))

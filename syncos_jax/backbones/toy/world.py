@@ -15,6 +15,16 @@ Factors::
     motion      left right up down still  (MOTION_SPEED px per frame, bouncing off walls)
     background  grass snow sand night     (colour fields with a little texture)
 
+and two attributes no caption names — the object's unprompted identity, drawn uniformly per clip
+(per long track) and kept through every event of a long track:
+
+    shade       dark mid bright           (the named colour scaled by 0.58, 0.79, 1)
+    pattern     plain capped halved spotted  (upper half / left half / a centred disc in magenta ink)
+
+Both are large, low-frequency features of the whole object, the kind a diffusion model settles
+early in sampling, and the probes read them exactly from renders. They stand in for what drifts
+in real long videos: the face, the coat's pattern, the exact shade of the car.
+
 The within-clip event is a background change: ``"... on snow then grass"`` switches the scene
 at a frame inside the clip. Captions follow one small grammar::
 
@@ -22,8 +32,9 @@ at a frame inside the clip. Captions follow one small grammar::
       on {background} [then {background}]
 
 Long multi-event clips (:func:`long_track`) chain local events — motion, background and colour
-changes — with one persistent object; the object keeps its position across events and bounces
-off the walls.
+changes — with one persistent object; the object keeps its position, shade and pattern across
+events and bounces off the walls. :func:`random_long_window` cuts truthfully captioned training
+clips out of random long tracks.
 """
 
 from __future__ import annotations
@@ -41,12 +52,18 @@ __all__ = [
     "Event",
     "MOTIONS",
     "MOTION_SPEED",
+    "INK",
+    "PATTERNS",
+    "SHADES",
     "SHAPES",
     "SIZES",
     "Track",
     "background_field",
     "caption",
     "long_track",
+    "object_colour",
+    "pattern_mask",
+    "random_long_window",
     "parse_caption",
     "random_track",
     "render",
@@ -69,9 +86,19 @@ BACKGROUNDS = {
     "grass": (0.22, 0.55, 0.20),
     "snow": (0.90, 0.92, 0.96),
     "sand": (0.84, 0.74, 0.50),
-    "night": (0.05, 0.07, 0.22),
+    "night": (0.03, 0.03, 0.10),
 }
 SHAPES = ("circle", "square", "triangle")
+# Unprompted identity: no caption names these; they are drawn per clip (per long track) and persist.
+# A shade scales the named colour (the palette entry is the brightest shade).
+SHADES = {"dark": 0.58, "mid": 0.79, "bright": 1.0}
+# A pattern paints part of the object in INK, relative to its centre (x0, y0) and half-width r:
+# "capped" the upper half (dy < 0), "halved" the left half (dx < 0), "spotted" a centred disc of
+# radius SPOT_RADIUS·r. Every region is at least 3 px across: a pattern is a large, low-frequency
+# feature. (No pattern is named after a caption word.)
+PATTERNS = ("plain", "capped", "halved", "spotted")
+INK = (1.0, 0.0, 1.0)  # magenta: ≥ 0.9 from every background, ≥ 0.47 from every shade of every colour
+SPOT_RADIUS = 0.55
 SIZES = {"small": 5, "large": 8}
 MOTIONS = {
     "left": (-1.0, 0.0),
@@ -85,6 +112,7 @@ MOTION_PHRASES = {"left": "moves left", "right": "moves right", "up": "moves up"
 COLOUR_NAMES = tuple(COLOURS)
 BACKGROUND_NAMES = tuple(BACKGROUNDS)
 SIZE_NAMES = tuple(SIZES)
+SHADE_NAMES = tuple(SHADES)
 MOTION_NAMES = tuple(MOTIONS)
 
 TEXTURE_AMPLITUDE = 0.06  # in [0, 1] units; well below the palette separations
@@ -101,6 +129,8 @@ class Track(NamedTuple):
       motion: ``[F]`` int, index into :data:`MOTION_NAMES`: the motion asked for at each frame.
       centre: ``[F, 2]`` float, the object's centre ``(x, y)`` in pixels (y grows downwards).
       phase: ``[2]`` float, the texture phase of the background (constant over the clip).
+      shade: ``[F]`` int, index into :data:`SHADE_NAMES` (unprompted; constant over a track).
+      pattern: ``[F]`` int, index into :data:`PATTERNS` (unprompted; constant over a track).
     """
 
     colour: np.ndarray
@@ -110,6 +140,8 @@ class Track(NamedTuple):
     motion: np.ndarray
     centre: np.ndarray
     phase: np.ndarray
+    shade: np.ndarray
+    pattern: np.ndarray
 
     @property
     def num_frames(self) -> int:
@@ -196,10 +228,34 @@ def background_field(background: str, phase, size: int = IMAGE_SIZE) -> np.ndarr
     return np.clip(base + delta, 0.0, 1.0)
 
 
+def object_colour(colour: str, shade: str) -> np.ndarray:
+    """The ``[3]`` RGB in ``[0, 1]`` of a colour name at a shade: ``SHADES[shade] · COLOURS[colour]``."""
+    return SHADES[shade] * np.asarray(COLOURS[colour], np.float64)
+
+
+def pattern_mask(pattern: str, centre, half_width: float, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The pixels (centres) a pattern paints in :data:`INK` (before clipping to the shape):
+    ``[size, size]`` bool, or ``[K, size, size]`` for centre entries of shape ``[K, 1, 1]`` (as
+    :func:`shape_mask`). ``"plain"`` paints nothing."""
+    x, y = _grid(size)
+    dx, dy = x - centre[0], y - centre[1]
+    if pattern == "plain":
+        return np.zeros(np.broadcast(dx, dy).shape, bool)
+    if pattern == "capped":
+        return np.broadcast_to(dy < 0, np.broadcast(dx, dy).shape)
+    if pattern == "halved":
+        return np.broadcast_to(dx < 0, np.broadcast(dx, dy).shape)
+    if pattern == "spotted":
+        return dx**2 + dy**2 <= (SPOT_RADIUS * float(half_width)) ** 2
+    raise ValueError(f"unknown pattern {pattern!r}; expected one of {', '.join(PATTERNS)}")
+
+
 def render(track: Track, size: int = IMAGE_SIZE) -> np.ndarray:
     """Renders a track to pixels ``[F, size, size, 3]`` float32 in ``[−1, 1]``.
 
-    Deterministic: the same track gives the same pixels, bit for bit.
+    Each frame: the background field, then the object's shape in its colour at its shade, then
+    its pattern's pixels inside the shape in :data:`INK`. Deterministic: the same track gives the
+    same pixels, bit for bit.
     """
     frames = np.empty((track.num_frames, size, size, 3), np.float64)
     cache = {}
@@ -208,8 +264,10 @@ def render(track: Track, size: int = IMAGE_SIZE) -> np.ndarray:
         if bg not in cache:
             cache[bg] = background_field(bg, track.phase, size)
         img = cache[bg].copy()
-        mask = shape_mask(SHAPES[track.shape[i]], track.centre[i], SIZES[SIZE_NAMES[track.size[i]]], size)
-        img[mask] = COLOURS[COLOUR_NAMES[track.colour[i]]]
+        hw = SIZES[SIZE_NAMES[track.size[i]]]
+        mask = shape_mask(SHAPES[track.shape[i]], track.centre[i], hw, size)
+        img[mask] = object_colour(COLOUR_NAMES[track.colour[i]], SHADE_NAMES[track.shade[i]])
+        img[mask & pattern_mask(PATTERNS[track.pattern[i]], track.centre[i], hw, size)] = INK
         frames[i] = img
     return (2.0 * frames - 1.0).astype(np.float32)
 
@@ -316,13 +374,26 @@ def _start_range(motion: str, half_width: float, frames: int, size: int, speed: 
     return ranges
 
 
+def _identity_index(table, name: Optional[str], what: str, rng: np.random.Generator) -> int:
+    """The index of ``name`` in ``table``, or one drawn uniformly from ``rng`` when ``name`` is None."""
+    return int(rng.integers(len(table))) if name is None else _index(table, name, what)
+
+
 def track_from_caption(
-    text: str, frames: int, rng: np.random.Generator, *, event_frame: Optional[int] = None, size: int = IMAGE_SIZE
+    text: str,
+    frames: int,
+    rng: np.random.Generator,
+    *,
+    event_frame: Optional[int] = None,
+    size: int = IMAGE_SIZE,
+    shade: Optional[str] = None,
+    pattern: Optional[str] = None,
 ) -> Track:
     """A random track that its caption describes truthfully (no bounce within the clip).
 
-    The start position and texture phase are drawn from ``rng``; with a ``then`` clause the
-    background switches at ``event_frame`` (drawn in ``[2, F − 2]`` when not given).
+    The start position, texture phase and the unprompted identity (shade and pattern, uniform
+    unless given) are drawn from ``rng``; with a ``then`` clause the background switches at
+    ``event_frame`` (drawn in ``[2, F − 2]`` when not given).
     """
     c = parse_caption(text)
     hw = SIZES[c.size]
@@ -333,6 +404,7 @@ def track_from_caption(
     if c.then is not None:
         k = int(rng.integers(2, frames - 1)) if event_frame is None else int(event_frame)
         background[k:] = BACKGROUND_NAMES.index(c.then)
+    phase = rng.uniform(0.0, 16.0, size=2)
     return Track(
         colour=np.full(frames, COLOUR_NAMES.index(c.colour)),
         shape=np.full(frames, SHAPES.index(c.shape)),
@@ -340,7 +412,9 @@ def track_from_caption(
         background=background,
         motion=motion,
         centre=simulate(start, motion, hw, size),
-        phase=rng.uniform(0.0, 16.0, size=2),
+        phase=phase,
+        shade=np.full(frames, _identity_index(SHADES, shade, "shade", rng)),
+        pattern=np.full(frames, _identity_index(dict.fromkeys(PATTERNS), pattern, "pattern", rng)),
     )
 
 
@@ -367,10 +441,55 @@ def random_track(rng: np.random.Generator, frames: int = 8, event_probability: f
     return text, track_from_caption(text, frames, rng)
 
 
-def sample_batch(seed: int, batch: int, frames: int = 8, event_probability: float = 0.2):
-    """A deterministic batch: ``(captions [batch], clips [batch, F, H, W, 3], tracks)``."""
+def random_long_window(rng: np.random.Generator, frames: int = 8, *, max_tries: int = 100,
+                       size: int = IMAGE_SIZE) -> tuple[str, Track]:
+    """A ``(caption, track)`` window of ``frames`` frames cut from a random long multi-event track.
+
+    The long track (:func:`long_track`) has 2–4 events of 4–16 frames, each a random motion on a
+    random background, one persistent object (colour, shape, size, shade, pattern) that starts
+    anywhere and bounces off the walls. The window is drawn among those its single caption
+    describes truthfully: one motion and no bounce inside it, at most one background change (its
+    ``then``). The object enters the window wherever the track has brought it — near a wall,
+    right after a bounce — with the identity it had before the window.
+    """
+    for _ in range(max_tries):
+        colour, shape, sz = (COLOUR_NAMES[rng.integers(len(COLOURS))], SHAPES[rng.integers(len(SHAPES))],
+                             SIZE_NAMES[rng.integers(len(SIZES))])
+        events = [Event(int(rng.integers(4, 17)), MOTION_NAMES[rng.integers(len(MOTIONS))],
+                        BACKGROUND_NAMES[rng.integers(len(BACKGROUNDS))]) for _ in range(int(rng.integers(2, 5)))]
+        hw = SIZES[sz]
+        start = tuple(rng.uniform(hw, size - hw, size=2))
+        long = long_track(colour, shape, sz, events, start=start, seed=int(rng.integers(2**31)), image_size=size)
+        n = long.num_frames
+        step = np.asarray([MOTIONS[MOTION_NAMES[m]] for m in long.motion[1:]]) * MOTION_SPEED  # [n − 1, 2]
+        straight = np.all(np.abs(np.diff(long.centre, axis=0) - step) < 1e-9, axis=1)  # no bounce into frame i + 1
+        ok = []
+        for w in range(n - frames + 1):
+            sl = slice(w, w + frames)
+            changes = np.flatnonzero(np.diff(long.background[sl]))
+            if (np.all(long.motion[sl] == long.motion[w]) and straight[w:w + frames - 1].all() and changes.size <= 1
+                    and (changes.size == 0 or 1 <= changes[0] + 1 <= frames - 1)):
+                ok.append(w)
+        if not ok:
+            continue
+        w = ok[int(rng.integers(len(ok)))]
+        window = Track(*(v if k == "phase" else v[w:w + frames] for k, v in long._asdict().items()))
+        bgs = window.background
+        then = BACKGROUND_NAMES[bgs[-1]] if bgs[-1] != bgs[0] else None
+        text = caption(colour, shape, sz, MOTION_NAMES[window.motion[0]], BACKGROUND_NAMES[bgs[0]], then)
+        return text, window
+    raise RuntimeError(f"no truthful window of {frames} frames in {max_tries} random long tracks")
+
+
+def sample_batch(seed: int, batch: int, frames: int = 8, event_probability: float = 0.2, long_fraction: float = 0.0):
+    """A deterministic batch: ``(captions [batch], clips [batch, F, H, W, 3], tracks)``.
+
+    A fraction ``long_fraction`` (in expectation) of the clips are windows of long tracks
+    (:func:`random_long_window`); the others are fresh clips (:func:`random_track`).
+    """
     rng = np.random.default_rng(seed)
-    pairs = [random_track(rng, frames, event_probability) for _ in range(batch)]
+    pairs = [random_long_window(rng, frames) if rng.uniform() < long_fraction else random_track(rng, frames, event_probability)
+             for _ in range(batch)]
     texts = [p[0] for p in pairs]
     tracks = [p[1] for p in pairs]
     return texts, np.stack([render(t) for t in tracks]), tracks
@@ -385,12 +504,15 @@ def long_track(
     start=None,
     seed: int = 0,
     image_size: int = IMAGE_SIZE,
+    shade: Optional[str] = None,
+    pattern: Optional[str] = None,
 ) -> Track:
     """A long multi-event track: one persistent object through a sequence of local events.
 
-    The object keeps its shape and size; each event sets the motion and background for its
-    frames, and may recolour the object. The object starts at ``start`` (the image centre by
-    default) and bounces off the walls.
+    The object keeps its shape, size, shade and pattern (drawn from ``seed`` when not given: the
+    unprompted identity); each event sets the motion and background for its frames, and may
+    recolour the object. The object starts at ``start`` (the image centre by default) and bounces
+    off the walls.
     """
     if not events:
         raise ValueError("events is empty; a long track needs at least one Event")
@@ -417,4 +539,6 @@ def long_track(
         motion=motion,
         centre=simulate(start, motion, hw, image_size),
         phase=rng.uniform(0.0, 16.0, size=2),
+        shade=np.full(n, _identity_index(SHADES, shade, "shade", rng)),
+        pattern=np.full(n, _identity_index(dict.fromkeys(PATTERNS), pattern, "pattern", rng)),
     )
