@@ -26,7 +26,8 @@ def test_scenario_suite_is_what_its_script_writes(tmp_path):
 
     frames = {load_scenario(str(tmp_path / n)).frames for n in ours}
     events = {len(load_scenario(str(tmp_path / n)).prompt.local_prompts) for n in ours}
-    assert frames == {32, 48, 64} and events == {2, 3, 4}
+    assert frames == {32, 48, 64, 96} and events == {2, 3, 4, 6}
+    assert sum(load_scenario(str(tmp_path / n)).frames == 96 for n in ours) == 6  # one long one per kind
 
 
 def test_run_all_smoke(tmp_path, tiny_weights):

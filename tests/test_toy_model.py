@@ -285,7 +285,7 @@ def test_joint_image_batches_are_single_frames_of_fresh_clips_and_train():
     graphdef, state = init_train_state(TINY, tc, seed=0)
     _, clips_only = train_step(graphdef, tc, state, batch.clips, batch.tokens, key)
     assert np.isfinite(float(with_images)) and float(with_images) != float(clips_only)
-    with pytest.raises(ValueError, match="image_batch_size must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="image_batch_size must be an integer >= 0, got '-1'"):
         TrainConfig(image_batch_size=-1)
 
 
