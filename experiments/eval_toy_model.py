@@ -63,6 +63,21 @@ def ddim_batch_result(defn, params, schedule, x_T, tokens, null_tokens, guidance
     return sample(sampler, params, keys, cond=per_clip, initial_noise=x_T, diagnostics=tuple(diagnostics))
 
 
+def sample_captions(backbone, texts, steps: int, guidance: float, seed: int, batch: int, diagnostics=()):
+    """Yields ``(start index, SampleResult)`` of deterministic DDIM clips for ``texts``, ``batch``
+    captions per compiled call (:func:`ddim_batch_result`); the initial noise of the batch starting
+    at caption ``i`` is ``N(0, 1)`` under ``fold_in(key(seed), i)``."""
+    defn, params = backbone.denoiser.split()
+    schedule = backbone.schedule(steps)
+    null = backbone.encode([""])
+    for i in range(0, len(texts), batch):
+        chunk = texts[i : i + batch]
+        tokens = backbone.encode(chunk)
+        x_T = jax.random.normal(jax.random.fold_in(jax.random.key(seed), i), (len(chunk), backbone.chunk_frames) + backbone.frame_shape)
+        yield i, ddim_batch_result(defn, params, schedule, x_T, tokens, np.broadcast_to(null, tokens.shape), guidance,
+                                   diagnostics)
+
+
 CONFUSED = {"shape": world.SHAPES, "motion": world.MOTION_NAMES, "size": world.SIZE_NAMES}
 
 
@@ -178,19 +193,11 @@ def main(argv=None) -> int:
     guidance = backbone.default_guidance if args.guidance is None else args.guidance
     rng = np.random.default_rng(args.seed)
     texts = [world.random_caption(rng) for _ in range(args.num)]
-    defn, params = backbone.denoiser.split()
-    schedule = backbone.schedule(args.steps)
     f = backbone.chunk_frames
-    null = backbone.encode([""])
     t0 = time.time()
     clips = []
-    for i in range(0, args.num, args.batch):
-        chunk = texts[i : i + args.batch]
-        tokens = backbone.encode(chunk)
-        x_T = jax.random.normal(jax.random.fold_in(jax.random.key(args.seed), i), (len(chunk), f) + backbone.frame_shape)
-        nulls = np.broadcast_to(null, tokens.shape)
-        out = ddim_batch(defn, params, schedule, x_T, tokens, nulls, guidance)
-        clips.append(np.clip(np.asarray(out), -1, 1))
+    for i, res in sample_captions(backbone, texts, args.steps, guidance, args.seed, args.batch):
+        clips.append(np.clip(np.asarray(res.latents), -1, 1))
         print(f"  sampled {min(i + args.batch, args.num)}/{args.num} clips ({time.time() - t0:.0f} s)", flush=True)
     clips = np.concatenate(clips)
     seconds = time.time() - t0

@@ -101,11 +101,11 @@ def _agreement(x0_steps: np.ndarray, final: np.ndarray) -> dict:
     return out
 
 
-def _settle_step(curve) -> int | None:
-    """The first step from which the agreement stays at or above :data:`SETTLE_FRACTION` (None: never)."""
+def settle_step(curve, fraction: float = SETTLE_FRACTION) -> int | None:
+    """The first step from which the agreement ``curve`` stays at or above ``fraction`` (None: never)."""
     c = np.asarray(curve)
     for k in range(len(c)):
-        if np.all(c[k:] >= SETTLE_FRACTION):
+        if np.all(c[k:] >= fraction):
             return int(k)
     return None
 
@@ -142,7 +142,7 @@ def inside(st: C.Setup, names, variant_list) -> dict:
                 rec["kernel_clean"].append(_kernel_offdiag(ch, B, rng))
             agree = _agreement(x0, frames[0])
             rec["agreement"] = agree
-            rec["settle_step"] = {a: _settle_step(c) for a, c in agree.items()}
+            rec["settle_step"] = {a: settle_step(c) for a, c in agree.items()}
             per.append(rec)
             bar.update(1)
         out[v.name] = per

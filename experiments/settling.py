@@ -25,7 +25,6 @@ import os
 import sys
 import time
 
-import jax
 import numpy as np
 
 from syncos_jax import metrics
@@ -34,7 +33,8 @@ from syncos_jax.backbones.toy import world
 from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from eval_toy_model import ddim_batch_result  # noqa: E402
+from eval_toy_model import sample_captions  # noqa: E402
+from mechanism import settle_step as _settle_at  # noqa: E402
 
 SETTLE_FRACTION = 0.9
 CENTRE_TOLERANCE = 2.0  # px
@@ -60,11 +60,7 @@ def agreement(readings: metrics.FrameReadings, final: metrics.FrameReadings) -> 
 
 def settle_step(curve) -> int | None:
     """The first step from which ``curve`` stays at or above :data:`SETTLE_FRACTION` (None: never)."""
-    c = np.asarray(curve)
-    for k in range(len(c)):
-        if np.all(c[k:] >= SETTLE_FRACTION):
-            return int(k)
-    return None
+    return _settle_at(curve, SETTLE_FRACTION)
 
 
 def main(argv=None) -> int:
@@ -82,24 +78,17 @@ def main(argv=None) -> int:
     backbone = toy.load_default(args.weights)
     rng = np.random.default_rng(args.seed)
     texts = [world.random_caption(rng) for _ in range(args.num)]
-    defn, params = backbone.denoiser.split()
     schedule = backbone.schedule(args.steps)
-    f = backbone.chunk_frames
-    null = backbone.encode([""])
     curves = {a: np.zeros(args.steps) for a in ATTRIBUTES}
     t0 = time.time()
     from tqdm import tqdm
 
     bar = tqdm(total=args.num, desc="settling", dynamic_ncols=True)
-    for i in range(0, args.num, args.batch):
-        chunk = texts[i : i + args.batch]
-        tokens = backbone.encode(chunk)
-        x_T = jax.random.normal(jax.random.fold_in(jax.random.key(args.seed), i), (len(chunk), f) + backbone.frame_shape)
-        res = ddim_batch_result(defn, params, schedule, x_T, tokens, np.broadcast_to(null, tokens.shape),
-                                backbone.default_guidance, diagnostics=("x0",))
+    for i, res in sample_captions(backbone, texts, args.steps, backbone.default_guidance, args.seed, args.batch,
+                                  diagnostics=("x0",)):
         x0 = np.clip(np.asarray(res.diagnostics["x0"]), -1, 1)  # [B, S, F, H, W, C]
         final = np.clip(np.asarray(res.latents), -1, 1)
-        for b in range(len(chunk)):
+        for b in range(final.shape[0]):
             ref = metrics.probe_frames(final[b])
             for k in range(args.steps):
                 for a, v in agreement(metrics.probe_frames(x0[b, k]), ref).items():

@@ -191,11 +191,11 @@ def make_batch(seed: int, train_cfg: TrainConfig, model_cfg: ToyConfig, tokenize
     rng = np.random.default_rng((seed, 1))
     drop = rng.uniform(size=len(texts)) < train_cfg.uncond_fraction
     texts = ["" if d else t for t, d in zip(texts, drop)]
+    tokens = tokenizer(texts)
     n = train_cfg.image_batch_size
-    img_texts, images = [], np.zeros((0, 1) + clips.shape[2:], clips.dtype)
+    images, image_tokens = np.zeros((0, 1) + clips.shape[2:], clips.dtype), np.zeros((0, tokens.shape[1]), tokens.dtype)
     if n:  # one frame each of n fresh clips without a background change (a single frame cannot show one)
-        img_texts, img_clips, _ = world.sample_batch(seed * 7919 + 13, n, 1, 0.0, 0.0)
-        images = img_clips
+        img_texts, images, _ = world.sample_batch(seed * 7919 + 13, n, 1, 0.0, 0.0)
         img_drop = np.random.default_rng((seed, 2)).uniform(size=n) < train_cfg.uncond_fraction
-        img_texts = ["" if d else t for t, d in zip(img_texts, img_drop)]
-    return Batch(clips, tokenizer(texts), images, tokenizer(img_texts) if n else np.zeros((0, tokenizer(texts).shape[1]), np.int32))
+        image_tokens = tokenizer(["" if d else t for t, d in zip(img_texts, img_drop)])
+    return Batch(clips, tokens, images, image_tokens)
