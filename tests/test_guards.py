@@ -39,10 +39,16 @@ def test_identical_pairs_among_distinct_particles_are_zero_and_the_rest_keep_the
     assert np.all(np.diag(d2) == 0) and d2[1, 4] == 0.0 and d2[4, 1] == 0.0
     ref = ((z[:, None].astype(np.float64) - z[None].astype(np.float64)) ** 2).sum(-1)
     np.testing.assert_allclose(d2, ref, rtol=1e-5)
-    # distinct pairs are the Gram form's values, bit for bit (earlier results reproduce exactly)
-    zf = jnp.asarray(z)
-    sq = jnp.sum(zf * zf, -1)
-    gram = np.asarray(jnp.maximum(sq[:, None] + sq[None] - 2.0 * jnp.matmul(zf, zf.T, precision="highest"), 0.0))
+    # distinct pairs are the Gram form's values, bit for bit (earlier results reproduce exactly).
+    # Both sides compiled: eager op-by-op evaluation may round the sum differently (XLA fuses the
+    # compiled form; since jax 0.10 the two differ by an ulp here).
+
+    @jax.jit
+    def gram_form(zf):
+        sq = jnp.sum(zf * zf, -1)
+        return jnp.maximum(sq[:, None] + sq[None] - 2.0 * jnp.matmul(zf, zf.T, precision="highest"), 0.0)
+
+    gram = np.asarray(gram_form(jnp.asarray(z)))
     distinct = ~np.eye(6, dtype=bool)
     distinct[1, 4] = distinct[4, 1] = False
     assert np.array_equal(d2[distinct], gram[distinct])

@@ -88,6 +88,7 @@ def _fifo_marginals(num_partitions):
     return x, prior_mean, float(prior.temporal_covariance(F)[0, 0])
 
 
+@pytest.mark.slow  # ~40 s on 2 cores; the default run's budget is 15 min
 def test_fifo_marginals_match_the_prior_and_more_partitions_do_not_hurt():
     errs = []
     for n in (16, 32):

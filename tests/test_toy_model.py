@@ -265,6 +265,7 @@ def _write_config(path, **run):
     return str(path)
 
 
+@pytest.mark.slow  # compiles several training steps; ~1 min of the 15-min budget on 2 cores
 def test_joint_image_batches_are_single_frames_of_fresh_clips_and_train():
     tc = TrainConfig(batch_size=2, image_batch_size=3, learning_rate=3e-3, warmup_steps=1, total_steps=30)
     batch = make_batch(5, tc, TINY, Tokenizer(16))
@@ -289,6 +290,7 @@ def test_joint_image_batches_are_single_frames_of_fresh_clips_and_train():
         TrainConfig(image_batch_size=-1)
 
 
+@pytest.mark.slow  # compiles several training steps; ~1 min of the 15-min budget on 2 cores
 def test_training_script_resumes_bit_for_bit(tmp_path):
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
     import train_toy
