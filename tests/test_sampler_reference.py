@@ -32,8 +32,7 @@ def rounding_excess(got: np.ndarray, ref: np.ndarray) -> float:
     """``max|got − ref| / (ROUNDING · max|ref|)``: ≤ 1 means "equal up to float rounding"."""
     if not np.issubdtype(ref.dtype, np.floating):
         return 0.0 if np.array_equal(got, ref) else np.inf
-    scale = float(np.abs(ref).max()) if ref.size else 0.0
-    diff = float(np.abs(got.astype(np.float64) - ref.astype(np.float64)).max()) if ref.size else 0.0
+    diff, scale = R.max_difference(got, ref)
     return diff / (ROUNDING * scale) if scale else (0.0 if diff == 0 else np.inf)
 
 

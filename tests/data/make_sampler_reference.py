@@ -110,6 +110,14 @@ def outputs(name, sampler, den, sch, layout, cond, key, opts) -> dict:
     return out
 
 
+def max_difference(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """``(max|got − ref|, max|ref|)`` in float64 (``(0, 0)`` for empty arrays)."""
+    if not ref.size:
+        return 0.0, 0.0
+    ref64 = ref.astype(np.float64)
+    return float(np.abs(got.astype(np.float64) - ref64).max()), float(np.abs(ref64).max())
+
+
 def main():
     got = {}
     for case in cases():
@@ -119,8 +127,7 @@ def main():
         if set(ref.files) != set(got):
             print(f"the arrays differ: missing {sorted(set(ref.files) - set(got))}, new {sorted(set(got) - set(ref.files))}")
         for k in sorted(set(ref.files) & set(got)):
-            diff = np.abs(got[k].astype(np.float64) - ref[k].astype(np.float64)).max() if ref[k].size else 0.0
-            scale = np.abs(ref[k].astype(np.float64)).max() if ref[k].size else 0.0
+            diff, scale = max_difference(got[k], ref[k])
             print(f"{k:45s} max |Δ| {diff:.3g}  ({diff / max(scale, 1e-30):.2g} of max |x| {scale:.3g})")
         return
     np.savez_compressed(PATH, **got)
