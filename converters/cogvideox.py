@@ -19,9 +19,10 @@ from typing import Callable, Optional
 from flax import nnx
 
 from converters.common import ConversionError, Rule, convert, read_safetensors
-from syncos_jax.backbones.cogvideox import model_abstract, read_json_object, save_weights
+from syncos_jax.backbones.cogvideox import check_compatible, model_abstract, save_weights
+from syncos_jax.backbones.weights_folder import read_json_object
 
-__all__ = ["RULES", "convert_folder", "transformer_folder"]
+__all__ = ["PARTS", "RULES", "convert_folder", "convert_pipeline", "pipeline_parts", "transformer_folder"]
 
 _LN = [(r"(.+)\.weight", "{1}.scale", "norm"), (r"(.+)\.bias", "{1}.bias", "identity")]
 
@@ -93,3 +94,48 @@ def convert_folder(src: str, dst: Optional[str] = None, *, dtype: str = "float32
     if dst is not None:
         save_weights(dst, state, cfg, extra={"dtype": dtype, "source": os.path.abspath(src)})
     return nnx.merge(graphdef, state), cfg
+
+
+PARTS = ("transformer", "text_encoder", "vae")  # DST: the transformer at the top, DST/text_encoder, DST/vae
+
+
+def pipeline_parts(src: str) -> list[str]:
+    """The :data:`PARTS` a diffusers CogVideoX folder holds: always ``transformer`` (``SRC`` may be that
+    subfolder itself), plus ``text_encoder`` and ``vae`` when ``SRC/text_encoder`` and ``SRC/vae`` exist."""
+    transformer_folder(src)  # raises naming SRC
+    return ["transformer"] + [p for p in PARTS[1:] if os.path.isdir(os.path.join(src, p))]
+
+
+def convert_pipeline(src: str, dst: str, *, dtype: str = "float32",
+                     progress: Optional[Callable[[str], Optional[Callable[[int, int], None]]]] = None) -> dict:
+    """Converts every part of a diffusers CogVideoX folder into ``DST``. Returns ``{part: config}``.
+
+    ``DST`` holds the transformer (:func:`syncos_jax.backbones.cogvideox.save_weights`), and
+    ``DST/text_encoder`` (T5 with its tokenizer, :func:`converters.t5.convert_folder`) and ``DST/vae``
+    (:func:`converters.cogvideox_vae.convert_folder`) for the parts ``SRC`` has
+    (:func:`pipeline_parts`). The three must fit together (:func:`syncos_jax.backbones.cogvideox.check_compatible`). Atomic: all is
+    written into a temporary folder renamed at the end, so nothing is written if any part fails.
+    ``progress(part)`` returns the ``progress(done, total)`` callback of that part (or ``None``).
+
+    Raises:
+      ConversionError: a part's config or tensors, or parts that do not fit together.
+      FileNotFoundError: no transformer, or a text encoder without tokenizer files.
+      FileExistsError: ``dst`` exists and is not empty.
+    """
+    from converters import cogvideox_vae, t5
+    from syncos_jax.backbones.weights_folder import atomic_folder
+
+    parts = pipeline_parts(src)
+    on = progress or (lambda part: None)
+    configs = {}
+    with atomic_folder(dst) as tmp:
+        _, configs["transformer"] = convert_folder(src, tmp, dtype=dtype, progress=on("transformer"))
+        if "text_encoder" in parts:
+            _, configs["text_encoder"] = t5.convert_folder(src, os.path.join(tmp, "text_encoder"), dtype=dtype,
+                                                           progress=on("text_encoder"))
+        if "vae" in parts:
+            _, configs["vae"] = cogvideox_vae.convert_folder(src, os.path.join(tmp, "vae"), dtype=dtype, progress=on("vae"))
+        problems = check_compatible(configs["transformer"], configs.get("text_encoder"), configs.get("vae"))
+        if problems:
+            raise ConversionError(f"the parts of {src!r} do not fit together: " + "; ".join(problems))
+    return configs

@@ -16,7 +16,8 @@ from typing import Callable, Optional
 from flax import nnx
 
 from converters.common import ConversionError, Rule, convert, read_safetensors
-from syncos_jax.backbones.cogvideox_vae import model_abstract, read_json_object, save_weights
+from syncos_jax.backbones.cogvideox_vae import model_abstract, save_weights
+from syncos_jax.backbones.weights_folder import read_json_object
 
 __all__ = ["RULES", "convert_folder", "vae_folder"]
 

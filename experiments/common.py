@@ -23,7 +23,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 

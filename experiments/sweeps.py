@@ -11,7 +11,6 @@ import argparse
 import math
 import os
 
-import numpy as np
 
 import common as C
 

@@ -3,7 +3,7 @@
     syncos generate SCENARIO.yaml [--sampler syncos|gen-l-video|fifo|csd-only|freenoise|ddim]
                     [--frames N] [--seed S] [--out DIR] [--steps K] [--guidance G] [--stride s]
                     [--set NAME=VALUE ...] [--weights FILE] [--overwrite] [--checkpoint-every K]
-                    [--backbone cogvideox --weights DST --text-embeddings FILE [--vae FOLDER] [--latent-size HxW]]
+                    [--backbone cogvideox --weights DST [--text-embeddings FILE] [--vae DST/vae] [--latent-size HxW]]
     syncos generate --resume RUN_DIR
     syncos convert cogvideox SRC DST [--dtype bf16]
 
@@ -15,8 +15,9 @@ with the shipped toy model (or a converted CogVideoX), showing a progress bar, a
 * ``run.json``: the resolved settings, the NFE, the wall time, a SHA-256 of the final latents and
   the probes' per-segment readings next to what the prompts ask for (:mod:`syncos_jax.metrics`;
   toy model only);
-* with CogVideoX, ``latents.npy`` too; without a VAE folder (or without torch) only the latents
-  and ``run.json`` are written, and the command says so.
+* with CogVideoX, ``latents.npy`` too; prompts are encoded by the converted T5 (``DST/text_encoder``)
+  and the video decoded by the converted VAE (``DST/vae``), all in JAX (torch is never imported);
+  without a VAE only the latents and ``run.json`` are written, and the command says so.
 
 Settings resolve in this order: command-line flags, then the scenario's ``sampler`` mapping, then
 the defaults (``frames`` = 4 chunks, ``stride`` = half a chunk, the backbone's guidance scale,
@@ -651,7 +652,7 @@ def _record(plan: _Plan, state, latents, frames_px, resumed_from, sample_seconds
     }
     if frames_px is None:
         record["note"] = ("latents.npy holds the final latents [F, H, W, C]; no video was decoded "
-                          "(give --vae FOLDER with the [torch] extra installed to decode)")
+                          "(convert a folder with vae/ into --weights, or give --vae with a converted VAE folder, to decode)")
     return record
 
 
@@ -742,25 +743,42 @@ def _generate(args, signals: _Signals) -> dict:
 
 
 def _convert(args) -> str:
+    """``syncos convert cogvideox SRC DST``: every part SRC holds (transformer, text encoder with its
+    tokenizer, VAE) into DST, one progress bar per part; nothing is written if any part fails."""
     from tqdm import tqdm
 
     from converters import cogvideox
 
     if os.path.exists(args.dst) and (not os.path.isdir(args.dst) or os.listdir(args.dst)):
         raise CLIError(f"{args.dst!r} exists and is not empty; choose a new destination")
-    bar = tqdm(desc=f"convert {args.model}", unit="tensor", disable=not args.progress, dynamic_ncols=True)
+    bars = []
 
-    def on_progress(done, total):
-        bar.total = total
-        bar.update(done - bar.n)
+    def progress_of(part):
+        bar = tqdm(desc=f"convert {part}", unit="tensor", disable=not args.progress, dynamic_ncols=True)
+        bars.append(bar)
+
+        def on_progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        return on_progress
 
     try:
-        _, cfg = cogvideox.convert_folder(args.src, args.dst, dtype=args.dtype, progress=on_progress)
+        configs = cogvideox.convert_pipeline(args.src, args.dst, dtype=args.dtype, progress=progress_of)
     except (OSError, ValueError, NotImplementedError) as e:  # ConversionError is a ValueError
         raise CLIError(f"convert {args.model} {args.src}: " + " ".join(str(e).split())[:400]) from None
     finally:
-        bar.close()
-    return f"converted {args.src} -> {args.dst} ({cfg.num_layers} layers, {args.dtype})"
+        for bar in bars:
+            bar.close()
+    done = [f"transformer ({configs['transformer'].num_layers} layers)"]
+    done += [f"text encoder ({configs['text_encoder'].num_layers} layers) -> text_encoder/"] if "text_encoder" in configs else []
+    done += ["VAE -> vae/"] if "vae" in configs else []
+    lacking = [p for p in ("text_encoder", "vae") if p not in configs]
+    note = (f"; {args.src!r} has no {' or '.join(p + '/' for p in lacking)}: "
+            + ("give generate --text-embeddings" if "text_encoder" in lacking else "")
+            + (" and " if len(lacking) == 2 else "")
+            + ("only latents will be saved" if "vae" in lacking else "")) if lacking else ""
+    return f"converted {args.src} -> {args.dst}: {', '.join(done)}, {args.dtype}{note}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -787,8 +805,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--set", action="append", metavar="NAME=VALUE", help="any sampler setting, e.g. --set iters=10")
     g.add_argument("--backbone", default="toy", choices=("toy", "cogvideox"))
     g.add_argument("--weights", default=None, help="toy: a weights file (default: the shipped one); cogvideox: a converted folder")
-    g.add_argument("--text-embeddings", default=None, help="cogvideox: .npz of T5 embeddings per prompt (experiments/encode_t5.py)")
-    g.add_argument("--vae", default=None, help="cogvideox: a local AutoencoderKLCogVideoX folder to decode with ([torch] extra)")
+    g.add_argument("--text-embeddings", default=None, help="cogvideox: .npz of precomputed T5 embeddings per prompt (default: encode with WEIGHTS/text_encoder)")
+    g.add_argument("--vae", default=None, help="cogvideox: a converted VAE folder to decode with (default: WEIGHTS/vae if present)")
     g.add_argument("--latent-size", default=None, help="cogvideox: latent HxW (default: the config's sample size)")
     g.add_argument("--overwrite", action="store_true",
                    help="replace --out if it is an earlier syncos output (never another folder); discard an unfinished run of it")
@@ -800,7 +818,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", dest="progress", action="store_false")
     c = sub.add_parser("convert", help="convert a diffusers checkpoint to this library's format")
     c.add_argument("model", choices=("cogvideox",))
-    c.add_argument("src", help="a diffusers folder (with transformer/config.json and safetensors)")
+    c.add_argument("src", help="a diffusers CogVideoX folder (transformer/, and text_encoder/ + tokenizer/ and vae/ "
+                                "when present, each with config.json and safetensors)")
     c.add_argument("dst", help="the output folder (must not exist or be empty)")
     c.add_argument("--dtype", default="float32", choices=("float32", "fp32", "bfloat16", "bf16"))
     c.add_argument("--no-progress", dest="progress", action="store_false")

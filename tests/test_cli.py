@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from syncos_jax import cli
-from syncos_jax.prompts import ScenarioError, load_scenario, segment_bounds
+from syncos_jax.prompts import load_scenario, segment_bounds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIOS = os.path.join(ROOT, "examples", "scenarios")
@@ -180,5 +180,5 @@ def test_backbone_names_are_the_registry_and_the_protocol_holds():
         toy.check_prompt(StructuredPrompt.make("a small red circle", ["on grass moves right"]))
     with pytest.raises(BackboneError, match="^vae: the toy backbone takes only weights"):
         open_backbone("toy", vae="somewhere")
-    with pytest.raises(BackboneError, match="^text_embeddings: the cogvideox backbone needs"):
+    with pytest.raises(BackboneError, match="^weights: 'somewhere' is not a converted CogVideoX folder"):
         open_backbone("cogvideox", weights="somewhere")

@@ -14,7 +14,7 @@ diffusers = pytest.importorskip("diffusers")
 
 from converters.common import ConversionError, convert, read_safetensors  # noqa: E402
 from converters.cogvideox import RULES, convert_folder  # noqa: E402
-from syncos_jax.backbones.cogvideox import CogVideoXConfig, CogVideoXTransformer, load, model_abstract, rotary_pos_embed_3d  # noqa: E402
+from syncos_jax.backbones.cogvideox import CogVideoXConfig, load, model_abstract, rotary_pos_embed_3d  # noqa: E402
 
 TINY = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=16, text_embed_dim=8,
             num_layers=2, sample_width=8, sample_height=8, sample_frames=9, patch_size=2, max_text_seq_length=8)
@@ -312,31 +312,3 @@ def test_real_2b_config_parity_slow():
     rel = np.abs(o - r).max() / np.abs(r).max()
     print(f"real CogVideoX-2B config, 4x8x8 latent, 226 tokens: max|ours - diffusers| / max|diffusers| = {rel:.2e}")
     assert rel <= 1e-4
-
-
-def test_generate_decodes_with_a_local_vae(tmp_path, capsys):
-    """With --vae (a tiny random AutoencoderKLCogVideoX saved locally) the video files are written too."""
-    from syncos_jax import cli
-    from syncos_jax.prompts import join_prompt
-
-    _save_diffusers_folder(_reference(True), str(tmp_path / "src"))
-    assert cli.main(["convert", "cogvideox", str(tmp_path / "src"), str(tmp_path / "dst"), "--no-progress"]) == 0
-    vae = diffusers.AutoencoderKLCogVideoX(
-        in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4)
-    vae.save_pretrained(tmp_path / "vae")
-    scenario = tmp_path / "s.yaml"
-    scenario.write_text("global_prompt: a cat\nlocal_prompts: [walks, sleeps]\n")
-    texts = ["", join_prompt("a cat", "walks"), join_prompt("a cat", "sleeps")]
-    np.savez(tmp_path / "emb.npz", texts=np.array(texts), embeddings=np.random.default_rng(0).normal(size=(3, 8, 8)).astype(np.float32))
-    out = tmp_path / "out"
-    rc = cli.main(["generate", str(scenario), "--backbone", "cogvideox", "--weights", str(tmp_path / "dst"), "--text-embeddings",
-                   str(tmp_path / "emb.npz"), "--vae", str(tmp_path / "vae"), "--latent-size", "4x4", "--frames", "3",
-                   "--steps", "2", "--sampler", "gen-l-video", "--out", str(out), "--no-progress"])
-    assert rc == 0, capsys.readouterr().err
-    assert sorted(os.listdir(out)) == ["contact_sheet.png", "latents.npy", "run.json", "video.gif", "video.mp4"]
-    assert np.load(out / "latents.npy").shape == (3, 4, 4, 4)
-    import imageio.v2 as imageio
-
-    frames = imageio.mimread(str(out / "video.gif"))
-    assert len(frames) == 9  # the VAE's temporal upsampling: 3 latent frames → 9 frames

@@ -33,12 +33,9 @@ this module to build and save the state; this module never imports ``converters`
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import shutil
-import tempfile
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +44,10 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from syncos_jax import schedules
+from syncos_jax.backbones import cogvideox_vae, t5
 from syncos_jax.backbones.protocol import BackboneError, NnxDenoiser
+from syncos_jax.backbones.weights_folder import (atomic_folder, check_extra, flat_key, read_config, strict_state,
+                                                   write_config)
 from syncos_jax.prompts import StructuredPrompt, check_texts
 
 Array = jax.Array
@@ -56,10 +56,10 @@ __all__ = [
     "CogVideoXConfig",
     "CogVideoXTransformer",
     "CogVideoXBackbone",
+    "check_compatible",
     "cogvideox_denoiser",
     "load",
     "open_backbone",
-    "read_json_object",
     "load_text_embeddings",
     "model_abstract",
     "read_weights_config",
@@ -449,14 +449,10 @@ def model_abstract(config: dict) -> tuple[CogVideoXConfig, Any, Any]:
     return cfg, graphdef, params
 
 
-def _key(path: Iterable[Any]) -> str:
-    return ".".join(str(p) for p in path)
-
-
 def _flatten(tree, prefix: tuple = ()) -> dict[str, Any]:
     """``{"a.b.0.kernel": leaf}`` of a nested dict (an orbax-restored pure dict)."""
     if not isinstance(tree, dict):
-        return {_key(prefix): tree}
+        return {flat_key(prefix): tree}
     out: dict[str, Any] = {}
     for k, v in tree.items():
         out.update(_flatten(v, (*prefix, k)))
@@ -464,49 +460,21 @@ def _flatten(tree, prefix: tuple = ()) -> dict[str, Any]:
 
 
 def save_weights(dst: str, state, cfg: CogVideoXConfig, *, extra: Optional[dict] = None) -> None:
-    """Writes ``state`` (the params nnx.State) to ``DST/params`` and ``cfg`` to ``DST/config.json``.
+    """Writes ``state`` (the params nnx.State) to ``DST/params`` (orbax) and ``cfg`` to ``DST/config.json``.
 
     ``extra`` (JSON-serialisable, e.g. the dtype and the source folder) is stored in config.json
-    too. Atomic: everything is written to a temporary folder next to ``dst``, renamed at the end, so
-    a failed save writes nothing to the destination. ``state`` is not modified.
+    too. Atomic (:func:`~syncos_jax.backbones.weights_folder.atomic_folder`): a failed save writes
+    nothing to the destination. ``state`` is not modified.
 
     Raises:
       FileExistsError: if ``dst`` exists and is not an empty folder.
       ValueError: if ``extra`` names ``model`` or ``config``.
     """
-    extra = dict(extra or {})
-    clash = sorted({"model", "config"} & set(extra))
-    if clash:
-        raise ValueError(f"extra must not set {clash}: config.json holds them already")
-    dst = os.path.abspath(dst)
-    if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
-        raise FileExistsError(f"{dst!r} exists and is not empty")
-    parent = os.path.dirname(dst)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.tmp-", dir=parent)
-    try:
+    check_extra(extra)
+    with atomic_folder(dst) as tmp:
         with ocp.StandardCheckpointer() as ckpt:
             ckpt.save(os.path.join(tmp, "params"), nnx.to_pure_dict(state))
-        with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump({"model": WEIGHTS_MODEL, "config": cfg.to_dict(), **extra}, f, indent=2)
-        if os.path.isdir(dst):
-            os.rmdir(dst)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def read_json_object(path: str) -> dict:
-    """The JSON object in ``path``; raises ``ValueError`` naming the file if it is not valid JSON or not an object."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path!r} is not valid JSON ({' '.join(str(e).split())[:120]})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path!r} must hold a JSON object, got {type(data).__name__}")
-    return data
+        write_config(tmp, WEIGHTS_MODEL, cfg.to_dict(), extra)
 
 
 def read_weights_config(dst: str) -> tuple[CogVideoXConfig, dict]:
@@ -517,25 +485,15 @@ def read_weights_config(dst: str) -> tuple[CogVideoXConfig, dict]:
       ValueError: naming the file, if it is not a JSON object, holds another model's weights, or
         its ``config`` is not a valid CogVideoX config.
     """
-    path = os.path.join(os.path.abspath(dst), "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{dst!r} is not a converted CogVideoX folder (no config.json; see `syncos convert cogvideox`)")
-    meta = read_json_object(path)
-    if meta.get("model") != WEIGHTS_MODEL:
-        raise ValueError(f"{dst!r} holds a {str(meta.get('model'))[:40]!r} checkpoint, not {WEIGHTS_MODEL}")
-    if not isinstance(meta.get("config"), dict):
-        raise ValueError(f"{path!r}: 'config' must be a JSON object")
-    try:
-        return CogVideoXConfig.from_diffusers(meta["config"]), meta
-    except ValueError as e:
-        raise ValueError(f"{path!r}: {e}") from None
+    return read_config(dst, WEIGHTS_MODEL, CogVideoXConfig.from_diffusers, what="CogVideoX")
 
 
 def restore_weights(dst: str, abstract) -> Any:
     """A new nnx.State shaped like ``abstract`` (from :func:`model_abstract`) holding ``DST/params``.
 
     ``abstract`` is not modified (its variables keep their ``ShapeDtypeStruct``). The arrays keep
-    the dtype they were saved in (float32 or bfloat16). Strict: the folder must hold exactly the
+    the dtype they were saved in (float32 or bfloat16). Strict
+    (:func:`~syncos_jax.backbones.weights_folder.strict_state`): the folder must hold exactly the
     parameters of ``abstract``, with its shapes, all finite.
 
     Raises:
@@ -544,19 +502,7 @@ def restore_weights(dst: str, abstract) -> Any:
     """
     with ocp.StandardCheckpointer() as ckpt:
         arrays = _flatten(ckpt.restore(os.path.join(os.path.abspath(dst), "params")))
-    flat = nnx.to_flat_state(abstract)
-    wanted = {_key(p): v for p, v in flat}
-    missing = sorted(set(wanted) - set(arrays))
-    unexpected = sorted(set(arrays) - set(wanted))
-    misshaped = [f"{k}: saved {tuple(np.shape(arrays[k]))}, model {tuple(v.shape)}" for k, v in wanted.items()
-                 if k in arrays and tuple(np.shape(arrays[k])) != tuple(v.shape)]
-    if missing or unexpected or misshaped:
-        raise ValueError(f"{dst!r} does not match the model of its config: missing {missing[:20]} ({len(missing)}), "
-                         f"unexpected {unexpected[:20]} ({len(unexpected)}), mis-shaped {misshaped[:20]} ({len(misshaped)})")
-    nonfinite = sorted(k for k, a in arrays.items() if not np.isfinite(np.asarray(a, np.float32)).all())
-    if nonfinite:
-        raise ValueError(f"{dst!r} holds NaN or Inf in {len(nonfinite)} tensor(s): {nonfinite[:5]}")
-    return nnx.from_flat_state([(p, v.replace(arrays[_key(p)])) for p, v in flat])
+    return strict_state(dst, arrays, abstract)
 
 
 def load(dst: str) -> tuple[CogVideoXTransformer, CogVideoXConfig]:
@@ -588,24 +534,53 @@ def load_text_embeddings(path: str) -> dict[str, np.ndarray]:
     return dict(zip(texts, emb))
 
 
+def check_compatible(cfg, t5_cfg=None, vae_cfg=None) -> list[str]:
+    """The mismatches between a transformer config and the text encoder / VAE configs beside it
+    (an empty list when they fit): the T5 width must be the transformer's ``text_embed_dim``, the VAE's
+    latent channels its ``in_channels`` and the VAE's time compression its ``temporal_compression_ratio``."""
+    problems = []
+    if t5_cfg is not None and t5_cfg.d_model != cfg.text_embed_dim:
+        problems.append(f"the text encoder's d_model {t5_cfg.d_model} is not the transformer's text_embed_dim {cfg.text_embed_dim}")
+    if vae_cfg is not None:
+        if vae_cfg.latent_channels != cfg.in_channels:
+            problems.append(f"the VAE's latent_channels {vae_cfg.latent_channels} is not the transformer's in_channels {cfg.in_channels}")
+        if vae_cfg.temporal_compression_ratio != cfg.temporal_compression_ratio:
+            problems.append(f"the VAE's temporal_compression_ratio {vae_cfg.temporal_compression_ratio} is not the "
+                            f"transformer's {cfg.temporal_compression_ratio}")
+    return problems
+
+
+
+TEXT_ENCODER_DIR = "text_encoder"  # a converted T5 (syncos_jax.backbones.t5) inside a converted folder
+VAE_DIR = "vae"  # a converted VAE (syncos_jax.backbones.cogvideox_vae) inside a converted folder
+
+
 @dataclasses.dataclass
 class CogVideoXBackbone:
-    """What the samplers and the command line need from a converted CogVideoX.
+    """What the samplers and the command line need from a converted CogVideoX: prompt → T5 →
+    sampler → VAE, all in JAX.
 
     Attributes:
       model: the :class:`CogVideoXTransformer`.
-      embeddings: ``{prompt text: [L, D]}`` T5 states (the empty text is the negative prompt).
+      embeddings: ``{prompt text: [L, D]}`` T5 states known so far (the empty text is the negative
+        prompt): those of a ``--text-embeddings`` file, and those :meth:`encode` has computed.
       latent_size: ``(H, W)`` of the latent frames.
-      vae: a local diffusers ``AutoencoderKLCogVideoX`` folder, or ``None`` (latents are saved).
+      vae: the :class:`~syncos_jax.backbones.cogvideox_vae.CogVideoXVAE` to decode with, or ``None``
+        (then only the latents are saved).
       weights: the converted folder it came from.
+      text_encoder: a converted T5 folder (:func:`syncos_jax.backbones.t5.load`) that encodes the
+        texts missing from ``embeddings``, or ``None``.
+      vae_folder: the converted VAE folder ``vae`` came from.
     """
 
     model: CogVideoXTransformer
     embeddings: dict
     latent_size: tuple[int, int]
-    vae: Optional[str] = None
+    vae: Any = None
     weights: Optional[str] = None
     info: dict = dataclasses.field(default_factory=dict)
+    text_encoder: Optional[str] = None
+    vae_folder: Optional[str] = None
 
     name = "cogvideox"
     default_guidance = 6.0
@@ -625,18 +600,33 @@ class CogVideoXBackbone:
         return cogvideox_denoiser(self.model, frames_per_chunk=self.chunk_frames, frame_shape=self.frame_shape)
 
     def encode(self, texts) -> np.ndarray:
-        """``[len(texts), L, D]`` looked up by exact text; an unknown text is a ValueError naming it."""
-        out = []
-        for t in texts:
-            if t not in self.embeddings:
-                raise ValueError(f"no text embedding for {t!r} in the embeddings file "
-                                 f"(compute it with experiments/encode_t5.py); it has {len(self.embeddings)} texts")
-            out.append(self.embeddings[t])
-        return np.stack(out)
+        """``[len(texts), L, D]``: each text's T5 states, looked up by exact text in ``embeddings``.
+
+        Texts not there are encoded all at once with the converted T5 of ``text_encoder``
+        (:meth:`~syncos_jax.backbones.t5.T5TextEncoder.encode`, ``L`` = the transformer's
+        ``max_text_seq_length``, as CogVideoX's pipeline) and kept in ``embeddings``; the T5 is
+        loaded for that call only, so its memory is free again while sampling. Without a text
+        encoder an unknown text is a ValueError naming it.
+        """
+        texts = [str(t) for t in texts]
+        missing = list(dict.fromkeys(t for t in texts if t not in self.embeddings))
+        if missing and self.text_encoder is None:
+            raise ValueError(f"no text embedding for {missing[0]!r} in the embeddings file "
+                             f"(compute it with experiments/encode_t5.py, or convert the text encoder too: "
+                             f"`syncos convert cogvideox` of a folder with text_encoder/); it has {len(self.embeddings)} texts")
+        if missing:
+            encoder = t5.load(self.text_encoder)
+            states = encoder.encode(missing, max_sequence_length=self.model.cfg.max_text_seq_length)
+            del encoder
+            self.embeddings.update(zip(missing, np.asarray(states, np.float32)))
+        return np.stack([self.embeddings[t] for t in texts])
 
     def check_prompt(self, prompt: StructuredPrompt) -> None:
         """Raises :class:`~syncos_jax.prompts.PromptError` unless every event's joined text has an
-        embedding in the embeddings file."""
+        embedding (in the embeddings file, or from the text encoder, which encodes them and the
+        negative prompt here, in one call)."""
+        if self.text_encoder is not None:
+            self.encode(list(prompt.texts()) + [""])
         check_texts(prompt, lambda text: self.encode([text]))
 
     def schedule(self, num_steps: int = 50):
@@ -644,30 +634,36 @@ class CogVideoXBackbone:
         return schedules.cogvideox_2b(num_steps)
 
     def decode(self, latents) -> Optional[np.ndarray]:
-        """Frames ``[F', H', W', 3]`` in ``[−1, 1]`` via diffusers' VAE if a folder was given and torch is
-        installed; otherwise ``None`` (the caller saves the latents)."""
+        """Frames ``[F', H', W', 3]`` in ``[−1, 1]`` of the latents ``[F, H, W, C]`` through the JAX VAE
+        (:func:`~syncos_jax.backbones.cogvideox_vae.decode_latents`: streamed frame batches that
+        carry the causal cache, so memory does not grow with the video); ``None`` without a VAE
+        (the caller saves the latents)."""
         if self.vae is None:
             return None
-        try:
-            import torch
-            from diffusers import AutoencoderKLCogVideoX
-        except ImportError:
-            return None
-        vae = AutoencoderKLCogVideoX.from_pretrained(self.vae, local_files_only=True).eval()
-        z = torch.from_numpy(np.array(latents, np.float32)).permute(3, 0, 1, 2)[None]  # [1, C, F, H, W]
-        with torch.no_grad():
-            frames = vae.decode(z / vae.config.scaling_factor).sample[0]  # [3, F', H', W']
-        return frames.permute(1, 2, 3, 0).clamp(-1, 1).numpy()
+        return cogvideox_vae.decode_latents(self.vae, np.asarray(latents, np.float32))
+
+
+def _converted_part(weights: str, flag: Optional[str], subdir: str) -> Optional[str]:
+    """The folder of a converted part: ``flag`` if given, else ``WEIGHTS/subdir`` if that exists, else None."""
+    if flag:
+        return flag
+    inside = os.path.join(weights, subdir)
+    return inside if os.path.isdir(inside) else None
 
 
 def open_backbone(weights: Optional[str] = None, text_embeddings: Optional[str] = None, vae: Optional[str] = None,
                   latent_size: Optional[str] = None) -> CogVideoXBackbone:
     """A converted CogVideoX for the command line (:func:`syncos_jax.backbones.open_backbone`).
 
+    Everything is loaded and checked here, before any sampling: the transformer, the VAE's weights
+    and the text encoder's config, and that they fit together (:func:`check_compatible`).
+
     Args:
-      weights: a folder written by ``syncos convert cogvideox`` (required).
-      text_embeddings: an ``.npz`` of T5 states per prompt text (``experiments/encode_t5.py``; required).
-      vae: a local diffusers ``AutoencoderKLCogVideoX`` folder to decode with (``[torch]`` extra).
+      weights: a folder written by ``syncos convert cogvideox`` (required). Its ``text_encoder/``
+        and ``vae/`` subfolders, when present, are the defaults of the two arguments below.
+      text_embeddings: an ``.npz`` of T5 states per prompt text (``experiments/encode_t5.py``).
+        Texts it lacks are encoded with ``WEIGHTS/text_encoder`` if that exists; one of the two is required.
+      vae: a converted VAE folder (default ``WEIGHTS/vae``); without one only the latents are saved.
       latent_size: ``"HxW"`` of the latent frames (default: the config's sample size).
 
     Raises:
@@ -675,8 +671,6 @@ def open_backbone(weights: Optional[str] = None, text_embeddings: Optional[str] 
     """
     if not weights:
         raise BackboneError("weights", "the cogvideox backbone needs a folder written by `syncos convert cogvideox`")
-    if not text_embeddings:
-        raise BackboneError("text_embeddings", "the cogvideox backbone needs an .npz of T5 embeddings (see experiments/encode_t5.py)")
     size = None
     if latent_size:
         parts = str(latent_size).lower().split("x")
@@ -687,10 +681,40 @@ def open_backbone(weights: Optional[str] = None, text_embeddings: Optional[str] 
         model, cfg = load(weights)
     except (OSError, ValueError) as e:
         raise BackboneError("weights", " ".join(str(e).split())[:300]) from None
-    try:
-        embeddings = load_text_embeddings(text_embeddings)
-    except (OSError, ValueError) as e:
-        raise BackboneError("text_embeddings", " ".join(str(e).split())[:300]) from None
+    encoder = _converted_part(weights, None, TEXT_ENCODER_DIR)
+    if not text_embeddings and encoder is None:
+        raise BackboneError("text_embeddings", f"{weights!r} has no converted text encoder ({TEXT_ENCODER_DIR}/): give an .npz "
+                            "of T5 embeddings (see experiments/encode_t5.py), or convert a folder with text_encoder/ and tokenizer/")
+    embeddings = {}
+    if text_embeddings:
+        try:
+            embeddings = load_text_embeddings(text_embeddings)
+        except (OSError, ValueError) as e:
+            raise BackboneError("text_embeddings", " ".join(str(e).split())[:300]) from None
+        bad = sorted({v.shape[-1] for v in embeddings.values()} - {cfg.text_embed_dim})
+        if bad:
+            raise BackboneError("text_embeddings", f"{text_embeddings!r} holds states of width {bad[0]}; "
+                                f"the transformer's text_embed_dim is {cfg.text_embed_dim}")
+    t5_cfg = None
+    if encoder is not None:
+        try:
+            t5_cfg, _ = t5.read_weights_config(encoder)
+            t5.tokenizer_files(os.path.join(encoder, t5.TOKENIZER_DIR))
+        except (OSError, ValueError) as e:
+            raise BackboneError("weights", f"its text encoder: {' '.join(str(e).split())[:300]}") from None
+    vae_folder = _converted_part(weights, vae, VAE_DIR)
+    vae_model = vae_cfg = None
+    if vae_folder is not None:
+        try:
+            vae_model, vae_cfg = cogvideox_vae.load(vae_folder)
+        except (OSError, ValueError) as e:
+            hint = (" (a diffusers VAE folder? convert it: `syncos convert cogvideox` of its parent folder)"
+                    if os.path.exists(os.path.join(vae_folder, "diffusion_pytorch_model.safetensors")) else "")
+            raise BackboneError("vae" if vae else "weights", " ".join(str(e).split())[:300] + hint) from None
+    problems = check_compatible(cfg, t5_cfg, vae_cfg)
+    if problems:
+        at_fault = "vae" if vae and any("VAE" in p for p in problems) else "weights"
+        raise BackboneError(at_fault, "the converted parts do not fit together: " + "; ".join(problems))
     size = size or (cfg.sample_height, cfg.sample_width)
-    return CogVideoXBackbone(model, embeddings, (int(size[0]), int(size[1])), vae, weights)
-
+    return CogVideoXBackbone(model, embeddings, (int(size[0]), int(size[1])), vae_model, weights,
+                             text_encoder=encoder, vae_folder=vae_folder)

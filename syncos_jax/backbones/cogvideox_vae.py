@@ -48,11 +48,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
-import shutil
-import tempfile
 from typing import Any, Iterator, NamedTuple, Optional, Sequence
 
 import jax
@@ -60,7 +57,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from syncos_jax.backbones.cogvideox import read_json_object
+from syncos_jax.backbones.weights_folder import (atomic_folder, check_extra, load_safetensors, read_config,
+                                                   save_safetensors, strict_state, write_config)
 
 Array = jax.Array
 
@@ -847,43 +845,21 @@ def model_abstract(config: dict) -> tuple[CogVideoXVAEConfig, Any, Any]:
     return cfg, graphdef, params
 
 
-def _key(path) -> str:
-    return ".".join(str(p) for p in path)
-
-
 def save_weights(dst: str, state, cfg: CogVideoXVAEConfig, *, extra: Optional[dict] = None) -> None:
     """Writes ``state`` (the params nnx.State) to ``DST/params.safetensors`` and ``cfg`` to ``DST/config.json``.
 
-    ``extra`` (JSON-serialisable) is stored in config.json too. Atomic: written to a temporary folder
-    next to ``dst`` and renamed, so a failed save leaves nothing. ``state`` is not modified.
+    ``extra`` (JSON-serialisable) is stored in config.json too. Atomic
+    (:func:`~syncos_jax.backbones.weights_folder.atomic_folder`): a failed save leaves nothing.
+    ``state`` is not modified.
 
     Raises:
       FileExistsError: if ``dst`` exists and is not an empty folder.
       ValueError: if ``extra`` names ``model`` or ``config``.
     """
-    from safetensors.numpy import save_file
-
-    extra = dict(extra or {})
-    clash = sorted({"model", "config"} & set(extra))
-    if clash:
-        raise ValueError(f"extra must not set {clash}: config.json holds them already")
-    dst = os.path.abspath(dst)
-    if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
-        raise FileExistsError(f"{dst!r} exists and is not empty")
-    parent = os.path.dirname(dst)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.tmp-", dir=parent)
-    try:
-        arrays = {_key(p): np.ascontiguousarray(np.asarray(v[...])) for p, v in nnx.to_flat_state(state)}
-        save_file(arrays, os.path.join(tmp, WEIGHTS_FILE))
-        with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump({"model": WEIGHTS_MODEL, "config": cfg.to_dict(), **extra}, f, indent=2)
-        if os.path.isdir(dst):
-            os.rmdir(dst)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    check_extra(extra)
+    with atomic_folder(dst) as tmp:
+        save_safetensors(os.path.join(tmp, WEIGHTS_FILE), state)
+        write_config(tmp, WEIGHTS_MODEL, cfg.to_dict(), extra)
 
 
 def read_weights_config(dst: str) -> tuple[CogVideoXVAEConfig, dict]:
@@ -893,47 +869,21 @@ def read_weights_config(dst: str) -> tuple[CogVideoXVAEConfig, dict]:
       FileNotFoundError: if ``DST/config.json`` does not exist.
       ValueError: naming the file, if it is not a JSON object, holds another model, or its config is invalid.
     """
-    path = os.path.join(os.path.abspath(dst), "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{dst!r} is not a converted CogVideoX VAE folder (no config.json)")
-    meta = read_json_object(path)
-    if meta.get("model") != WEIGHTS_MODEL:
-        raise ValueError(f"{dst!r} holds a {str(meta.get('model'))[:40]!r} checkpoint, not {WEIGHTS_MODEL}")
-    if not isinstance(meta.get("config"), dict):
-        raise ValueError(f"{path!r}: 'config' must be a JSON object")
-    try:
-        return CogVideoXVAEConfig.from_hf_dict(meta["config"]), meta
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path!r}: {e}") from None
+    return read_config(dst, WEIGHTS_MODEL, CogVideoXVAEConfig.from_hf_dict, what="CogVideoX VAE")
 
 
 def restore_weights(dst: str, abstract) -> Any:
     """A new nnx.State shaped like ``abstract`` holding ``DST/params.safetensors`` (dtype as saved).
 
-    Strict: exactly the parameters of ``abstract``, with its shapes, all finite.
+    Strict (:func:`~syncos_jax.backbones.weights_folder.strict_state`): exactly the parameters of
+    ``abstract``, with its shapes, all finite.
 
     Raises:
-      ValueError: naming ``dst``, listing missing, unexpected, mis-shaped or non-finite parameters.
+      FileNotFoundError: if the weights file is missing.
+      ValueError: naming ``dst``, for an unreadable file, or listing missing, unexpected, mis-shaped
+        or non-finite parameters.
     """
-    from safetensors.numpy import load_file
-
-    path = os.path.join(os.path.abspath(dst), WEIGHTS_FILE)
-    if not os.path.exists(path):
-        raise ValueError(f"{dst!r} has no {WEIGHTS_FILE}")
-    arrays = load_file(path)
-    flat = nnx.to_flat_state(abstract)
-    wanted = {_key(p): v for p, v in flat}
-    missing = sorted(set(wanted) - set(arrays))
-    unexpected = sorted(set(arrays) - set(wanted))
-    misshaped = [f"{k}: saved {tuple(arrays[k].shape)}, model {tuple(v.shape)}" for k, v in wanted.items()
-                 if k in arrays and tuple(arrays[k].shape) != tuple(v.shape)]
-    if missing or unexpected or misshaped:
-        raise ValueError(f"{dst!r} does not match the model of its config: missing {missing[:20]} ({len(missing)}), "
-                         f"unexpected {unexpected[:20]} ({len(unexpected)}), mis-shaped {misshaped[:20]} ({len(misshaped)})")
-    nonfinite = sorted(k for k, a in arrays.items() if not np.isfinite(np.asarray(a, np.float32)).all())
-    if nonfinite:
-        raise ValueError(f"{dst!r} holds NaN or Inf in {len(nonfinite)} tensor(s): {nonfinite[:5]}")
-    return nnx.from_flat_state([(p, v.replace(jnp.asarray(arrays[_key(p)]))) for p, v in flat])
+    return strict_state(dst, load_safetensors(dst, WEIGHTS_FILE), abstract)
 
 
 def load(dst: str) -> tuple[CogVideoXVAE, CogVideoXVAEConfig]:

@@ -41,19 +41,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import re
 import shutil
-import tempfile
 import warnings
-from typing import Any, Iterable, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from syncos_jax.backbones.weights_folder import (atomic_folder, check_extra, load_safetensors, read_config,
+                                                   read_json_object, save_safetensors, strict_state, write_config)
 
 Array = jax.Array
 
@@ -381,17 +382,6 @@ class TokenizedBatch(NamedTuple):
     truncated: np.ndarray
 
 
-def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path!r} is not valid JSON ({' '.join(str(e).split())[:120]})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path!r} must hold a JSON object, got {type(data).__name__}")
-    return data
-
-
 def _token_text(token: Any, default: str) -> str:
     """A special token as written in tokenizer_config.json: a string or an AddedToken dict."""
     if token is None:
@@ -431,7 +421,7 @@ class T5Tokenizer:
     def __init__(self, folder: str):
         folder = os.path.abspath(folder)
         config_path = os.path.join(folder, "tokenizer_config.json")
-        config = _read_json(config_path) if os.path.exists(config_path) else {}
+        config = read_json_object(config_path) if os.path.exists(config_path) else {}
         self.folder = folder
         pad, eos, unk = (_token_text(config.get(k), d) for k, d in (("pad_token", "<pad>"), ("eos_token", "</s>"),
                                                                      ("unk_token", "<unk>")))
@@ -475,7 +465,7 @@ class T5Tokenizer:
             specials.update({f"<extra_id_{i}>": size + extra - 1 - i for i in range(extra)})
         added = os.path.join(os.path.dirname(path), "added_tokens.json")
         if os.path.exists(added):
-            specials.update({str(k): int(v) for k, v in _read_json(added).items()})
+            specials.update({str(k): int(v) for k, v in read_json_object(added).items()})
         specials.pop("", None)
         self._specials = specials  # written in a text, these map to their ids (not split by sentencepiece)
         self._split = re.compile("(" + "|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)) + ")")
@@ -615,10 +605,6 @@ def model_abstract(config) -> tuple[T5Config, Any, Any]:
     return cfg, graphdef, params
 
 
-def _key(path: Iterable[Any]) -> str:
-    return ".".join(str(p) for p in path)
-
-
 def tokenizer_files(folder: str) -> list[str]:
     """The :data:`TOKENIZER_FILES` present in ``folder`` (paths); raises FileNotFoundError if it has
     neither ``tokenizer.json`` nor ``spiece.model``."""
@@ -633,41 +619,22 @@ def save_weights(dst: str, state, cfg: T5Config, *, tokenizer: str, extra: Optio
     ``DST/config.json`` and copies the tokenizer files of the folder ``tokenizer`` to ``DST/tokenizer/``.
 
     ``extra`` (JSON-serialisable, e.g. the dtype and the source folder) is stored in config.json
-    too. Atomic: everything is written to a temporary folder next to ``dst`` and renamed at the
-    end, so a failed save writes nothing to the destination. ``state`` is not modified.
+    too. Atomic (:func:`~syncos_jax.backbones.weights_folder.atomic_folder`): a failed save writes
+    nothing to the destination. ``state`` is not modified.
 
     Raises:
       FileExistsError: if ``dst`` exists and is not an empty folder.
       FileNotFoundError: if ``tokenizer`` has neither ``tokenizer.json`` nor ``spiece.model``.
       ValueError: if ``extra`` names ``model`` or ``config``.
     """
-    from safetensors.numpy import save_file
-
-    extra = dict(extra or {})
-    clash = sorted({"model", "config"} & set(extra))
-    if clash:
-        raise ValueError(f"extra must not set {clash}: config.json holds them already")
+    check_extra(extra)
     files = tokenizer_files(tokenizer)
-    dst = os.path.abspath(dst)
-    if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
-        raise FileExistsError(f"{dst!r} exists and is not empty")
-    parent = os.path.dirname(dst)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.tmp-", dir=parent)
-    try:
-        arrays = {_key(p): np.ascontiguousarray(np.asarray(v[...])) for p, v in nnx.to_flat_state(state)}
-        save_file(arrays, os.path.join(tmp, WEIGHTS_FILE), metadata={"format": "np", "model": WEIGHTS_MODEL})
-        with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump({"model": WEIGHTS_MODEL, "config": cfg.to_dict(), **extra}, f, indent=2)
+    with atomic_folder(dst) as tmp:
+        save_safetensors(os.path.join(tmp, WEIGHTS_FILE), state, {"format": "np", "model": WEIGHTS_MODEL})
+        write_config(tmp, WEIGHTS_MODEL, cfg.to_dict(), extra)
         os.makedirs(os.path.join(tmp, TOKENIZER_DIR))
         for p in files:
             shutil.copyfile(p, os.path.join(tmp, TOKENIZER_DIR, os.path.basename(p)))
-        if os.path.isdir(dst):
-            os.rmdir(dst)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def read_weights_config(dst: str) -> tuple[T5Config, dict]:
@@ -678,54 +645,22 @@ def read_weights_config(dst: str) -> tuple[T5Config, dict]:
       ValueError: naming the file, if it is not a JSON object, holds another model's weights, or
         its ``config`` is not a valid T5 config.
     """
-    path = os.path.join(os.path.abspath(dst), "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{dst!r} is not a converted T5 encoder folder (no config.json)")
-    meta = _read_json(path)
-    if meta.get("model") != WEIGHTS_MODEL:
-        raise ValueError(f"{dst!r} holds a {str(meta.get('model'))[:40]!r} checkpoint, not {WEIGHTS_MODEL}")
-    if not isinstance(meta.get("config"), dict):
-        raise ValueError(f"{path!r}: 'config' must be a JSON object")
-    try:
-        return T5Config.from_hf_dict(meta["config"]), meta
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path!r}: {e}") from None
+    return read_config(dst, WEIGHTS_MODEL, T5Config.from_hf_dict, what="T5 encoder")
 
 
 def restore_weights(dst: str, abstract) -> Any:
     """A new nnx.State shaped like ``abstract`` (from :func:`model_abstract`) holding ``DST/model.safetensors``.
 
     ``abstract`` is not modified. The arrays keep the dtype they were saved in (float32 or
-    bfloat16). Strict: the file must hold exactly the parameters of ``abstract``, with its shapes,
-    all finite.
+    bfloat16). Strict (:func:`~syncos_jax.backbones.weights_folder.strict_state`): the file must
+    hold exactly the parameters of ``abstract``, with its shapes, all finite.
 
     Raises:
       FileNotFoundError: if the weights file is missing.
       ValueError: naming ``dst``, for an unreadable file, or listing missing, unexpected and
         mis-shaped parameters, or those holding NaN or Inf.
     """
-    from safetensors.numpy import load_file
-
-    path = os.path.join(os.path.abspath(dst), WEIGHTS_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{dst!r} has no {WEIGHTS_FILE}")
-    try:
-        arrays = load_file(path)
-    except Exception as e:  # safetensors raises SafetensorError / OSError for truncated files
-        raise ValueError(f"cannot read {path!r} (truncated or not a safetensors file): {e}") from None
-    flat = nnx.to_flat_state(abstract)
-    wanted = {_key(p): v for p, v in flat}
-    missing = sorted(set(wanted) - set(arrays))
-    unexpected = sorted(set(arrays) - set(wanted))
-    misshaped = [f"{k}: saved {tuple(arrays[k].shape)}, model {tuple(v.shape)}" for k, v in wanted.items()
-                 if k in arrays and tuple(arrays[k].shape) != tuple(v.shape)]
-    if missing or unexpected or misshaped:
-        raise ValueError(f"{dst!r} does not match the model of its config: missing {missing[:20]} ({len(missing)}), "
-                         f"unexpected {unexpected[:20]} ({len(unexpected)}), mis-shaped {misshaped[:20]} ({len(misshaped)})")
-    nonfinite = sorted(k for k, a in arrays.items() if not np.isfinite(a.astype(np.float32)).all())
-    if nonfinite:
-        raise ValueError(f"{dst!r} holds NaN or Inf in {len(nonfinite)} tensor(s): {nonfinite[:5]}")
-    return nnx.from_flat_state([(p, v.replace(jnp.asarray(arrays[_key(p)]))) for p, v in flat])
+    return strict_state(dst, load_safetensors(dst, WEIGHTS_FILE), abstract)
 
 
 def load(dst: str) -> T5TextEncoder:

@@ -29,7 +29,6 @@ from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from syncos_jax import schedules as S
