@@ -58,7 +58,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_cogvideox import _median  # noqa: E402  (the sibling benchmark's median)
 
 from syncos_jax import schedules as S  # noqa: E402
-from syncos_jax.backbones.cogvideox import CogVideoXConfig, model_abstract  # noqa: E402
+from syncos_jax.backbones.cogvideox import CogVideoXConfig, default_attention, model_abstract  # noqa: E402
 from syncos_jax.backbones.protocol import DenoiserDef  # noqa: E402
 from syncos_jax.chunking import ChunkLayout  # noqa: E402
 from syncos_jax.guidance import calls_per_chunk  # noqa: E402
@@ -288,7 +288,7 @@ def resolve_attention(choice: str, platform: str, dtype) -> str:
         raise ValueError(f"attention={choice!r}: expected auto, xla or cudnn")
     if choice != "auto":
         return choice
-    return "cudnn" if platform == "gpu" and jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)) else "xla"
+    return default_attention(dtype, platform) or "xla"
 
 
 @contextlib.contextmanager

@@ -414,7 +414,7 @@ class _Progress:
 
     def __call__(self, n: int) -> None:
         if self.bar is not None:
-            self.bar.update(n - self.bar.n)
+            self.bar.update(max(0, n - self.bar.n))  # callbacks are unordered (samplers.base.progress_hook)
 
 
 class _Plan(NamedTuple):

@@ -158,6 +158,40 @@ def test_bfloat16_policy(tmp_path):
     assert {str(a.dtype) for a in leaves} == {"bfloat16"}
     loaded, _ = load(str(tmp_path / "dst"))
     assert {str(a.dtype) for a in jax.tree.leaves(nnx.state(loaded))} == {"bfloat16"}
+    # bf16 weights compute in bf16 (no matmul promoted to float32 by the float32 latents), output back in float32
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 3, 8, 8, 4)), jnp.float32)
+    text = jnp.asarray(np.random.default_rng(1).normal(size=(1, 8, 8)), jnp.float32)
+    t = jnp.array([500])
+    jaxpr = jax.make_jaxpr(lambda x: loaded(x, t, text))(x)
+    dots = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
+    assert dots and {str(v.aval.dtype) for e in dots for v in e.invars} == {"bfloat16"}
+    out = loaded(x, t, text)
+    assert out.dtype == jnp.float32
+    f32, _ = convert_folder(str(tmp_path / "src"))
+    ref = f32(x, t, text)
+    assert float(jnp.abs(out - ref).max() / jnp.abs(ref).max()) <= 5e-2  # bf16 rounding, not another function
+
+
+def test_attention_implementation_is_chosen_and_scoped():
+    """set_attention reaches every layer (static: cuDNN cannot compile on a CPU, XLA's equals the default);
+    default_attention picks cuDNN only on a GPU with half-precision weights."""
+    from syncos_jax.backbones.cogvideox import default_attention, set_attention
+
+    model = _ours(_reference(False))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 3, 8, 8, 4)), jnp.float32)
+    text, t = jnp.ones((1, 8, 8)), jnp.array([500])
+    default = model(x, t, text)
+    assert jnp.array_equal(set_attention(model, "xla")(x, t, text), default)
+    set_attention(model, "cudnn")
+    assert {b.attn1.implementation for b in model.transformer_blocks} == {"cudnn"}
+    if jax.default_backend() == "cpu":
+        with pytest.raises(Exception):
+            model(x, t, text)
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        set_attention(model, "flash")
+    assert default_attention(jnp.bfloat16, "gpu") == "cudnn" and default_attention(jnp.float16, "gpu") == "cudnn"
+    assert default_attention(jnp.float32, "gpu") is None and default_attention(jnp.bfloat16, "tpu") is None
+    assert default_attention(jnp.bfloat16, "cpu") is None
 
 
 @pytest.mark.parametrize("case", ["extra_layer", "missing_tensor", "wrong_shape"])

@@ -39,6 +39,11 @@ SCRIPT = textwrap.dedent(
     a = draw(fifo.build, prior, sch, ChunkLayout(8, 4, 1), cond, key=jax.random.key(2), num_partitions=2).latents
     b = draw(fifo.build, prior, sch, ChunkLayout(8, 4, 1), cond, key=jax.random.key(2), num_partitions=2, mesh=mesh).latents
     worst = max(worst, float(jnp.abs(a - b).max()))
+    # progress on a sharded program (an unordered callback; ordered effects need one device): every step once
+    seen = []
+    draw(syncos.build, prior, sch, layout, cond, key=jax.random.key(0), iters=2, mesh=mesh, progress=seen.append)
+    jax.effects_barrier()
+    print("PROGRESS", sorted(seen) == list(range(1, sch.num_steps + 1)), seen)
     print("MAXDIFF", worst)
     print("SCALE", float(jnp.abs(a).max()))
     """
@@ -56,6 +61,7 @@ def test_eight_device_mesh_equals_single_device():
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("MAXDIFF")][-1]
     assert float(line.split()[1]) <= 1e-5, line
+    assert [ln for ln in proc.stdout.splitlines() if ln.startswith("PROGRESS")][-1].split()[1] == "True", proc.stdout[-500:]
 
 
 def test_make_mesh_errors():

@@ -57,6 +57,8 @@ __all__ = [
     "CogVideoXTransformer",
     "CogVideoXBackbone",
     "check_compatible",
+    "default_attention",
+    "set_attention",
     "cogvideox_denoiser",
     "load",
     "open_backbone",
@@ -311,6 +313,7 @@ class Attention(nnx.Module):
         self.norm_q = nnx.LayerNorm(hd, epsilon=1e-6, rngs=rngs)
         self.norm_k = nnx.LayerNorm(hd, epsilon=1e-6, rngs=rngs)
         self.to_out = nnx.Linear(D, D, rngs=rngs)
+        self.implementation = None  # jax.nn.dot_product_attention's: None (XLA's), "xla" or "cudnn"; see set_attention
 
     def __call__(self, x: Array, text_len: int, rotary=None) -> Array:
         B, S, D = x.shape
@@ -322,7 +325,8 @@ class Attention(nnx.Module):
             cos, sin = rotary
             q = q.at[:, text_len:].set(apply_rotary(q[:, text_len:], cos, sin))
             k = k.at[:, text_len:].set(apply_rotary(k[:, text_len:], cos, sin))
-        out = jax.nn.dot_product_attention(q, k, v)
+        chosen = {} if self.implementation is None else {"implementation": self.implementation}
+        out = jax.nn.dot_product_attention(q, k, v, **chosen)
         return self.to_out(out.reshape(B, S, D))
 
 
@@ -394,8 +398,15 @@ class CogVideoXTransformer(nnx.Module):
         return jnp.asarray(table), None
 
     def __call__(self, x: Array, t: Array, text: Array) -> Array:
-        """``x: [B, F, H, W, C]``, ``t: [B]`` or ``[B, F]``, ``text: [B, L, text_embed_dim]`` → ``[B, F, H, W, C_out]``."""
+        """``x: [B, F, H, W, C]``, ``t: [B]`` or ``[B, F]``, ``text: [B, L, text_embed_dim]`` → ``[B, F, H, W, C_out]``.
+
+        Computes in the weights' dtype: with bfloat16 weights (``syncos convert cogvideox --dtype
+        bf16``) ``x``, the time embedding and ``text`` are cast to bfloat16, so no matmul is promoted
+        to float32; the output is cast back to ``x``'s dtype (the samplers keep float32 latents).
+        """
         c = self.cfg
+        out_dtype, dtype = x.dtype, self.proj_out.kernel.dtype
+        x, text = x.astype(dtype), jnp.asarray(text).astype(dtype)
         B, F, H, W, C = x.shape
         p = c.patch_size
         if C != c.in_channels or H % p or W % p:
@@ -422,7 +433,30 @@ class CogVideoXTransformer(nnx.Module):
         video = self.norm_out(self.norm_final(video), temb_video)
         out = self.proj_out(video)  # [B, N, C_out·p·p], channels before the patch pixels
         out = out.reshape(B, F, H // p, W // p, c.output_channels, p, p).transpose(0, 1, 2, 5, 3, 6, 4)
-        return out.reshape(B, F, H, W, c.output_channels)
+        return out.reshape(B, F, H, W, c.output_channels).astype(out_dtype)
+
+
+ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn")
+
+
+def default_attention(dtype, platform: str) -> Optional[str]:
+    """The attention implementation :func:`open_backbone` chooses: ``"cudnn"`` (cuDNN's flash attention,
+    which never materialises the ``S×S`` logits: 17 776² per head at the 2B size, about 71 GiB per CFG
+    pair in XLA's) on a GPU with bfloat16 or float16 weights, else ``None`` (``jax.nn.dot_product_attention``'s
+    default, XLA's)."""
+    half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    return "cudnn" if platform == "gpu" and half else None
+
+
+def set_attention(model: CogVideoXTransformer, implementation: Optional[str]) -> CogVideoXTransformer:
+    """Sets every attention layer's ``jax.nn.dot_product_attention(implementation=...)`` (one of
+    :data:`ATTENTION_IMPLEMENTATIONS`) and returns ``model``. It is static: split the model (or build
+    its denoiser) after setting it."""
+    if implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {implementation!r}")
+    for block in model.transformer_blocks:
+        block.attn1.implementation = implementation
+    return model
 
 
 def cogvideox_denoiser(model: CogVideoXTransformer, *, frames_per_chunk: Optional[int] = 13, frame_shape=None) -> NnxDenoiser:
@@ -656,7 +690,8 @@ def open_backbone(weights: Optional[str] = None, text_embeddings: Optional[str] 
     """A converted CogVideoX for the command line (:func:`syncos_jax.backbones.open_backbone`).
 
     Everything is loaded and checked here, before any sampling: the transformer, the VAE's weights
-    and the text encoder's config, and that they fit together (:func:`check_compatible`).
+    and the text encoder's config, and that they fit together (:func:`check_compatible`). On a GPU,
+    bfloat16 weights attend with cuDNN's flash attention (:func:`default_attention`).
 
     Args:
       weights: a folder written by ``syncos convert cogvideox`` (required). Its ``text_encoder/``
@@ -681,6 +716,7 @@ def open_backbone(weights: Optional[str] = None, text_embeddings: Optional[str] 
         model, cfg = load(weights)
     except (OSError, ValueError) as e:
         raise BackboneError("weights", " ".join(str(e).split())[:300]) from None
+    set_attention(model, default_attention(model.proj_out.kernel.dtype, jax.default_backend()))
     encoder = _converted_part(weights, None, TEXT_ENCODER_DIR)
     if not text_embeddings and encoder is None:
         raise BackboneError("text_embeddings", f"{weights!r} has no converted text encoder ({TEXT_ENCODER_DIR}/): give an .npz "

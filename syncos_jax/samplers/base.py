@@ -320,9 +320,14 @@ def nonfinite_message(flag, timesteps) -> Optional[str]:
 
 
 def progress_hook(progress: Optional[Callable[[int], None]], step: Array) -> None:
-    """Calls ``progress(step + 1)`` from inside compiled code (``jax.debug.callback``), if given."""
+    """Calls ``progress(step + 1)`` from inside compiled code (``jax.debug.callback``), if given.
+
+    The callback is unordered, so that a program sharded over several devices may carry it (JAX
+    supports ordered effects on one device only): it runs once per step, but a consumer should not
+    rely on the calls arriving in step order (take the largest count seen, as a progress bar does).
+    """
     if progress is not None:
-        jax.debug.callback(lambda s: progress(int(s) + 1), step, ordered=True)
+        jax.debug.callback(lambda s: progress(int(s) + 1), step)
 
 
 def run_loop(
