@@ -1,16 +1,18 @@
-"""diffusers ``CogVideoXTransformer3DModel`` → :class:`syncos_jax.backbones.cogvideox.CogVideoXTransformer`.
+"""diffusers CogVideoX → this library: the transformer here, and the whole pipeline (:func:`convert_pipeline`).
 
     syncos convert cogvideox SRC DST [--dtype bf16]
 
 ``SRC`` is a diffusers folder (``transformer/config.json`` and ``diffusion_pytorch_model*.safetensors``,
-possibly sharded with an index json), or the ``transformer`` subfolder itself. ``DST`` receives the
-orbax parameters and the config in the model's own format
+possibly sharded with an index json; ``text_encoder/`` + ``tokenizer/`` and ``vae/`` when present),
+or the ``transformer`` subfolder itself. :func:`convert_folder` converts the transformer:
+``DST`` receives the orbax parameters and the config in the model's own format
 (:func:`syncos_jax.backbones.cogvideox.save_weights`); :func:`syncos_jax.backbones.cogvideox.load`
-reads them back without converting again. This module only holds what is about the conversion
-(the rule table, the diffusers folder layout); the model's shapes and weights folder come from
-:mod:`syncos_jax.backbones.cogvideox`, which never imports this module.
+reads them back without converting again. :func:`convert_pipeline` (what ``syncos convert`` runs)
+also converts the text encoder into ``DST/text_encoder`` (:mod:`converters.t5`) and the VAE into
+``DST/vae`` (:mod:`converters.cogvideox_vae`), all or nothing. This module only holds what is about
+the conversion (the rule table, the diffusers folder layout); the model's shapes and weights folder
+come from :mod:`syncos_jax.backbones.cogvideox`, which never imports this module.
 """
-
 from __future__ import annotations
 
 import os
@@ -106,6 +108,33 @@ def pipeline_parts(src: str) -> list[str]:
     return ["transformer"] + [p for p in PARTS[1:] if os.path.isdir(os.path.join(src, p))]
 
 
+def _preflight(src: str, parts: list[str]) -> None:
+    """Before any tensor is read: every part's config parses, the text encoder has its tokenizer, and
+    the parts fit together (:func:`syncos_jax.backbones.cogvideox.check_compatible`); raises as
+    :func:`convert_pipeline`. Only the config files are read, so a mismatch costs milliseconds,
+    not the minutes of converting a real checkpoint first."""
+    from converters import cogvideox_vae, t5
+    from syncos_jax.backbones.cogvideox import CogVideoXConfig
+    from syncos_jax.backbones.cogvideox_vae import CogVideoXVAEConfig
+    from syncos_jax.backbones.t5 import T5Config
+
+    def parse(folder, make):
+        path = os.path.join(folder, "config.json")
+        try:
+            return make(read_json(path))
+        except (TypeError, ValueError, NotImplementedError) as e:
+            raise ConversionError(f"{path!r}: {' '.join(str(e).split())[:300]}") from None
+
+    cfg = parse(transformer_folder(src), CogVideoXConfig.from_diffusers)
+    t5_cfg = parse(t5.text_encoder_folder(src), T5Config.from_hf_dict) if "text_encoder" in parts else None
+    if t5_cfg is not None:
+        t5.tokenizer_folder(src)  # raises FileNotFoundError naming where it looked
+    vae_cfg = parse(cogvideox_vae.vae_folder(src), CogVideoXVAEConfig.from_hf_dict) if "vae" in parts else None
+    problems = check_compatible(cfg, t5_cfg, vae_cfg)
+    if problems:
+        raise ConversionError(f"the parts of {src!r} do not fit together: " + "; ".join(problems))
+
+
 def convert_pipeline(src: str, dst: str, *, dtype: str = "float32",
                      progress: Optional[Callable[[str], Optional[Callable[[int, int], None]]]] = None) -> dict:
     """Converts every part of a diffusers CogVideoX folder into ``DST``. Returns ``{part: config}``.
@@ -113,7 +142,8 @@ def convert_pipeline(src: str, dst: str, *, dtype: str = "float32",
     ``DST`` holds the transformer (:func:`syncos_jax.backbones.cogvideox.save_weights`), and
     ``DST/text_encoder`` (T5 with its tokenizer, :func:`converters.t5.convert_folder`) and ``DST/vae``
     (:func:`converters.cogvideox_vae.convert_folder`) for the parts ``SRC`` has
-    (:func:`pipeline_parts`). The three must fit together (:func:`syncos_jax.backbones.cogvideox.check_compatible`). Atomic: all is
+    (:func:`pipeline_parts`). The configs, the tokenizer and whether the parts fit together
+(:func:`syncos_jax.backbones.cogvideox.check_compatible`) are checked before any tensor is read. Atomic: all is
     written into a temporary folder renamed at the end, so nothing is written if any part fails.
     ``progress(part)`` returns the ``progress(done, total)`` callback of that part (or ``None``).
 
@@ -126,6 +156,7 @@ def convert_pipeline(src: str, dst: str, *, dtype: str = "float32",
     from syncos_jax.backbones.weights_folder import atomic_folder
 
     parts = pipeline_parts(src)
+    _preflight(src, parts)
     on = progress or (lambda part: None)
     configs = {}
     with atomic_folder(dst) as tmp:
@@ -135,7 +166,4 @@ def convert_pipeline(src: str, dst: str, *, dtype: str = "float32",
                                                            progress=on("text_encoder"))
         if "vae" in parts:
             _, configs["vae"] = cogvideox_vae.convert_folder(src, os.path.join(tmp, "vae"), dtype=dtype, progress=on("vae"))
-        problems = check_compatible(configs["transformer"], configs.get("text_encoder"), configs.get("vae"))
-        if problems:
-            raise ConversionError(f"the parts of {src!r} do not fit together: " + "; ".join(problems))
     return configs

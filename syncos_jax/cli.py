@@ -192,10 +192,14 @@ def _check_prompts(scenario, backbone) -> None:
     embeddings), or a ``ScenarioError`` naming the field at fault."""
     from syncos_jax.prompts import PromptError, ScenarioError
 
+    from syncos_jax.backbones import BackboneError
+
     try:
         backbone.check_prompt(scenario.prompt)
     except PromptError as e:
         raise ScenarioError(scenario.path, e.field, e.problem) from None
+    except BackboneError as e:  # e.g. a damaged converted text encoder, found when it first encodes
+        raise CLIError(f"--{e.subject.replace('_', '-')}: {e.problem}") from None
 
 
 def _load_backbone(args):
@@ -714,6 +718,7 @@ def _generate(args, signals: _Signals) -> dict:
         progress.bar.update(int(state.step))
         state = _sample_in_segments(plan, state, resumed_from, ckpt_dir, signals, hint, discard)
         latents = np.asarray(jax.block_until_ready(plan.job.latents(state)))
+        jax.effects_barrier()  # the (unordered) progress callbacks have all run
     finally:
         progress.bar.close()
     sample_seconds = time.time() - t0
@@ -774,10 +779,11 @@ def _convert(args) -> str:
     done += [f"text encoder ({configs['text_encoder'].num_layers} layers) -> text_encoder/"] if "text_encoder" in configs else []
     done += ["VAE -> vae/"] if "vae" in configs else []
     lacking = [p for p in ("text_encoder", "vae") if p not in configs]
-    note = (f"; {args.src!r} has no {' or '.join(p + '/' for p in lacking)}: "
-            + ("give generate --text-embeddings" if "text_encoder" in lacking else "")
-            + (" and " if len(lacking) == 2 else "")
-            + ("only latents will be saved" if "vae" in lacking else "")) if lacking else ""
+    notes = (["generate will need --text-embeddings"] if "text_encoder" in lacking else []) + \
+            (["generate will save latents only (no VAE to decode them)"] if "vae" in lacking else [])
+    note = f"\n  {args.src!r} has no {' or '.join(p + '/' for p in lacking)}: {'; '.join(notes)}" if lacking else ""
+    if lacking and os.path.basename(os.path.normpath(args.src)) == "transformer":
+        note += "\n  (to convert them too, give the diffusers folder that holds transformer/, not transformer/ itself)"
     return f"converted {args.src} -> {args.dst}: {', '.join(done)}, {args.dtype}{note}"
 
 

@@ -185,13 +185,16 @@ def test_attention_implementation_is_chosen_and_scoped():
     set_attention(model, "cudnn")
     assert {b.attn1.implementation for b in model.transformer_blocks} == {"cudnn"}
     if jax.default_backend() == "cpu":
-        with pytest.raises(Exception):
+        with pytest.raises(RuntimeError, match="cuDNN"):  # the setting reached the attention call
             model(x, t, text)
     with pytest.raises(ValueError, match="implementation must be one of"):
         set_attention(model, "flash")
     assert default_attention(jnp.bfloat16, "gpu") == "cudnn" and default_attention(jnp.float16, "gpu") == "cudnn"
     assert default_attention(jnp.float32, "gpu") is None and default_attention(jnp.bfloat16, "tpu") is None
     assert default_attention(jnp.bfloat16, "cpu") is None
+    assert default_attention(jnp.bfloat16, "gpu", "7.0") is None and default_attention(jnp.bfloat16, "gpu", "9.0") == "cudnn"
+    assert default_attention(jnp.bfloat16, "gpu", None) is None  # no CUDA compute capability (e.g. ROCm)
+    assert default_attention(jnp.bfloat16, "gpu", "9.0", head_dim=12) is None
 
 
 @pytest.mark.parametrize("case", ["extra_layer", "missing_tensor", "wrong_shape"])

@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TRANSFORMER = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=16,
                    text_embed_dim=8, num_layers=2, sample_width=8, sample_height=8, sample_frames=9, patch_size=2,
-                   max_text_seq_length=12, use_rotary_positional_embeddings=False)
+                   max_text_seq_length=24, use_rotary_positional_embeddings=False)  # prompts padded, not truncated
 T5 = dict(vocab_size=64, d_model=8, d_kv=4, d_ff=16, num_layers=2, num_heads=2, relative_attention_num_buckets=8,
           relative_attention_max_distance=16, feed_forward_proj="gated-gelu")
 VAE = dict(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 3,
@@ -191,7 +191,8 @@ def test_generate_checks_the_parts_before_sampling(diffusers_folder, tmp_path, c
 
 
 def test_convert_pipeline_writes_nothing_when_a_part_fails(diffusers_folder, tmp_path, capsys):
-    """A bad VAE tensor (converted last) fails the whole conversion, in one line, and DST is not created."""
+    """A bad VAE tensor (converted last) fails the whole conversion, in one line, and DST is not created;
+    parts that do not fit together, or a text encoder without its tokenizer, fail before any tensor is read."""
     import shutil
 
     from safetensors.numpy import load_file, save_file
@@ -210,3 +211,38 @@ def test_convert_pipeline_writes_nothing_when_a_part_fails(diffusers_folder, tmp
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and name.replace(".weight", "") in err
     assert not (tmp_path / "dst").exists() and os.listdir(tmp_path) == ["bad"]
+
+    from converters import cogvideox
+
+    read = []
+    original = cogvideox.read_safetensors
+    cogvideox.read_safetensors = lambda folder: read.append(folder) or original(folder)
+    try:
+        config = json.loads((src / "vae" / "config.json").read_text())
+        (bad / "vae" / "config.json").write_text(json.dumps({**config, "latent_channels": 3}))
+        assert cli.main(["convert", "cogvideox", str(bad), str(tmp_path / "dst"), "--no-progress"]) == 2
+        assert "latent_channels 3 is not the transformer's in_channels 4" in capsys.readouterr().err
+        shutil.rmtree(bad / "tokenizer")
+        assert cli.main(["convert", "cogvideox", str(bad), str(tmp_path / "dst"), "--no-progress"]) == 2
+        assert "no T5 tokenizer" in capsys.readouterr().err
+    finally:
+        cogvideox.read_safetensors = original
+    assert read == [] and os.listdir(tmp_path) == ["bad"]  # refused from the configs alone, nothing written
+
+
+def test_a_damaged_converted_text_encoder_is_named_before_sampling(diffusers_folder, tmp_path, capsys):
+    from converters.cogvideox import convert_pipeline
+    from syncos_jax import cli
+
+    src, _ = diffusers_folder
+    dst = tmp_path / "dst"
+    convert_pipeline(str(src), str(dst))
+    weights = dst / "text_encoder" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("global_prompt: a cat\nlocal_prompts: [walks]\n")
+    rc = cli.main(["generate", str(scenario), "--backbone", "cogvideox", "--weights", str(dst), "--frames", "3",
+                   "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and err.startswith("error: --weights: its text encoder")
+    assert "truncated or not a safetensors file" in err and not (tmp_path / "out").exists()

@@ -230,7 +230,8 @@ def test_progress_callback_is_driven_from_the_compiled_loop():
     prior, cond = gaussian(sch)
     seen = []
     draw(syncos.build, prior, sch, ChunkLayout(8, 4, 2), cond, key=jax.random.key(0), iters=2, progress=seen.append)
-    assert seen == [1, 2, 3, 4, 5]
+    jax.effects_barrier()
+    assert sorted(seen) == [1, 2, 3, 4, 5]  # once per step (the callback is unordered: progress_hook)
 
 
 def test_check_finite_names_the_step_and_stage():

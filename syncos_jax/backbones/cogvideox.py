@@ -12,8 +12,9 @@
   part of ``q`` and ``k``.
 * ``num_layers`` blocks of expert adaptive LayerNorm (one shared LayerNorm, separate shift /
   scale / gate for the text and video streams), joint attention over ``[text; video]`` with a
-  per-head LayerNorm on ``q`` and ``k`` (``jax.nn.dot_product_attention``, so cuDNN flash
-  attention on GPU), and a GELU-tanh feed-forward over the joint sequence.
+  per-head LayerNorm on ``q`` and ``k`` (``jax.nn.dot_product_attention``: XLA's by default,
+  cuDNN's flash attention through :func:`set_attention`, which :func:`open_backbone` chooses on
+  an sm80+ CUDA GPU with half-precision weights), and a GELU-tanh feed-forward over the joint sequence.
 * Final LayerNorm, adaptive LayerNorm (shift, scale), projection, unpatchify.
 
 Per-frame timesteps (for FIFO-Diffusion) modulate each frame's video tokens with that frame's
@@ -439,13 +440,21 @@ class CogVideoXTransformer(nnx.Module):
 ATTENTION_IMPLEMENTATIONS = (None, "xla", "cudnn")
 
 
-def default_attention(dtype, platform: str) -> Optional[str]:
+def default_attention(dtype, platform: str, compute_capability: Optional[str] = "8.0",
+                      head_dim: int = 64) -> Optional[str]:
     """The attention implementation :func:`open_backbone` chooses: ``"cudnn"`` (cuDNN's flash attention,
     which never materialises the ``S×S`` logits: 17 776² per head at the 2B size, about 71 GiB per CFG
-    pair in XLA's) on a GPU with bfloat16 or float16 weights, else ``None`` (``jax.nn.dot_product_attention``'s
-    default, XLA's)."""
+    pair in XLA's) on a CUDA GPU of compute capability 8.0 or more (``compute_capability``, e.g. a
+    device's ``"9.0"``; ``None`` for a device without one, such as ROCm) with bfloat16 or float16
+    weights and a head size cuDNN takes (a multiple of 8, at most 128); else ``None``
+    (``jax.nn.dot_product_attention``'s default, XLA's)."""
     half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
-    return "cudnn" if platform == "gpu" and half else None
+    try:
+        sm80 = compute_capability is not None and float(compute_capability) >= 8.0
+    except ValueError:
+        sm80 = False
+    heads_ok = head_dim % 8 == 0 and head_dim <= 128
+    return "cudnn" if platform == "gpu" and half and sm80 and heads_ok else None
 
 
 def set_attention(model: CogVideoXTransformer, implementation: Optional[str]) -> CogVideoXTransformer:
@@ -584,7 +593,6 @@ def check_compatible(cfg, t5_cfg=None, vae_cfg=None) -> list[str]:
     return problems
 
 
-
 TEXT_ENCODER_DIR = "text_encoder"  # a converted T5 (syncos_jax.backbones.t5) inside a converted folder
 VAE_DIR = "vae"  # a converted VAE (syncos_jax.backbones.cogvideox_vae) inside a converted folder
 
@@ -660,7 +668,11 @@ class CogVideoXBackbone:
         embedding (in the embeddings file, or from the text encoder, which encodes them and the
         negative prompt here, in one call)."""
         if self.text_encoder is not None:
-            self.encode(list(prompt.texts()) + [""])
+            try:
+                self.encode(list(prompt.texts()) + [""])
+            except (OSError, ValueError, ImportError) as e:  # a damaged converted T5 or tokenizer
+                raise BackboneError("weights", f"its text encoder {self.text_encoder!r}: "
+                                    + " ".join(str(e).split())[:300]) from None
         check_texts(prompt, lambda text: self.encode([text]))
 
     def schedule(self, num_steps: int = 50):
@@ -716,7 +728,9 @@ def open_backbone(weights: Optional[str] = None, text_embeddings: Optional[str] 
         model, cfg = load(weights)
     except (OSError, ValueError) as e:
         raise BackboneError("weights", " ".join(str(e).split())[:300]) from None
-    set_attention(model, default_attention(model.proj_out.kernel.dtype, jax.default_backend()))
+    device = jax.devices()[0]
+    set_attention(model, default_attention(model.proj_out.kernel.dtype, device.platform,
+                                           getattr(device, "compute_capability", None), cfg.attention_head_dim))
     encoder = _converted_part(weights, None, TEXT_ENCODER_DIR)
     if not text_embeddings and encoder is None:
         raise BackboneError("text_embeddings", f"{weights!r} has no converted text encoder ({TEXT_ENCODER_DIR}/): give an .npz "
@@ -731,6 +745,10 @@ def open_backbone(weights: Optional[str] = None, text_embeddings: Optional[str] 
         if bad:
             raise BackboneError("text_embeddings", f"{text_embeddings!r} holds states of width {bad[0]}; "
                                 f"the transformer's text_embed_dim is {cfg.text_embed_dim}")
+        lengths = sorted({v.shape[0] for v in embeddings.values()} - {cfg.max_text_seq_length})
+        if lengths and encoder is not None:  # the texts it lacks would be encoded to another length
+            raise BackboneError("text_embeddings", f"{text_embeddings!r} holds {lengths[0]} tokens per text; the text "
+                                f"encoder of {weights!r} pads to max_text_seq_length = {cfg.max_text_seq_length}")
     t5_cfg = None
     if encoder is not None:
         try:
@@ -740,17 +758,22 @@ def open_backbone(weights: Optional[str] = None, text_embeddings: Optional[str] 
             raise BackboneError("weights", f"its text encoder: {' '.join(str(e).split())[:300]}") from None
     vae_folder = _converted_part(weights, vae, VAE_DIR)
     vae_model = vae_cfg = None
+    if vae_folder is not None and not os.path.isdir(vae_folder):
+        raise BackboneError("vae", f"{vae_folder!r} does not exist or is not a folder")
     if vae_folder is not None:
         try:
             vae_model, vae_cfg = cogvideox_vae.load(vae_folder)
         except (OSError, ValueError) as e:
-            hint = (" (a diffusers VAE folder? convert it: `syncos convert cogvideox` of its parent folder)"
+            hint = (" (a diffusers VAE folder? convert it: `syncos convert cogvideox` of the diffusers folder holding it, "
+                    "or converters.cogvideox_vae.convert_folder)"
                     if os.path.exists(os.path.join(vae_folder, "diffusion_pytorch_model.safetensors")) else "")
             raise BackboneError("vae" if vae else "weights", " ".join(str(e).split())[:300] + hint) from None
-    problems = check_compatible(cfg, t5_cfg, vae_cfg)
+    problems = check_compatible(cfg, t5_cfg)
     if problems:
-        at_fault = "vae" if vae and any("VAE" in p for p in problems) else "weights"
-        raise BackboneError(at_fault, "the converted parts do not fit together: " + "; ".join(problems))
+        raise BackboneError("weights", "its text encoder does not fit its transformer: " + "; ".join(problems))
+    problems = check_compatible(cfg, vae_cfg=vae_cfg)
+    if problems:
+        raise BackboneError("vae" if vae else "weights", "the VAE does not fit the transformer: " + "; ".join(problems))
     size = size or (cfg.sample_height, cfg.sample_width)
     return CogVideoXBackbone(model, embeddings, (int(size[0]), int(size[1])), vae_model, weights,
                              text_encoder=encoder, vae_folder=vae_folder)

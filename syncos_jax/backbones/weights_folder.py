@@ -30,6 +30,7 @@ from flax import nnx
 
 __all__ = [
     "atomic_folder",
+    "check_extra",
     "flat_key",
     "load_safetensors",
     "read_config",
