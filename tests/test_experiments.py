@@ -9,6 +9,8 @@ import json
 import os
 import sys
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "experiments"))
 
@@ -88,3 +90,18 @@ def test_every_variant_of_every_table_is_a_valid_setting():
             syncos.make_config(**{**defaults[v.sampler], **dict(v.options)})
     gamma = mechanism.data_gamma()
     assert 0 < gamma < 1e-2  # log(5)/median squared distance of 8-frame clips (thousands of px²)
+
+
+def test_toy_denoise_from_smoke(tmp_path, tiny_weights, capsys):
+    """The shape-loss diagnostic runs end to end and records each start level; from the last grid step
+    (α near 1) the one-step x̂_0 of the tiny model is judged, and the renders themselves read 100 %."""
+    import toy_denoise_from
+
+    out = tmp_path / "d.json"
+    assert toy_denoise_from.main(["--weights", tiny_weights, "--num", "2", "--starts", "49", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["k"] for r in rows] == [49] and 0.0 < rows[0]["alpha"] <= 1.0
+    assert set(rows[0]["one_step"]) == set(rows[0]["ddim"]) == {"shape", "colour", "size", "unprompted_clip"}
+    assert "renders themselves: shape 100%, colour 100%, size 100%, unprompted_clip 100%" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--starts must lie in"):
+        toy_denoise_from.main(["--weights", tiny_weights, "--num", "1", "--starts", "50"])
