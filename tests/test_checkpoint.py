@@ -58,6 +58,7 @@ def _python(code):
     return proc.stdout
 
 
+@pytest.mark.slow  # 22 s; the CLI's SIGKILL and Ctrl-C resume tests (test_cli_safety.py) cover cross-process resume by default
 @pytest.mark.parametrize("k", [3])
 def test_resume_in_another_process_is_bit_identical(tmp_path, k):
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "latents.npy")

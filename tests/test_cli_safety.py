@@ -513,6 +513,7 @@ def test_unwritable_or_symlinked_out_is_refused_before_sampling(tmp_path, scenar
     assert sorted(os.listdir(real)) == []
 
 
+@pytest.mark.slow  # 20 s; test_samplers.py::test_check_finite_names_the_step_and_stage checks the same report by default
 def test_non_finite_values_stop_the_run_with_step_time_and_stage(tmp_path, scenario, tiny_weights):
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file

@@ -64,6 +64,7 @@ def test_fused_x0_then_global_step_equals_fused_chunk_steps():
         np.testing.assert_allclose(fuse(layout, per_chunk), glob, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # 25 s of eager execution; keeps the default run under 15 min
 def test_same_key_same_video_and_jit_agrees_with_no_jit():
     sch = small_schedule(4)
     den, cond = tiny_net(frames=4)
