@@ -468,7 +468,7 @@ def _weights_variants(tmp_path, tiny):
         "folder": "is a folder, not a toy model weights file",
         "nan.safetensors": f"holds NaN or Inf in 1 tensor(s): [{name!r}]",
         "badjson.safetensors": "its metadata is not valid JSON",
-        "badtype.safetensors": "ToyConfig.dim must be a positive integer, got '16'",
+        "badtype.safetensors": "ToyConfig.dim must be an integer >= 1, got '16'",
         "missing.safetensors": "does not exist (no toy model weights there)",
     }
 

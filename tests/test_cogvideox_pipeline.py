@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TRANSFORMER = dict(num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=16,
                    text_embed_dim=8, num_layers=2, sample_width=8, sample_height=8, sample_frames=9, patch_size=2,
-                   max_text_seq_length=24, use_rotary_positional_embeddings=False)  # prompts padded, not truncated
+                   max_text_seq_length=24, use_rotary_positional_embeddings=False)
 T5 = dict(vocab_size=64, d_model=8, d_kv=4, d_ff=16, num_layers=2, num_heads=2, relative_attention_num_buckets=8,
           relative_attention_max_distance=16, feed_forward_proj="gated-gelu")
 VAE = dict(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 3,
@@ -108,11 +108,12 @@ def test_convert_and_generate_without_torch(diffusers_folder, tmp_path):
     src, (_, text_encoder, vae) = diffusers_folder
     dst, out, out_emb = tmp_path / "dst", tmp_path / "out", tmp_path / "out_emb"
     scenario = tmp_path / "s.yaml"
-    scenario.write_text("global_prompt: a cat\nlocal_prompts: [walks on the grass, sleeps on a red sofa]\n")
+    long_event = "sleeps on a red sofa " + "and the dog runs to the left " * 4  # > 24 tokens: truncated
+    scenario.write_text(f"global_prompt: a cat\nlocal_prompts: [walks on the grass, {long_event.strip()}]\n")
     sample = ["--frames", "3", "--latent-size", "4x4", "--steps", "3", "--set", "iters=2", "--sampler", "syncos",
               "--no-progress"]
     # the same run with precomputed embeddings: the oracle's (transformers' T5 through diffusers' pipeline function)
-    texts = [""] + [join_prompt("a cat", p) for p in ("walks on the grass", "sleeps on a red sofa")]
+    texts = [""] + [join_prompt("a cat", p) for p in ("walks on the grass", long_event.strip())]
     pipe = type("Pipe", (), {})()
     pipe.tokenizer = transformers.AutoTokenizer.from_pretrained(src / "tokenizer", local_files_only=True)
     pipe.text_encoder, pipe._execution_device = text_encoder, torch.device("cpu")
@@ -135,6 +136,8 @@ def test_convert_and_generate_without_torch(diffusers_folder, tmp_path):
     assert os.path.getsize(out / "video.mp4") > 0
     record = json.loads((out / "run.json").read_text())
     assert record["backbone"]["name"] == "cogvideox" and "note" not in record
+    assert record["backbone"]["truncated_prompts"] == [texts[2]]  # the T5 cut it to max_text_seq_length
+    assert "truncated_prompts" not in json.loads((out_emb / "run.json").read_text())["backbone"]  # precomputed
 
     # T5 wiring: the latents equal those sampled from the oracle's embeddings, up to float rounding
     lat, lat_emb = np.load(out / "latents.npy"), np.load(out_emb / "latents.npy")

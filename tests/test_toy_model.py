@@ -506,3 +506,50 @@ def test_caption_effect_against_an_oracle_model():
     assert blind["model_rms"] == 0.0 and blind["corr"] == 0.0
     reversed_ = caption_effect(lambda x: np.stack([b, a]), a, b, 0.0, 1.0, eps)
     assert reversed_["corr"] == pytest.approx(-1.0, abs=1e-9)
+
+
+def test_conv3x3_matches_lax_convolution():
+    from syncos_jax.backbones.toy.model import Conv3x3
+
+    conv = Conv3x3(4, 5, rngs=nnx.Rngs(0))
+    conv.bias[...] = jax.random.normal(jax.random.key(2), (5,))
+    x = jax.random.normal(jax.random.key(1), (2, 3, 6, 7, 4))  # [B, f, H, W, C_in]: leading axes pass through
+    ref = jax.lax.conv_general_dilated(x.reshape(6, 6, 7, 4), conv.kernel[...], (1, 1), "SAME",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC")).reshape(2, 3, 6, 7, 5) + conv.bias[...]
+    np.testing.assert_allclose(np.asarray(conv(x)), np.asarray(ref), atol=1e-5, rtol=1e-5)
+    assert float(jnp.abs(Conv3x3(4, 5, rngs=nnx.Rngs(0), zero=True).kernel[...]).max()) == 0.0
+
+
+def test_pixel_head_starts_at_zero_is_local_at_full_resolution_and_round_trips(tmp_path):
+    """``pixel_head``: the pixel path's output convolution is zero-initialised, so a fresh model computes
+    exactly what the same weights compute without it (v = 0 at the start); the skip from the noisy input reaches each output pixel through two ``3×3`` convolutions
+    only, so with the transformer's decoder silenced, output pixel (i, j) of frame k depends on input
+    pixels within 2 of (i, j) in frame k and nothing else; weights round-trip, and the field is
+    checked."""
+    cfg = dataclasses.replace(TINY, pixel_head=4)
+    x, tok = _inputs()
+    t = jnp.array([10, 900])
+    fresh = ToyVideoDiT(cfg, rngs=nnx.Rngs(0))
+    assert float(jnp.abs(_apply(fresh, x, t, tok)).max()) == 0.0
+    plain = _randomised(TINY)  # a pixel path whose output convolution is still zero adds nothing
+    graphdef, state = nnx.split(fresh)
+    plain_state = dict(nnx.to_flat_state(nnx.state(plain)))
+    merged = nnx.merge(graphdef, nnx.from_flat_state([(p, plain_state.get(p, v)) for p, v in nnx.to_flat_state(state)]))
+    np.testing.assert_allclose(np.asarray(_apply(merged, x, t, tok)), np.asarray(_apply(plain, x, t, tok)), atol=1e-6)
+    model = _randomised(cfg)
+    out = _apply(model, x, t, tok)
+    assert out.shape == x.shape and float(jnp.abs(out).std()) > 1e-3
+    for layer in (model.patch_out, model.pixel_feat):  # silence what the tokens decode to
+        layer.kernel[...] = jnp.zeros_like(layer.kernel[...])
+        layer.bias[...] = jnp.zeros_like(layer.bias[...])
+    jac = jax.jit(jax.grad(lambda xx: model(xx, t, tok)[0, 3, 16, 9, 1]))(x)  # [B, f, H, W, C]
+    support = np.argwhere(np.abs(np.asarray(jac)).sum(-1) > 0)
+    assert len(support) and set(support[:, 0]) == {0} and set(support[:, 1]) == {3}
+    assert support[:, 2].min() == 13 and support[:, 2].max() == 19 and support[:, 3].min() == 6 and support[:, 3].max() == 12
+    path = str(tmp_path / "px.safetensors")
+    save_toy_weights(path, cfg, nnx.state(model, nnx.Param), {"step": 1})
+    loaded = load_toy_model(path)
+    assert loaded.cfg == cfg
+    np.testing.assert_array_equal(np.asarray(_apply(loaded, x, t, tok)), np.asarray(_apply(model, x, t, tok)))
+    with pytest.raises(ValueError, match="pixel_head"):
+        ToyConfig(pixel_head=-1)

@@ -647,8 +647,10 @@ class CogVideoXBackbone:
         Texts not there are encoded all at once with the converted T5 of ``text_encoder``
         (:meth:`~syncos_jax.backbones.t5.T5TextEncoder.encode`, ``L`` = the transformer's
         ``max_text_seq_length``, as CogVideoX's pipeline) and kept in ``embeddings``; the T5 is
-        loaded for that call only, so its memory is free again while sampling. Without a text
-        encoder an unknown text is a ValueError naming it.
+        loaded for that call only, so its memory is free again while sampling. A text longer than
+        ``L`` tokens is truncated (with a ``UserWarning``, as the pipeline) and listed in
+        ``info["truncated_prompts"]``, which ``run.json`` reports. Without a text encoder an
+        unknown text is a ValueError naming it.
         """
         texts = [str(t) for t in texts]
         missing = list(dict.fromkeys(t for t in texts if t not in self.embeddings))
@@ -658,8 +660,11 @@ class CogVideoXBackbone:
                              f"`syncos convert cogvideox` of a folder with text_encoder/); it has {len(self.embeddings)} texts")
         if missing:
             encoder = t5.load(self.text_encoder)
-            states = encoder.encode(missing, max_sequence_length=self.model.cfg.max_text_seq_length)
+            length = self.model.cfg.max_text_seq_length
+            cut = encoder.tokenizer(missing, length).truncated
+            states = encoder.encode(missing, max_sequence_length=length)
             del encoder
+            self.info.setdefault("truncated_prompts", []).extend(t for t, c in zip(missing, cut) if c)
             self.embeddings.update(zip(missing, np.asarray(states, np.float32)))
         return np.stack([self.embeddings[t] for t in texts])
 

@@ -49,7 +49,8 @@ def flat_key(path: Iterable[Any]) -> str:
 @contextlib.contextmanager
 def atomic_folder(dst: str) -> Iterator[str]:
     """Yields an empty temporary folder next to ``dst``; if the block succeeds it becomes ``dst``,
-    if it raises the temporary folder is removed and ``dst`` is left as it was.
+    if it raises the temporary folder is removed, and so are the parent folders this call created,
+    so ``dst`` and its surroundings are left as they were.
 
     Raises:
       FileExistsError: if ``dst`` exists and is not an empty folder (checked before anything is written).
@@ -58,6 +59,11 @@ def atomic_folder(dst: str) -> Iterator[str]:
     if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
         raise FileExistsError(f"{dst!r} exists and is not empty")
     parent = os.path.dirname(dst)
+    created = []  # the parent folders this call makes, deepest first: removed again on failure
+    p = parent
+    while not os.path.isdir(p):
+        created.append(p)
+        p = os.path.dirname(p)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.tmp-", dir=parent)
     try:
@@ -67,6 +73,11 @@ def atomic_folder(dst: str) -> Iterator[str]:
         os.replace(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:
+            try:
+                os.rmdir(folder)  # only if still empty
+            except OSError:
+                break
         raise
 
 

@@ -27,6 +27,13 @@
   carry otherwise (their norm is dominated by the noise, ≈ 10 against ≈ 0.7 for the position
   embedding), and which the learned text encoder left unused for the motion words. Both are
   zero-initialised, so a warm start computes exactly the old function.
+* ``pixel_head = w > 0``: a convolutional path at full resolution added to the linear patch
+  decoder. A ``3×3`` convolution of the noisy input (``w`` channels, GELU) is the skip; the final
+  tokens are also decoded linearly to ``w`` channels per pixel, concatenated with the skip, and
+  mapped by ``3×3`` conv → GELU → ``3×3`` conv (zero-initialised) to a correction of the output.
+  With a ``4×4`` patch and ``dim = 96`` the linear decoder must carry 48 pixel values per token
+  through the residual stream; the skip gives every output pixel its own noisy input and its
+  neighbours (a U-Net's long skip). Zero-initialised, it starts as exactly the model without it.
 * The output projection is zero-initialised (the model starts as ``v = 0``); the prediction type
   is ``v_prediction`` on the CogVideoX-style zero-terminal-SNR schedule
   (:func:`syncos_jax.schedules.cogvideox_2b`).
@@ -70,6 +77,7 @@ class ToyConfig:
     temporal_rope: bool = True
     frame_conditioning: bool = True
     word_frame_conditioning: bool = True
+    pixel_head: int = 0
     vocab_size: int = len(VOCABULARY)
     num_train_timesteps: int = 1000
 
@@ -79,8 +87,10 @@ class ToyConfig:
             if isinstance(f.default, bool):
                 if not isinstance(v, bool):
                     raise ValueError(f"ToyConfig.{f.name} must be true or false, got {type(v).__name__}")
-            elif not isinstance(v, int) or isinstance(v, bool) or v < (0 if f.name == "text_depth" else 1):
-                raise ValueError(f"ToyConfig.{f.name} must be a positive integer, got {str(v)[:40]!r}")
+                continue
+            low = 0 if f.name in ("text_depth", "pixel_head") else 1
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"ToyConfig.{f.name} must be an integer >= {low}, got {str(v)[:40]!r}")
         if self.image_size % self.patch:
             raise ValueError(f"image_size={self.image_size} must be a multiple of patch={self.patch}")
         if self.dim % self.heads or (self.dim // self.heads) % 2:
@@ -149,6 +159,25 @@ class DepthwiseConv3x3(nnx.Module):
             for b in range(3):
                 out = out + xp[..., a:a + r, b:b + c, :] * k[a, b]
         return out
+
+
+class Conv3x3(nnx.Module):
+    """A ``3×3`` convolution (zero padding, stride 1) of ``x: [N, H, W, C_in]`` → ``[N, H, W, C_out]``.
+
+    Written as one matmul of the nine shifted copies stacked along channels (im2col): on CPU this
+    is about 2.4× faster than XLA's convolution, forward and backward, with the same result.
+    """
+
+    def __init__(self, c_in: int, c_out: int, *, rngs: nnx.Rngs, zero: bool = False):
+        scale = 0.0 if zero else (9 * c_in) ** -0.5
+        self.kernel = nnx.Param(scale * jax.random.normal(rngs.params(), (3, 3, c_in, c_out)))
+        self.bias = nnx.Param(jnp.zeros((c_out,)))
+
+    def __call__(self, x: Array) -> Array:
+        *lead, r, c, ch = x.shape
+        xp = jnp.pad(x, [(0, 0)] * len(lead) + [(1, 1), (1, 1), (0, 0)])
+        cols = jnp.concatenate([xp[..., a:a + r, b:b + c, :] for a in range(3) for b in range(3)], axis=-1)
+        return cols @ self.kernel[...].reshape(9 * ch, -1) + self.bias[...]
 
 
 def rope_angles(n: int, head_dim: int, theta: float = 100.0) -> Array:
@@ -264,6 +293,14 @@ class ToyVideoDiT(nnx.Module):
         self.final_ada = nnx.Linear(d, 2 * d, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
         self.final_norm = nnx.LayerNorm(d, use_scale=False, use_bias=False, rngs=rngs)
         self.patch_out = nnx.Linear(d, p * p * cfg.channels, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+        w = cfg.pixel_head
+        if w:  # the convolutional pixel path; its zero output convolution makes it a no-op at the start
+            self.stem = Conv3x3(cfg.channels, w, rngs=rngs)
+            self.pixel_feat = nnx.Linear(d, p * p * w, rngs=rngs)
+            self.head_mid = Conv3x3(2 * w, w, rngs=rngs)
+            self.head_out = Conv3x3(w, cfg.channels, rngs=rngs, zero=True)
+        else:
+            self.stem = self.pixel_feat = self.head_mid = self.head_out = None
 
     def patchify(self, x: Array) -> Array:
         """``[B, f, H, W, C]`` → ``[B, f, (H/p)·(W/p), p·p·C]``."""
@@ -273,9 +310,10 @@ class ToyVideoDiT(nnx.Module):
         return x.reshape(B, f, (H // p) * (W // p), p * p * C)
 
     def unpatchify(self, tokens: Array, H: int, W: int) -> Array:
-        """The inverse of :meth:`patchify`."""
+        """The inverse of :meth:`patchify` (``C`` = the last axis of ``tokens`` / ``p²``)."""
         B, f = tokens.shape[:2]
-        p, C = self.cfg.patch, self.cfg.channels
+        p = self.cfg.patch
+        C = tokens.shape[-1] // (p * p)
         x = tokens.reshape(B, f, H // p, W // p, p, p, C).transpose(0, 1, 2, 4, 3, 5, 6)
         return x.reshape(B, f, H, W, C)
 
@@ -319,8 +357,14 @@ class ToyVideoDiT(nnx.Module):
         for blk in self.blocks:
             h = blk(h, c, text, mask)
         shift, scale = jnp.split(self.final_ada(nnx.silu(c))[:, :, None], 2, axis=-1)
-        out = self.patch_out(_modulate(self.final_norm(h), shift, scale))
-        return self.unpatchify(out, H, W)
+        y = _modulate(self.final_norm(h), shift, scale)
+        out = self.unpatchify(self.patch_out(y), H, W)
+        if self.stem is None:
+            return out
+        frames = x.reshape(B * f, H, W, C)  # the pixel path works frame by frame at full resolution
+        feat = self.unpatchify(self.pixel_feat(y), H, W).reshape(B * f, H, W, -1)
+        z = nnx.gelu(self.head_mid(jnp.concatenate([feat, nnx.gelu(self.stem(frames))], axis=-1)))
+        return out + self.head_out(z).reshape(B, f, H, W, C)
 
 
 def toy_denoiser(model: ToyVideoDiT) -> NnxDenoiser:
