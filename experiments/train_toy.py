@@ -45,6 +45,9 @@ from syncos_jax.video import line_plot_png
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "experiments", "configs", "toy.yaml")
 RUN_DEFAULTS = {"checkpoint_every": 100, "max_minutes": None}
+# Fields added to the configs after runs were recorded, with the value that means what those runs did:
+# a settings.json without them describes the same run (resuming it is allowed).
+LEGACY_FIELDS = {"model": {"pixel_head": 0}, "train": {"image_batch_size": 0}}
 
 
 def parse_args(argv=None):
@@ -111,6 +114,9 @@ def main(argv=None) -> int:
         with open(settings_path) as f:
             saved = json.load(f)
         # what decides the result must match; the run section (checkpoint spacing, time limit) may change
+        for section, fields in LEGACY_FIELDS.items():
+            if isinstance(saved.get(section), dict):
+                saved[section] = {**fields, **saved[section]}
         if any(saved.get(k) != settings[k] for k in ("seed", "model", "train")):
             print(f"error: {settings_path} holds a run of different settings; use another --workdir", file=sys.stderr)
             return 2

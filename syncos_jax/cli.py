@@ -644,8 +644,8 @@ def _record(plan: _Plan, state, latents, frames_px, resumed_from, sample_seconds
         "local_prompts": list(scenario.prompt.local_prompts),
         "backbone": {"name": backbone.name, "weights": backbone.weights, "training_step": backbone.info.get("step"),
                      "frame_shape": list(backbone.frame_shape), "chunk_frames": backbone.chunk_frames,
-                     **({"truncated_prompts": list(backbone.info["truncated_prompts"])}
-                        if backbone.info.get("truncated_prompts") else {})},
+                     **({"truncated_prompts": list(backbone.truncated_prompts)}
+                        if getattr(backbone, "truncated_prompts", None) else {})},
         "settings": {"frames": plan.frames, "seed": plan.seed, "sampler": plan.args.sampler, "steps": plan.steps,
                      "stride": plan.stride, "guidance_scale": plan.guidance, "num_chunks": plan.layout.num_chunks,
                      "options": plan.options, "schedule": _schedule_record(backbone.schedule(plan.steps))},

@@ -319,6 +319,17 @@ def test_training_script_resumes_bit_for_bit(tmp_path):
     # the weights' metadata and the settings record the config that made them
     cfg, extra = read_toy_config(str(a / "w.safetensors"))
     assert cfg == ToyConfig(dim=32, depth=1, heads=2) and extra["seed"] == 3 and extra["train"]["long_fraction"] == 0.5
+    # a settings.json written before pixel_head existed is the same run (resumes); one without
+    # image_batch_size meant 0 images, not this config's 2: another run (refused)
+    saved = json.loads((b / "settings.json").read_text())
+    del saved["model"]["pixel_head"]
+    (b / "settings.json").write_text(json.dumps(saved))
+    assert train_toy.main(["--config", full, "--workdir", str(b), "--export", str(b / "w.safetensors")]) == 0
+    del saved["train"]["image_batch_size"]
+    (b / "settings.json").write_text(json.dumps(saved))
+    assert train_toy.main(["--config", full, "--workdir", str(b), "--export", str(b / "w.safetensors")]) == 2
+    saved["train"]["image_batch_size"] = 2
+    (b / "settings.json").write_text(json.dumps(saved))
     # a workdir holding another config is refused
     other = tmp_path / "other.yaml"
     other.write_text((tmp_path / "full.yaml").read_text().replace("learning_rate: 0.001", "learning_rate: 0.5"))
@@ -471,6 +482,7 @@ def test_temporal_rope_is_relative_and_breaks_time_reversal():
     ang = rope_angles(8, 6)
     rq, rk = rotate(q, ang), rotate(k, ang)
     np.testing.assert_allclose(np.linalg.norm(rq, axis=-1), np.linalg.norm(q, axis=-1), rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(rk, axis=-1), np.linalg.norm(k, axis=-1), rtol=1e-5)
     # the same query and key vectors placed at positions (i, j) score as at (i + 3, j + 3)
     same_q = jnp.broadcast_to(q[:, :1], q.shape)
     same_k = jnp.broadcast_to(k[:, :1], k.shape)
@@ -535,7 +547,10 @@ def test_pixel_head_starts_at_zero_is_local_at_full_resolution_and_round_trips(t
     graphdef, state = nnx.split(fresh)
     plain_state = dict(nnx.to_flat_state(nnx.state(plain)))
     merged = nnx.merge(graphdef, nnx.from_flat_state([(p, plain_state.get(p, v)) for p, v in nnx.to_flat_state(state)]))
-    np.testing.assert_allclose(np.asarray(_apply(merged, x, t, tok)), np.asarray(_apply(plain, x, t, tok)), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(_apply(merged, x, t, tok)), np.asarray(_apply(plain, x, t, tok)))
+    y = jax.random.normal(jax.random.key(5), (2, 3, 32, 32, 5))  # the pixel path's w channels: placed patch by patch
+    np.testing.assert_array_equal(np.asarray(fresh.unpatchify(fresh.patchify(y), 32, 32)), np.asarray(y))
+    assert fresh.patchify(y)[0, 0, 1].reshape(4, 4, 5)[2, 3, 4] == y[0, 0, 2, 4 + 3, 4]  # token 1 = rows 0-3, cols 4-7
     model = _randomised(cfg)
     out = _apply(model, x, t, tok)
     assert out.shape == x.shape and float(jnp.abs(out).std()) > 1e-3
@@ -551,5 +566,10 @@ def test_pixel_head_starts_at_zero_is_local_at_full_resolution_and_round_trips(t
     loaded = load_toy_model(path)
     assert loaded.cfg == cfg
     np.testing.assert_array_equal(np.asarray(_apply(loaded, x, t, tok)), np.asarray(_apply(model, x, t, tok)))
+    from safetensors.numpy import load_file, save_file  # a file written before the field existed: pixel_head 0
+
+    legacy = {k: v for k, v in TINY.to_dict().items() if k != "pixel_head"}
+    save_file(load_file(path), str(tmp_path / "legacy.safetensors"), metadata={"config": json.dumps(legacy)})
+    assert read_toy_config(str(tmp_path / "legacy.safetensors"))[0] == TINY
     with pytest.raises(ValueError, match="pixel_head"):
         ToyConfig(pixel_head=-1)

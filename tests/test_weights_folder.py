@@ -25,6 +25,14 @@ def test_failure_leaves_no_temporary_folder_and_no_parent_it_created(tmp_path):
     assert os.listdir(tmp_path / "keep") == []  # new1/new2 made by the call are gone; keep/ was there before
 
 
+def test_a_failure_to_make_the_temporary_folder_leaves_no_parent_it_created(tmp_path):
+    dst = tmp_path / "new1" / "new2" / ("d" * 250)  # a legal name; ".NAME.tmp-XXXX" next to it is too long
+    with pytest.raises(OSError):
+        with atomic_folder(str(dst)):
+            raise AssertionError("not reached")
+    assert os.listdir(tmp_path) == []
+
+
 def test_failure_keeps_an_existing_empty_dst_and_a_parent_that_gained_other_files(tmp_path):
     dst = tmp_path / "dst"
     dst.mkdir()

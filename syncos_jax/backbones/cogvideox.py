@@ -613,6 +613,9 @@ class CogVideoXBackbone:
       text_encoder: a converted T5 folder (:func:`syncos_jax.backbones.t5.load`) that encodes the
         texts missing from ``embeddings``, or ``None``.
       vae_folder: the converted VAE folder ``vae`` came from.
+      truncated_prompts: the texts :meth:`encode` cut to ``max_text_seq_length`` T5 tokens, in the
+        order met (``run.json`` lists them). Only texts the converted T5 encodes are checked:
+        precomputed ``--text-embeddings`` are taken as they are.
     """
 
     model: CogVideoXTransformer
@@ -623,6 +626,7 @@ class CogVideoXBackbone:
     info: dict = dataclasses.field(default_factory=dict)
     text_encoder: Optional[str] = None
     vae_folder: Optional[str] = None
+    truncated_prompts: list = dataclasses.field(default_factory=list)
 
     name = "cogvideox"
     default_guidance = 6.0
@@ -649,7 +653,7 @@ class CogVideoXBackbone:
         ``max_text_seq_length``, as CogVideoX's pipeline) and kept in ``embeddings``; the T5 is
         loaded for that call only, so its memory is free again while sampling. A text longer than
         ``L`` tokens is truncated (with a ``UserWarning``, as the pipeline) and listed in
-        ``info["truncated_prompts"]``, which ``run.json`` reports. Without a text encoder an
+        ``truncated_prompts``, which ``run.json`` reports. Without a text encoder an
         unknown text is a ValueError naming it.
         """
         texts = [str(t) for t in texts]
@@ -664,7 +668,7 @@ class CogVideoXBackbone:
             cut = encoder.tokenizer(missing, length).truncated
             states = encoder.encode(missing, max_sequence_length=length)
             del encoder
-            self.info.setdefault("truncated_prompts", []).extend(t for t, c in zip(missing, cut) if c)
+            self.truncated_prompts.extend(t for t, c in zip(missing, cut) if c)
             self.embeddings.update(zip(missing, np.asarray(states, np.float32)))
         return np.stack([self.embeddings[t] for t in texts])
 

@@ -64,18 +64,22 @@ def atomic_folder(dst: str) -> Iterator[str]:
     while not os.path.isdir(p):
         created.append(p)
         p = os.path.dirname(p)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.tmp-", dir=parent)
+    tmp = None
     try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.tmp-", dir=parent)
         yield tmp
         if os.path.isdir(dst):
             os.rmdir(dst)
         os.replace(tmp, dst)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         for folder in created:
             try:
-                os.rmdir(folder)  # only if still empty
+                os.rmdir(folder)  # only while empty
+            except FileNotFoundError:
+                continue
             except OSError:
                 break
         raise

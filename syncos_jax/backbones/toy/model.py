@@ -162,7 +162,7 @@ class DepthwiseConv3x3(nnx.Module):
 
 
 class Conv3x3(nnx.Module):
-    """A ``3×3`` convolution (zero padding, stride 1) of ``x: [N, H, W, C_in]`` → ``[N, H, W, C_out]``.
+    """A ``3×3`` convolution (zero padding, stride 1) of ``x: [..., H, W, C_in]`` → ``[..., H, W, C_out]``.
 
     Written as one matmul of the nine shifted copies stacked along channels (im2col): on CPU this
     is about 2.4× faster than XLA's convolution, forward and backward, with the same result.
