@@ -138,6 +138,15 @@ class Attention(nnx.Module):
         return self.out(out.reshape(*lead, n, d))
 
 
+def neighbourhood_3x3(x: Array) -> list[Array]:
+    """The nine copies of ``x: [..., rows, cols, C]`` shifted by ``(a − 1, b − 1)`` for ``a, b`` in
+    ``0..2`` (row-major, zero padding): ``out[3a + b][..., i, j, :] = x[..., i + a − 1, j + b − 1, :]``,
+    the taps of a ``3×3`` kernel."""
+    *lead, r, c, _ = x.shape
+    xp = jnp.pad(x, [(0, 0)] * len(lead) + [(1, 1), (1, 1), (0, 0)])
+    return [xp[..., a:a + r, b:b + c, :] for a in range(3) for b in range(3)]
+
+
 class DepthwiseConv3x3(nnx.Module):
     """A depthwise ``3×3`` convolution (zero padding) over the last-but-one two axes of
     ``[..., rows, cols, D]``.
@@ -151,13 +160,10 @@ class DepthwiseConv3x3(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((dim,)))
 
     def __call__(self, x: Array) -> Array:
-        *lead, r, c, _ = x.shape
-        xp = jnp.pad(x, [(0, 0)] * len(lead) + [(1, 1), (1, 1), (0, 0)])
-        k = self.kernel[...]
+        k = self.kernel[...].reshape(9, -1)
         out = self.bias[...]
-        for a in range(3):
-            for b in range(3):
-                out = out + xp[..., a:a + r, b:b + c, :] * k[a, b]
+        for i, shifted in enumerate(neighbourhood_3x3(x)):
+            out = out + shifted * k[i]
         return out
 
 
@@ -174,10 +180,8 @@ class Conv3x3(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((c_out,)))
 
     def __call__(self, x: Array) -> Array:
-        *lead, r, c, ch = x.shape
-        xp = jnp.pad(x, [(0, 0)] * len(lead) + [(1, 1), (1, 1), (0, 0)])
-        cols = jnp.concatenate([xp[..., a:a + r, b:b + c, :] for a in range(3) for b in range(3)], axis=-1)
-        return cols @ self.kernel[...].reshape(9 * ch, -1) + self.bias[...]
+        cols = jnp.concatenate(neighbourhood_3x3(x), axis=-1)
+        return cols @ self.kernel[...].reshape(9 * x.shape[-1], -1) + self.bias[...]
 
 
 def rope_angles(n: int, head_dim: int, theta: float = 100.0) -> Array:
