@@ -507,8 +507,9 @@ def compare(st: Setup, name: str, title: str, variants: Sequence[Variant], refer
     """Samples every variant, then writes ``<name>.json`` / ``.md`` / ``.png``: mean ± s.e. per variant
     and the paired differences against ``reference`` on the same (scenario, seed). Returns the payload."""
     recs = collect(st, variants, name)
-    summ = {v.name: summarise(recs[v.name]) for v in variants}
-    diff = {v.name: paired(recs[v.name], recs[reference.name]) for v in variants if v.name != reference.name}
+    names = tuple(dict.fromkeys([m for m, _ in METRICS] + [m for m, _ in metric_names]))  # the tables' and the plot's
+    summ = {v.name: summarise(recs[v.name], names) for v in variants}
+    diff = {v.name: paired(recs[v.name], recs[reference.name], names) for v in variants if v.name != reference.name}
     extra = (("nfe", "NFE"), ("wall_seconds", "s / video"), ("videos", "videos"))
     md = [f"# {title}", "", notes.strip(), "",
           f"Setup: {len(st.scenarios)} scenarios × {len(st.seeds)} seeds, {st.steps} steps, stride 4, "

@@ -177,6 +177,19 @@ BARS = {"colour": 0.95, "background": 0.95, "size": 0.95, "shape": 0.90, "motion
         **{f"shape_{name}": 0.85 for name in world.SHAPES}}
 
 
+def weights_record(path: str) -> dict:
+    """How a results file names a weights file without machine paths: its path relative to the
+    repository when it lies inside it, else its file name; with the first 16 hex digits of its SHA-256,
+    which identify it wherever it lies."""
+    import hashlib
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rel = os.path.relpath(os.path.abspath(path), repo)
+    with open(path, "rb") as fh:
+        sha = hashlib.sha256(fh.read()).hexdigest()[:16]
+    return {"weights": os.path.basename(path) if rel.startswith("..") else rel, "weights_sha256_16": sha}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--num", type=int, default=200)
@@ -226,8 +239,7 @@ def main(argv=None) -> int:
     print("unprompted identity spread over its whole range:", "yes" if spread_ok else "NO")
     passed = all(model_acc[k] >= v for k, v in BARS.items()) and spread_ok
     print("quality bar:", "met" if passed else "NOT met")
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # no machine paths in the record
-    record = {"weights": os.path.relpath(os.path.abspath(args.weights), repo), "training_step": backbone.info.get("step"), "num": args.num, "steps": args.steps,
+    record = {**weights_record(args.weights), "training_step": backbone.info.get("step"), "num": args.num, "steps": args.steps,
               "guidance": guidance, "seed": args.seed, "seconds": seconds, "model": model_acc, "renders": render_acc, "confusion": confusions,
               "identity_histogram": hist, "identity_histogram_renders": identity_histogram(render_judged), "spread": spread_ok,
               "bars": BARS, "passed": passed}

@@ -33,7 +33,7 @@ from syncos_jax.backbones.toy import world
 from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from eval_toy_model import sample_captions  # noqa: E402
+from eval_toy_model import sample_captions, weights_record  # noqa: E402
 from mechanism import settle_step as _settle_at  # noqa: E402
 
 SETTLE_FRACTION = 0.9
@@ -103,8 +103,7 @@ def main(argv=None) -> int:
         k = settle_step(c)
         settle[a] = {"step": k, "t": None if k is None else float(ts[k]), "alpha": None if k is None else float(alphas[k]),
                      "agreement_at_last_stage2_step": float(c[above - 1]) if above else None}
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    record = {"weights": os.path.relpath(os.path.abspath(args.weights), repo), "training_step": backbone.info.get("step"),
+    record = {**weights_record(args.weights), "training_step": backbone.info.get("step"),
               "num": args.num, "steps": args.steps, "seed": args.seed, "guidance": backbone.default_guidance,
               "settle_fraction": SETTLE_FRACTION, "t_min": T_MIN, "steps_above_t_min": above,
               "t": ts.tolist(), "alpha": alphas.tolist(), "agreement": {a: c.tolist() for a, c in curves.items()},

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from eval_toy_model import judge  # noqa: E402
+from eval_toy_model import judge, weights_record  # noqa: E402
 
 from syncos_jax import schedules  # noqa: E402
 from syncos_jax.backbones import toy  # noqa: E402
@@ -94,11 +94,8 @@ def main(argv=None) -> int:
     renders = [judge(t, c) for t, c in zip(texts, clean)]
     print("renders themselves: " + ", ".join(f"{n} {np.mean([j[n] for j in renders]):.0%}" for n in FACTORS))
     if args.json:
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        weights = os.path.relpath(os.path.abspath(args.weights), repo)
         with open(args.json, "w") as fh:
-            json.dump({"weights": weights if not weights.startswith("..") else os.path.basename(args.weights),
-                       "num": args.num, "seed": args.seed, "rows": rows}, fh, indent=2)
+            json.dump({**weights_record(args.weights), "num": args.num, "seed": args.seed, "rows": rows}, fh, indent=2)
     return 0
 
 

@@ -47,7 +47,7 @@ DEFAULT_CONFIG = os.path.join(REPO, "experiments", "configs", "toy.yaml")
 RUN_DEFAULTS = {"checkpoint_every": 100, "max_minutes": None}
 # Fields added to the configs after runs were recorded, with the value that means what those runs did:
 # a settings.json without them describes the same run (resuming it is allowed).
-LEGACY_FIELDS = {"model": {"pixel_head": 0}, "train": {"image_batch_size": 0}}
+LEGACY_FIELDS = {"model": {"pixel_head": 0, "unet": 0}, "train": {"image_batch_size": 0}}
 
 
 def parse_args(argv=None):

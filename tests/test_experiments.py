@@ -33,11 +33,11 @@ def test_scenario_suite_is_what_its_script_writes(tmp_path):
 
 
 def test_run_all_smoke(tmp_path, tiny_weights):
-    """Tables 1, 3 and 4 through ``run_all`` (Table 3 and 4 reuse Table 1's compiled programs and runs)."""
+    """Tables 1, 3 and 4 and the identity drift through ``run_all`` (all reuse Table 1's compiled programs and runs)."""
     import common
     import run_all
 
-    scripts = ["table1_baselines", "table3_stages", "table4_cost"]
+    scripts = ["table1_baselines", "identity_drift", "table3_stages", "table4_cost"]
     argv = ["--quick", "--names", "motion-2ev-32f", "--seeds", "0", "--steps", "2", "--weights", tiny_weights,
             "--results", str(tmp_path), "--only"] + scripts
     run_all.main(argv)
@@ -46,12 +46,14 @@ def test_run_all_smoke(tmp_path, tiny_weights):
             payload = json.load(fh)  # strict JSON: no NaN
         assert payload["title"]
         assert (tmp_path / f"{name}.md").read_text().startswith("# ")
-    for png in ("table1_baselines", "table3_stages"):
+    for png in ("table1_baselines", "table3_stages", "identity_drift", "identity_drift_distance"):
         assert (tmp_path / f"{png}.png").stat().st_size > 1000
     t1 = json.load(open(tmp_path / "table1_baselines.json"))
     assert set(t1["summary"]) == {"gen_l_video", "fifo", "csd_only", "syncos"}
     assert t1["summary"]["syncos"]["subject_consistency"]["n"] == 1
     assert t1["setup"]["weights"] == "tiny.safetensors"  # no machine paths in results
+    drift = json.load(open(tmp_path / "identity_drift.json"))["summary"]["syncos"]
+    assert drift["identity_agreement_1"]["n"] == 1 and drift["identity_drift"]["n"] == 0  # 32 frames: no pair 32 apart
     t4 = json.load(open(tmp_path / "table4_cost.json"))
     assert {r["method"]: r["nfe_ratio"] for r in t4["rows"]}["Gen-L-Video"] == 1.0
     # Every run is cached once; a second call samples nothing and reproduces the table.
@@ -99,7 +101,9 @@ def test_toy_denoise_from_smoke(tmp_path, tiny_weights, capsys):
 
     out = tmp_path / "d.json"
     assert toy_denoise_from.main(["--weights", tiny_weights, "--num", "2", "--starts", "49", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())["rows"]
+    record = json.loads(out.read_text())
+    rows = record["rows"]
+    assert record["weights"] == "tiny.safetensors" and len(record["weights_sha256_16"]) == 16  # no machine paths
     assert [r["k"] for r in rows] == [49] and 0.0 < rows[0]["alpha"] <= 1.0
     assert set(rows[0]["one_step"]) == set(rows[0]["ddim"]) == {"shape", "colour", "size", "unprompted_clip"}
     assert "renders themselves: shape 100%, colour 100%, size 100%, unprompted_clip 100%" in capsys.readouterr().out

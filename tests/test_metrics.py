@@ -292,7 +292,9 @@ def test_shapes_report_on_a_clean_render():
     v, texts = _four_turns()
     rep = metrics.shapes_report(v, _SEGMENTS, texts)
     json.dumps(rep)  # plain JSON types only
-    assert all(isinstance(x, (int, float, bool)) for x in rep.values())
+    assert all(isinstance(x, (int, float, bool)) or (x is None and k.startswith(("identity_agreement", "identity_drift")))
+               for k, x in rep.items())
+    assert rep["identity_agreement_1"] == 1.0 and rep["identity_drift"] == (0.0 if rep["frames"] > 32 else None)
     assert rep["fidelity_all"] == rep["motion_fidelity"] == 1.0
     assert rep["identity_colour"] == rep["identity_shape"] == rep["identity_size"] == 1.0
     assert rep["ghost_fraction"] == 0.0 and rep["clean_fraction"] == rep["object_found_fraction"] == 1.0
@@ -327,3 +329,42 @@ def test_unprompted_identity_drift_is_counted():
     assert metrics.consistency(v, metrics.object_descriptor) < steady - 0.01
     with pytest.raises(ValueError, match="end_frames must be >= 1, got 0"):
         metrics.same_identity_at_the_ends(r, 0)
+
+
+def _readings(pair_ids, found=None):
+    """FrameReadings whose (shade, pattern) pair index is ``pair_ids`` (only those fields matter here)."""
+    p = np.asarray(pair_ids)
+    n = len(world.PATTERNS)
+    found = np.ones(p.size, bool) if found is None else np.asarray(found)
+    z = np.zeros(p.size, int)
+    return metrics.FrameReadings(z, found, z, z, z, np.zeros((p.size, 2)), z, p // n, p % n)
+
+
+def test_identity_agreement_tells_drift_from_flicker():
+    """Closed forms: a constant identity agrees at every distance; one step from identity A to B at
+    frame 32 of 64 agrees at distance d ≤ 32 in (64 − 2d) of the 64 − d pairs and at no pair
+    d ≥ 32, so the near bin is Σ(64 − 2d)/Σ(64 − d) over d = 1..7 = 392/420 and the drift 14/15;
+    i.i.d. flicker around one identity agrees equally near and far (drift ≈ 0, however low the
+    agreement); frames without an object are left out; too short a video has no far bins."""
+    const = metrics.identity_agreement(_readings(np.full(64, 5)))
+    assert const == {"agreement_1": 1.0, "agreement_8": 1.0, "agreement_16": 1.0, "agreement_32": 1.0,
+                     "agreement_64": None, "drift": 0.0}
+    step = metrics.identity_agreement(_readings(np.repeat([3, 7], 32)))
+    assert step["agreement_1"] == pytest.approx(392 / 420, abs=1e-12)
+    assert step["agreement_32"] == 0.0 and step["drift"] == pytest.approx(14 / 15, abs=1e-12)
+    d = np.arange(16, 32)  # the [16, 32) bin: (64 − 2d) agreeing of (64 − d)
+    assert step["agreement_16"] == pytest.approx(np.sum(64 - 2 * d) / np.sum(64 - d), abs=1e-12)
+    rng = np.random.default_rng(0)
+    flicker = np.where(rng.uniform(size=4000) < 0.3, rng.integers(0, 12, 4000), 5)
+    f = metrics.identity_agreement(_readings(flicker), bins=(1, 8, 1000), far=1000)
+    p = 0.7 + 0.3 / 12  # P(frame shows identity 5); agreement = p² + Σ over the others (0.3/12)²
+    expected = p**2 + 11 * (0.3 / 12) ** 2
+    assert f["agreement_1"] == pytest.approx(expected, abs=0.01) and f["agreement_1000"] == pytest.approx(expected, abs=0.01)
+    assert abs(f["drift"]) < 0.01
+    gaps = metrics.identity_agreement(_readings(np.repeat([3, 7], 32), found=np.arange(64) < 32))
+    assert gaps == {"agreement_1": 1.0, "agreement_8": 1.0, "agreement_16": 1.0, "agreement_32": None,
+                    "agreement_64": None, "drift": None}
+    assert metrics.identity_agreement(_readings(np.full(8, 2)))["agreement_8"] is None
+    for bins, far, match in [((0, 8), 32, "bins"), ((8, 8), 32, "bins"), ((1, 8), 1, "far")]:
+        with pytest.raises(ValueError, match=match):
+            metrics.identity_agreement(_readings(np.full(8, 2)), bins=bins, far=far)

@@ -566,10 +566,91 @@ def test_pixel_head_starts_at_zero_is_local_at_full_resolution_and_round_trips(t
     loaded = load_toy_model(path)
     assert loaded.cfg == cfg
     np.testing.assert_array_equal(np.asarray(_apply(loaded, x, t, tok)), np.asarray(_apply(model, x, t, tok)))
-    from safetensors.numpy import load_file, save_file  # a file written before the field existed: pixel_head 0
+    from safetensors.numpy import load_file, save_file  # a file written before the fields existed: pixel_head, unet 0
 
-    legacy = {k: v for k, v in TINY.to_dict().items() if k != "pixel_head"}
+    legacy = {k: v for k, v in TINY.to_dict().items() if k not in ("pixel_head", "unet")}
     save_file(load_file(path), str(tmp_path / "legacy.safetensors"), metadata={"config": json.dumps(legacy)})
     assert read_toy_config(str(tmp_path / "legacy.safetensors"))[0] == TINY
     with pytest.raises(ValueError, match="pixel_head"):
         ToyConfig(pixel_head=-1)
+
+
+def test_space_to_depth_layout_and_inverse():
+    """``space_to_depth`` stacks each ``2×2`` block row-major on channels: ``out[n, i, j, (2a + b)·C + c] =
+    x[n, 2i + a, 2j + b, c]``; ``depth_to_space`` inverts it."""
+    from syncos_jax.backbones.toy.model import depth_to_space, space_to_depth
+
+    x = jnp.arange(2 * 6 * 4 * 3, dtype=jnp.float32).reshape(2, 6, 4, 3)
+    s = np.asarray(space_to_depth(x))
+    assert s.shape == (2, 3, 2, 12)
+    xs = np.asarray(x)
+    for n, i, j, a, b, c in [(0, 0, 0, 0, 1, 2), (1, 2, 1, 1, 0, 0), (1, 1, 0, 1, 1, 1)]:
+        assert s[n, i, j, (2 * a + b) * 3 + c] == xs[n, 2 * i + a, 2 * j + b, c]
+    np.testing.assert_array_equal(np.asarray(depth_to_space(space_to_depth(x))), xs)
+
+
+def test_resblock_matches_a_numpy_oracle():
+    """The U-Net's residual block against a transcription with ``lax.conv_general_dilated`` and a
+    numpy GroupNorm (per sample over ``H, W`` and each group of channels) and FiLM:
+    ``skip(x) + conv₂(silu(gn(conv₁(silu(gn_affine(x))))·(1 + scale) + shift))``."""
+    from syncos_jax.backbones.toy.model import ResBlock
+
+    blk = ResBlock(12, 20, 7, rngs=nnx.Rngs(0))  # groups: gcd(12, 8) = 4 of 3 channels, gcd(20, 8) = 4 of 5
+    graphdef, state = nnx.split(blk)
+    blk = nnx.merge(graphdef, _perturbed(state, 1))  # conv2 starts at zero, the norm's scale at one
+    x = np.asarray(jax.random.normal(jax.random.key(2), (2, 6, 5, 12))) * np.linspace(0.5, 3, 12) + 0.7
+    c = np.asarray(jax.random.normal(jax.random.key(3), (2, 7)))
+
+    def gn(a, groups, scale=None, bias=None):
+        n, h, w, ch = a.shape
+        g = a.astype(np.float64).reshape(n, h, w, groups, ch // groups)
+        g = (g - g.mean((1, 2, 4), keepdims=True)) / np.sqrt(g.var((1, 2, 4), keepdims=True) + 1e-6)
+        g = g.reshape(n, h, w, ch)
+        return g if scale is None else g * np.asarray(scale) + np.asarray(bias)
+
+    def silu(a):
+        return a / (1 + np.exp(-a))
+
+    def conv(a, layer):
+        out = jax.lax.conv_general_dilated(jnp.asarray(a, jnp.float32), layer.kernel[...], (1, 1), "SAME",
+                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return np.asarray(out, np.float64) + np.asarray(layer.bias[...])
+
+    film = silu(c) @ np.asarray(blk.film.kernel[...]) + np.asarray(blk.film.bias[...])
+    shift, scale = film[:, None, None, :20], film[:, None, None, 20:]
+    h = conv(silu(gn(x, 4, blk.norm_in.scale[...], blk.norm_in.bias[...])), blk.conv1)
+    h = conv(silu(gn(h, 4) * (1 + scale) + shift), blk.conv2)
+    ref = x @ np.asarray(blk.skip.kernel[...]) + np.asarray(blk.skip.bias[...]) + h
+    np.testing.assert_allclose(np.asarray(blk(jnp.asarray(x), jnp.asarray(c))), ref, atol=5e-5, rtol=5e-5)
+
+
+def test_unet_starts_at_zero_keeps_frames_apart_outside_the_tokens_and_round_trips(tmp_path):
+    """``unet = w``: the output convolution is zero-initialised (v = 0 at the start); the
+    convolutional levels work frame by frame, so with the token grid's decoder silenced output frame
+    k of clip b depends on input frame k of clip b only, while with it the temporal attention
+    reaches every frame of the clip (and no other clip); weights round-trip; the field is checked."""
+    cfg = dataclasses.replace(TINY, unet=4)
+    x, tok = _inputs()
+    t = jnp.array([10, 900])
+    fresh = ToyVideoDiT(cfg, rngs=nnx.Rngs(0))
+    assert fresh.patch_in is None and fresh.patch_out is None
+    assert float(jnp.abs(_apply(fresh, x, t, tok)).max()) == 0.0
+    model = _randomised(cfg)
+    out = _apply(model, x, t, tok)
+    assert out.shape == x.shape and float(jnp.abs(out).std()) > 1e-3
+
+    def support():
+        jac = jax.jit(jax.grad(lambda xx: model(xx, t, tok)[0, 3, 16, 9, 1]))(x)  # [B, f, H, W, C]
+        return np.argwhere(np.abs(np.asarray(jac)).sum((2, 3, 4)) > 0)
+
+    assert {tuple(s) for s in support()} == {(0, k) for k in range(8)}
+    model.up_half.kernel[...] = jnp.zeros_like(model.up_half.kernel[...])  # silence the tokens' decoder
+    assert {tuple(s) for s in support()} == {(0, 3)}
+    path = str(tmp_path / "unet.safetensors")
+    save_toy_weights(path, cfg, nnx.state(model, nnx.Param), {"step": 1})
+    loaded = load_toy_model(path)
+    assert loaded.cfg == cfg
+    np.testing.assert_array_equal(np.asarray(_apply(loaded, x, t, tok)), np.asarray(_apply(model, x, t, tok)))
+    for bad, match in [(dict(unet=-1), "unet"), (dict(unet=4, patch=2), "patch=4"), (dict(unet=4, pixel_head=4), "alternatives")]:
+        with pytest.raises(ValueError, match=match):
+            ToyConfig(**bad)

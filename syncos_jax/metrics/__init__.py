@@ -35,6 +35,8 @@ from syncos_jax.metrics.video import (
     unit_frames,
 )
 from syncos_jax.metrics.shapes import (
+    AGREEMENT_BINS,
+    DRIFT_FAR,
     FACTORS,
     GHOST_AREA_FRACTION,
     GHOST_MIN_AREA,
@@ -50,6 +52,7 @@ from syncos_jax.metrics.shapes import (
     centre_jumps,
     clean_frames,
     ghost_frames,
+    identity_agreement,
     identity_consistency,
     motion_direction,
     object_descriptor,

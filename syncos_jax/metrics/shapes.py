@@ -70,6 +70,9 @@ __all__ = [
     "centre_jumps",
     "clean_frames",
     "ghost_frames",
+    "AGREEMENT_BINS",
+    "DRIFT_FAR",
+    "identity_agreement",
     "identity_consistency",
     "motion_direction",
     "object_descriptor",
@@ -578,6 +581,52 @@ def same_identity_at_the_ends(readings: FrameReadings, end_frames: int = 8) -> f
     return float(first >= 0 and first == last)
 
 
+AGREEMENT_BINS = (1, 8, 16, 32, 64)  # frame distances: [1, 8) is within one chunk of the toy model
+DRIFT_FAR = 32
+
+
+def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_BINS, far: int = DRIFT_FAR) -> dict:
+    """How often two frames show the same unprompted identity, by how far apart they are: what tells
+    drift from flicker.
+
+    Over the pairs of frames ``i < j`` where an object was found, the fraction whose (shade, pattern)
+    readings are equal, pooled by distance ``d = j − i`` into ``[bins[0], bins[1]), …, [bins[-1], ∞)``.
+    A video that keeps its identity scores 1 at every distance. One whose identity flickers from
+    frame to frame, but around a fixed identity, scores below 1 but the same at every distance. One
+    whose identity *drifts* scores lower the farther apart the frames are. ``drift`` is the agreement
+    of the first bin (near pairs) minus that of the pairs at ``d >= far``. It is ≈ 0 without drift,
+    whatever the flicker, and > 0 with drift.
+
+    Returns:
+      ``{f"agreement_{lo}": float | None for each bin's lower edge lo, "drift": float | None}``;
+      ``None`` where the video has no such pair (too short, or no object found).
+
+    Args:
+      readings: :func:`probe_frames` of a video.
+      bins: increasing distances ``>= 1``, the bins' lower edges.
+      far: the distance from which pairs count as far for ``drift``, ``> bins[1]`` when there are two bins or more.
+    """
+    bins = [int(b) for b in bins]
+    if not bins or bins[0] < 1 or any(b <= a for a, b in zip(bins, bins[1:])):
+        raise ValueError(f"bins must be increasing distances >= 1, got {bins}")
+    if far <= bins[0]:
+        raise ValueError(f"far must be > bins[0] = {bins[0]}, got {far}")
+    found = np.asarray(readings.found, bool)
+    idx = np.flatnonzero(found)
+    pair = (np.asarray(readings.shade) * len(world.PATTERNS) + np.asarray(readings.pattern))[idx]
+    i, j = np.triu_indices(idx.size, k=1)
+    d, same = idx[j] - idx[i], pair[i] == pair[j]
+
+    def mean(sel):
+        return float(np.mean(same[sel])) if np.any(sel) else None
+
+    edges = bins + [np.inf]
+    out = {f"agreement_{lo}": mean((d >= lo) & (d < hi)) for lo, hi in zip(edges, edges[1:])}
+    near, far_ = mean((d >= bins[0]) & (d < edges[1])), mean(d >= far)
+    out["drift"] = None if near is None or far_ is None else near - far_
+    return out
+
+
 def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[str], *,
                   min_scene_len: int = _video.MIN_SCENE_LEN, fps: int = 8, end_frames: int = 8) -> dict:
     """Every shapes-world and generic metric of a video, as a flat dict of plain floats, ints and
@@ -591,6 +640,8 @@ def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[s
       ``identity_{colour,shape,size}``: :func:`identity_consistency`; ``identity_{shade,pattern}``
       and ``identity_unprompted`` (both at once): the same for the unprompted identity;
       ``identity_unprompted_ends``: :func:`same_identity_at_the_ends` (1.0 or 0.0).
+      ``identity_agreement_{1,8,16,32,64}`` and ``identity_drift``: :func:`identity_agreement` at its
+      default bins (``None`` where the video is too short for a bin).
       ``centre_jump_at_boundary``, ``centre_jump_away``: :func:`centre_jumps`, boundaries the segment
       starts but 0, ``window = 0``.
       ``object_found_fraction``, ``ghost_fraction``, ``clean_fraction``: fractions of frames.
@@ -618,6 +669,7 @@ def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[s
     fid = _prompt_fidelity(r, segments, captions)
     ident = identity_consistency(r, ("colour", "shape", "size", "shade", "pattern", "unprompted"))
     ends = same_identity_at_the_ends(r, end_frames)
+    agree = identity_agreement(r)
     jumps = centre_jumps(r, sorted({a for a, _ in segments if a != 0}))
     blobs = _object_blob_counts(u)
     dyn = _video.dynamic_degree(x, fps=fps)
@@ -631,6 +683,7 @@ def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[s
         "motion_fidelity": fid.per_factor["motion"],
         **{f"identity_{k}": v for k, v in ident.items()},
         "identity_unprompted_ends": ends,
+        **{f"identity_{k}": v for k, v in agree.items()},
         "centre_jump_at_boundary": jumps.at_boundary,
         "centre_jump_away": jumps.away,
         "object_found_fraction": float(np.mean(r.found)),

@@ -34,6 +34,17 @@
   With a ``4×4`` patch and ``dim = 96`` the linear decoder must carry 48 pixel values per token
   through the residual stream; the skip gives every output pixel its own noisy input and its
   neighbours (a U-Net's long skip). Zero-initialised, it starts as exactly the model without it.
+* ``unet = w > 0``: a U-Net around the transformer instead of the linear patch embedding and
+  decoder. The frames are encoded by a ``3×3`` convolution and a residual block at full resolution
+  (``w`` channels), a ``2×2`` space-to-depth step and a residual block at half resolution (``2w``
+  channels), and a second space-to-depth step to the ``8×8`` token grid (``dim`` channels); after the
+  transformer blocks, the tokens are decoded back up by depth-to-space steps and residual blocks that
+  also take the encoder's features of the same resolution (the U-Net's skips), and a zero-initialised
+  ``3×3`` convolution gives ``v``. The levels normalise with GroupNorm over each frame (a per-pixel
+  norm over channels learnt far more slowly: it hides how noisy a pixel is against its neighbours,
+  which is what ``v`` must give back). The residual blocks are FiLM-modulated by the same per-frame
+  conditioning vector as the transformer's adaLN. The convolutional levels work frame by frame; the
+  frames meet in the transformer's temporal attention. Needs ``patch = 4``; excludes ``pixel_head``.
 * The output projection is zero-initialised (the model starts as ``v = 0``); the prediction type
   is ``v_prediction`` on the CogVideoX-style zero-terminal-SNR schedule
   (:func:`syncos_jax.schedules.cogvideox_2b`).
@@ -46,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +90,7 @@ class ToyConfig:
     frame_conditioning: bool = True
     word_frame_conditioning: bool = True
     pixel_head: int = 0
+    unet: int = 0
     vocab_size: int = len(VOCABULARY)
     num_train_timesteps: int = 1000
 
@@ -88,13 +101,17 @@ class ToyConfig:
                 if not isinstance(v, bool):
                     raise ValueError(f"ToyConfig.{f.name} must be true or false, got {type(v).__name__}")
                 continue
-            low = 0 if f.name in ("text_depth", "pixel_head") else 1
+            low = 0 if f.name in ("text_depth", "pixel_head", "unet") else 1
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise ValueError(f"ToyConfig.{f.name} must be an integer >= {low}, got {str(v)[:40]!r}")
         if self.image_size % self.patch:
             raise ValueError(f"image_size={self.image_size} must be a multiple of patch={self.patch}")
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError(f"dim={self.dim} must split into {self.heads} heads of even width")
+        if self.unet and self.patch != 4:
+            raise ValueError(f"unet={self.unet} needs patch=4 (two 2x levels below the token grid), got patch={self.patch}")
+        if self.unet and self.pixel_head:
+            raise ValueError(f"unet={self.unet} and pixel_head={self.pixel_head} are alternatives; set one of them to 0")
 
     @property
     def tokens_per_frame(self) -> int:
@@ -182,6 +199,46 @@ class Conv3x3(nnx.Module):
     def __call__(self, x: Array) -> Array:
         cols = jnp.concatenate(neighbourhood_3x3(x), axis=-1)
         return cols @ self.kernel[...].reshape(9 * x.shape[-1], -1) + self.bias[...]
+
+
+def space_to_depth(x: Array) -> Array:
+    """``[N, H, W, C]`` → ``[N, H/2, W/2, 4C]``: each ``2×2`` block's pixels (row-major) stacked on channels."""
+    N, H, W, C = x.shape
+    return x.reshape(N, H // 2, 2, W // 2, 2, C).transpose(0, 1, 3, 2, 4, 5).reshape(N, H // 2, W // 2, 4 * C)
+
+
+def depth_to_space(x: Array) -> Array:
+    """The inverse of :func:`space_to_depth`: ``[N, h, w, 4C]`` → ``[N, 2h, 2w, C]``."""
+    N, h, w, C4 = x.shape
+    return x.reshape(N, h, w, 2, 2, C4 // 4).transpose(0, 1, 3, 2, 4, 5).reshape(N, 2 * h, 2 * w, C4 // 4)
+
+
+def group_norm(channels: int, *, rngs: nnx.Rngs, affine: bool = True) -> nnx.GroupNorm:
+    """GroupNorm over each frame's ``[H, W]`` and ``gcd(channels, 8)`` channel groups of ``[N, H, W, C]``.
+    Unlike a per-pixel norm over channels, it keeps how strong one pixel is against the others (the
+    noise a ``v`` prediction must give back pixel by pixel)."""
+    return nnx.GroupNorm(channels, num_groups=math.gcd(channels, 8), use_scale=affine, use_bias=affine, rngs=rngs)
+
+
+class ResBlock(nnx.Module):
+    """A convolutional residual block of the U-Net levels, FiLM-conditioned per frame:
+    ``skip(x) + conv₂(silu(film_c(norm(conv₁(silu(norm(x)))))))`` with GroupNorms (:func:`group_norm`)
+    and ``conv₂`` zero-initialised (the block starts as its skip).
+    ``x: [N, H, W, C_in]``, ``c: [N, D]`` → ``[N, H, W, C_out]``."""
+
+    def __init__(self, c_in: int, c_out: int, cond_dim: int, *, rngs: nnx.Rngs):
+        self.norm_in = group_norm(c_in, rngs=rngs)
+        self.conv1 = Conv3x3(c_in, c_out, rngs=rngs)
+        self.norm_mid = group_norm(c_out, rngs=rngs, affine=False)
+        self.film = nnx.Linear(cond_dim, 2 * c_out, rngs=rngs)
+        self.conv2 = Conv3x3(c_out, c_out, rngs=rngs, zero=True)
+        self.skip = nnx.Linear(c_in, c_out, rngs=rngs) if c_in != c_out else None
+
+    def __call__(self, x: Array, c: Array) -> Array:
+        h = self.conv1(nnx.silu(self.norm_in(x)))
+        shift, scale = jnp.split(self.film(nnx.silu(c))[:, None, None], 2, axis=-1)
+        h = self.conv2(nnx.silu(_modulate(self.norm_mid(h), shift, scale)))
+        return (x if self.skip is None else self.skip(x)) + h
 
 
 def rope_angles(n: int, head_dim: int, theta: float = 100.0) -> Array:
@@ -276,7 +333,22 @@ class ToyVideoDiT(nnx.Module):
         self.cfg = cfg
         d, p = cfg.dim, cfg.patch
         self.frames_per_chunk = cfg.frames
-        self.patch_in = nnx.Linear(p * p * cfg.channels, d, rngs=rngs)
+        w = cfg.unet
+        if w:  # convolutional levels at full and half resolution around the token grid (a U-Net)
+            self.patch_in = self.patch_out = None
+            self.in_conv = Conv3x3(cfg.channels, w, rngs=rngs)
+            self.enc_full = ResBlock(w, w, d, rngs=rngs)
+            self.down_full = nnx.Linear(4 * w, 2 * w, rngs=rngs)
+            self.enc_half = ResBlock(2 * w, 2 * w, d, rngs=rngs)
+            self.down_half = nnx.Linear(8 * w, d, rngs=rngs)
+            self.up_half = nnx.Linear(d, 8 * w, rngs=rngs)
+            self.dec_half = ResBlock(4 * w, 2 * w, d, rngs=rngs)
+            self.up_full = nnx.Linear(2 * w, 4 * w, rngs=rngs)
+            self.dec_full = ResBlock(2 * w, w, d, rngs=rngs)
+            self.out_norm = group_norm(w, rngs=rngs)
+            self.out_conv = Conv3x3(w, cfg.channels, rngs=rngs, zero=True)
+        else:
+            self.patch_in = nnx.Linear(p * p * cfg.channels, d, rngs=rngs)
         self.pos_space = nnx.Param(0.02 * jax.random.normal(rngs.params(), (cfg.tokens_per_frame, d)))
         self.pos_time = nnx.Param(0.02 * jax.random.normal(rngs.params(), (cfg.frames, d)))
         self.time_in = nnx.Linear(d, d, rngs=rngs)
@@ -296,7 +368,8 @@ class ToyVideoDiT(nnx.Module):
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.depth)])
         self.final_ada = nnx.Linear(d, 2 * d, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
         self.final_norm = nnx.LayerNorm(d, use_scale=False, use_bias=False, rngs=rngs)
-        self.patch_out = nnx.Linear(d, p * p * cfg.channels, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+        if not cfg.unet:
+            self.patch_out = nnx.Linear(d, p * p * cfg.channels, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
         w = cfg.pixel_head
         if w:  # the convolutional pixel path; its zero output convolution makes it a no-op at the start
             self.stem = Conv3x3(cfg.channels, w, rngs=rngs)
@@ -353,7 +426,14 @@ class ToyVideoDiT(nnx.Module):
             c = c + self.frame_out(nnx.silu(self.frame_text(pooled)[:, None] + self.frame_table[...][:f]))
         if self.word_frame is not None:  # Σ over the caption's tokens of W[token, k]: [B, f, D]
             c = c + self._word_sum(self.word_frame, tokens, mask, f)
-        h = self.patch_in(self.patchify(x)) + self.pos_space[...] + self.pos_time[...][:f, None]
+        if cfg.unet:  # the encoder levels: full → half resolution → the token grid
+            frames, cf = x.reshape(B * f, H, W, C), c.reshape(B * f, -1)
+            h_full = self.enc_full(self.in_conv(frames), cf)  # [Bf, H, W, w]
+            h_half = self.enc_half(self.down_full(space_to_depth(h_full)), cf)  # [Bf, H/2, W/2, 2w]
+            h = self.down_half(space_to_depth(h_half)).reshape(B, f, cfg.tokens_per_frame, cfg.dim)
+        else:
+            h = self.patch_in(self.patchify(x))
+        h = h + self.pos_space[...] + self.pos_time[...][:f, None]
         if self.word_layout is not None:  # (Σ_words U[word, k]) ⊙ p̂: a per-frame layout from the words
             pos = self.pos_space[...]
             unit = pos / jax.lax.stop_gradient(jnp.sqrt(jnp.mean(pos**2)) + 1e-6)  # [P, D], unit rms
@@ -362,6 +442,12 @@ class ToyVideoDiT(nnx.Module):
             h = blk(h, c, text, mask)
         shift, scale = jnp.split(self.final_ada(nnx.silu(c))[:, :, None], 2, axis=-1)
         y = _modulate(self.final_norm(h), shift, scale)
+        if cfg.unet:  # the decoder levels, each fed its encoder level's features (the U-Net's skips)
+            g = cfg.image_size // 4
+            u = depth_to_space(self.up_half(y.reshape(B * f, g, g, cfg.dim)))
+            u = self.dec_half(jnp.concatenate([u, h_half], axis=-1), cf)
+            u = self.dec_full(jnp.concatenate([depth_to_space(self.up_full(u)), h_full], axis=-1), cf)
+            return self.out_conv(nnx.silu(self.out_norm(u))).reshape(B, f, H, W, C)
         out = self.unpatchify(self.patch_out(y), H, W)
         if self.stem is None:
             return out
