@@ -230,6 +230,9 @@ def _cache_path(results: str, variant: Variant) -> str:
 
 
 _FINGERPRINTS: dict = {}
+# The keys judge() records come from metrics.shapes_report; bump this when it gains or changes keys,
+# so cached records made before are sampled again instead of tabled with the new metrics missing.
+REPORT_VERSION = 2
 
 
 def weights_fingerprint(path: str | None = None) -> str:
@@ -248,7 +251,7 @@ def weights_fingerprint(path: str | None = None) -> str:
 
 def _settings(variant: Variant) -> dict:
     """What a cached record must match: the variant and the weights (:func:`weights_fingerprint`)."""
-    return {**variant.settings, "weights": weights_fingerprint(_WEIGHTS)}
+    return {**variant.settings, "weights": weights_fingerprint(_WEIGHTS), "report": REPORT_VERSION}
 
 
 def read_cache(results: str, variant: Variant) -> dict:
@@ -442,7 +445,9 @@ class Setup:
     cached_only: bool = False
 
     def describe(self) -> dict:
-        weights = "syncos_jax/backbones/toy/toy_dit.safetensors (shipped)" if _WEIGHTS is None else os.path.basename(_WEIGHTS)
+        from eval_toy_model import weights_record  # the one naming of weights files in results (no machine paths)
+
+        weights = "syncos_jax/backbones/toy/toy_dit.safetensors (shipped)" if _WEIGHTS is None else weights_record(_WEIGHTS)["weights"]
         return {"quick": self.quick, "scenarios": list(self.scenarios), "seeds": list(self.seeds), "steps": self.steps,
                 "stride": 4, "weights": weights, "weights_sha256_16": weights_fingerprint(_WEIGHTS),
                 "training_step": backbone().info.get("step"),

@@ -1,6 +1,7 @@
 """The quality bar of the toy model: single-chunk DDIM samples judged by the analytic probes.
 
     python experiments/eval_toy_model.py [--num 200] [--steps 50] [--guidance G] [--weights FILE]
+                                          [--save-samples NPZ | --from-samples NPZ]
 
 Draws ``--num`` random captions from the world's caption distribution (the training one: 20 % of
 them with a background change), samples one 8-frame clip per caption with deterministic DDIM
@@ -15,7 +16,10 @@ them with a background change), samples one 8-frame clip per caption with determ
   whose (shade, pattern) reading is the clip's majority pair (``unprompted``), and whether all of
   them are (``unprompted_clip``); across clips, the histogram of the majority shade and pattern,
   which must cover the whole range (``spread``: every shade and every pattern is the majority of
-  at least half its uniform share of the clips — no collapse onto one).
+  at least half its uniform share of the clips — no collapse onto one);
+* the two reference levels of :func:`~syncos_jax.metrics.identity_agreement` for long videos
+  (:func:`agreement_baselines`): how often two frames of one clip show the same shade and pattern,
+  and how often two frames of different clips do (chance).
 
 Prints the accuracies (and those of real renders of the same captions, which must be 100 %), the
 confusion matrices of shape, motion and size (what was asked against what the probe read), and
@@ -108,6 +112,7 @@ def judge(text: str, frames: np.ndarray) -> dict:
         "unprompted": ident,
         "unprompted_clip": ident == 1.0,
         "identity": {"shade": majority(r.shade), "pattern": majority(r.pattern)},
+        "frame_identity": np.where(r.found, r.shade * len(world.PATTERNS) + r.pattern, -1).tolist(),
         "pairs": {"shape": (world.SHAPES.index(c.shape), shape), "size": (world.SIZE_NAMES.index(c.size), size),
                   "motion": (world.MOTION_NAMES.index(c.motion), motion)},
     }
@@ -147,6 +152,26 @@ def accuracies(judged: list[dict]) -> dict:
     out["count"] = len(judged)
     out["count_with_event"] = len(events)
     return out
+
+
+def agreement_baselines(judged: list[dict]) -> dict:
+    """The two reference levels of :func:`syncos_jax.metrics.identity_agreement` for this model:
+
+    * ``within_clip``: the fraction of frame pairs of one clip (a single chunk, frames 1–7 apart)
+      showing the same (shade, pattern), pooled over the clips: how steady the model keeps the
+      identity inside one chunk (1 = no flicker);
+    * ``across_clips``: the same fraction over pairs of frames from *different* clips: the agreement
+      of two unrelated objects, what a long video falls to once its identity is forgotten.
+
+    Frames without an object count in neither."""
+    ids = [np.asarray(j["frame_identity"]) for j in judged]
+    ids = [v[v >= 0] for v in ids]
+    same = sum(int((v[:, None] == v[None, :]).sum()) - v.size for v in ids)
+    pairs = sum(v.size * (v.size - 1) for v in ids)
+    counts = np.bincount(np.concatenate(ids), minlength=len(world.SHADE_NAMES) * len(world.PATTERNS)) if ids else np.zeros(1)
+    across_same = int((counts**2).sum()) - sum(int((np.bincount(v, minlength=counts.size) ** 2).sum()) for v in ids)
+    across_pairs = int(counts.sum()) ** 2 - sum(v.size**2 for v in ids)
+    return {"within_clip": same / pairs if pairs else None, "across_clips": across_same / across_pairs if across_pairs else None}
 
 
 def identity_histogram(judged: list[dict]) -> dict:
@@ -200,6 +225,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=50, help="clips per compiled call")
     ap.add_argument("--json", default="experiments/results/eval_toy_model.json")
     ap.add_argument("--save-samples", default=None, help="write the sampled clips to this .npz")
+    ap.add_argument("--from-samples", default=None, metavar="NPZ",
+                    help="judge the clips a --save-samples run wrote instead of sampling (same --num, --seed)")
     args = ap.parse_args(argv)
 
     backbone = toy.load_default(args.weights)
@@ -208,11 +235,18 @@ def main(argv=None) -> int:
     texts = [world.random_caption(rng) for _ in range(args.num)]
     f = backbone.chunk_frames
     t0 = time.time()
-    clips = []
-    for i, res in sample_captions(backbone, texts, args.steps, guidance, args.seed, args.batch):
-        clips.append(np.clip(np.asarray(res.latents), -1, 1))
-        print(f"  sampled {min(i + args.batch, args.num)}/{args.num} clips ({time.time() - t0:.0f} s)", flush=True)
-    clips = np.concatenate(clips)
+    if args.from_samples:
+        saved = np.load(args.from_samples)
+        if [str(t) for t in saved["texts"]] != texts:
+            raise SystemExit(f"--from-samples {args.from_samples}: its captions are not those of --num {args.num} "
+                             f"--seed {args.seed} (it holds {len(saved['texts'])} clips)")
+        clips = saved["clips"]
+    else:
+        clips = []
+        for i, res in sample_captions(backbone, texts, args.steps, guidance, args.seed, args.batch):
+            clips.append(np.clip(np.asarray(res.latents), -1, 1))
+            print(f"  sampled {min(i + args.batch, args.num)}/{args.num} clips ({time.time() - t0:.0f} s)", flush=True)
+        clips = np.concatenate(clips)
     seconds = time.time() - t0
     judged = [judge(t, c) for t, c in zip(texts, clips)]
     model_acc = accuracies(judged)
@@ -237,11 +271,17 @@ def main(argv=None) -> int:
         print(f"\n{key} of the sampled clips (majority reading): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     spread_ok = spread(hist)
     print("unprompted identity spread over its whole range:", "yes" if spread_ok else "NO")
+    baselines = agreement_baselines(judged)
+    fmt2 = lambda v: "n/a" if v is None else f"{v:.3f}"
+    print(f"same shade and pattern: frame pairs within a clip {fmt2(baselines['within_clip'])}, "
+          f"across clips (chance) {fmt2(baselines['across_clips'])}")
     passed = all(model_acc[k] >= v for k, v in BARS.items()) and spread_ok
     print("quality bar:", "met" if passed else "NOT met")
     record = {**weights_record(args.weights), "training_step": backbone.info.get("step"), "num": args.num, "steps": args.steps,
               "guidance": guidance, "seed": args.seed, "seconds": seconds, "model": model_acc, "renders": render_acc, "confusion": confusions,
               "identity_histogram": hist, "identity_histogram_renders": identity_histogram(render_judged), "spread": spread_ok,
+              "agreement": baselines, "agreement_renders": agreement_baselines(render_judged),
+              "from_samples": None if not args.from_samples else os.path.basename(args.from_samples),
               "bars": BARS, "passed": passed}
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)

@@ -323,7 +323,7 @@ def markdown_table(results: dict, s: dict) -> str:
                      + f" | {lr['cov']:.3f} ± {lr['se']:.3f} |")
         if cf is not None:
             cf = np.array(cf)
-            lines.append(f"| | closed form | " + " | ".join(f"{cf[d]:.3f}" for d in ds) + f" | {lr['closed_form']:.3f} |")
+            lines.append("| | closed form | " + " | ".join(f"{cf[d]:.3f}" for d in ds) + f" | {lr['closed_form']:.3f} |")
     pr = prior_curve(s)
     lines.append("| prior | λ + k(d) | " + " | ".join(f"{pr[d]:.3f}" for d in ds) + f" | {pr[LONG_RANGE:].mean():.3f} |")
     return "\n".join(lines)

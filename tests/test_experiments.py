@@ -109,3 +109,21 @@ def test_toy_denoise_from_smoke(tmp_path, tiny_weights, capsys):
     assert "renders themselves: shape 100%, colour 100%, size 100%, unprompted_clip 100%" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--starts must lie in"):
         toy_denoise_from.main(["--weights", tiny_weights, "--num", "1", "--starts", "50"])
+
+
+def test_eval_toy_model_smoke_and_rejudging_saved_samples(tmp_path, tiny_weights):
+    """The quality-bar script end to end on a tiny model; judging its saved samples again
+    (``--from-samples``) gives the same record, and samples of other captions are refused."""
+    import eval_toy_model
+
+    a, b, npz = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "s.npz"
+    common = ["--weights", tiny_weights, "--num", "3", "--steps", "2", "--batch", "3"]
+    assert eval_toy_model.main(common + ["--json", str(a), "--save-samples", str(npz)]) == 0
+    assert eval_toy_model.main(common + ["--json", str(b), "--from-samples", str(npz)]) == 0
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert ra["weights"] == "tiny.safetensors" and rb["from_samples"] == "s.npz" and ra["from_samples"] is None
+    for key in ("model", "confusion", "identity_histogram", "agreement", "agreement_renders"):
+        assert ra[key] == rb[key]
+    assert rb["agreement_renders"]["within_clip"] == 1.0  # a render keeps its shade and pattern
+    with pytest.raises(SystemExit, match="not those of --num 3 --seed 7"):
+        eval_toy_model.main(common + ["--seed", "7", "--json", "", "--from-samples", str(npz)])

@@ -343,28 +343,34 @@ def _readings(pair_ids, found=None):
 def test_identity_agreement_tells_drift_from_flicker():
     """Closed forms: a constant identity agrees at every distance; one step from identity A to B at
     frame 32 of 64 agrees at distance d ≤ 32 in (64 − 2d) of the 64 − d pairs and at no pair
-    d ≥ 32, so the near bin is Σ(64 − 2d)/Σ(64 − d) over d = 1..7 = 392/420 and the drift 14/15;
-    i.i.d. flicker around one identity agrees equally near and far (drift ≈ 0, however low the
-    agreement); frames without an object are left out; too short a video has no far bins."""
+    d ≥ 32, so the [1, 8) bin is Σ(64 − 2d)/Σ(64 − d) over d = 1..7 = 392/420 and the drift
+    ([16, 32) against ≥ 32) is Σ(64 − 2d)/Σ(64 − d) over d = 16..31; i.i.d. flicker around one
+    identity agrees equally near and far, and flicker held for 6 frames at a time is flat from 16
+    on: drift ≈ 0 in both, however low the agreement; frames without an object are left out; too
+    short a video has no far bins; bad arguments are named."""
     const = metrics.identity_agreement(_readings(np.full(64, 5)))
     assert const == {"agreement_1": 1.0, "agreement_8": 1.0, "agreement_16": 1.0, "agreement_32": 1.0,
                      "agreement_64": None, "drift": 0.0}
     step = metrics.identity_agreement(_readings(np.repeat([3, 7], 32)))
     assert step["agreement_1"] == pytest.approx(392 / 420, abs=1e-12)
-    assert step["agreement_32"] == 0.0 and step["drift"] == pytest.approx(14 / 15, abs=1e-12)
     d = np.arange(16, 32)  # the [16, 32) bin: (64 − 2d) agreeing of (64 − d)
     assert step["agreement_16"] == pytest.approx(np.sum(64 - 2 * d) / np.sum(64 - d), abs=1e-12)
+    assert step["agreement_32"] == 0.0 and step["drift"] == pytest.approx(np.sum(64 - 2 * d) / np.sum(64 - d), abs=1e-12)
     rng = np.random.default_rng(0)
-    flicker = np.where(rng.uniform(size=4000) < 0.3, rng.integers(0, 12, 4000), 5)
-    f = metrics.identity_agreement(_readings(flicker), bins=(1, 8, 1000), far=1000)
-    p = 0.7 + 0.3 / 12  # P(frame shows identity 5); agreement = p² + Σ over the others (0.3/12)²
-    expected = p**2 + 11 * (0.3 / 12) ** 2
-    assert f["agreement_1"] == pytest.approx(expected, abs=0.01) and f["agreement_1000"] == pytest.approx(expected, abs=0.01)
-    assert abs(f["drift"]) < 0.01
+    flicker = np.where(rng.uniform(size=1000) < 0.3, rng.integers(0, 12, 1000), 5)
+    f = metrics.identity_agreement(_readings(flicker), bins=(1, 8, 500), near=8, far=500)
+    q = np.bincount(flicker) / flicker.size  # i.i.d. frames: two agree with probability Σ q_k² at any distance
+    expected = float(np.sum(q**2))
+    assert f["agreement_1"] == pytest.approx(expected, abs=0.01) and f["agreement_500"] == pytest.approx(expected, abs=0.01)
+    assert abs(f["drift"]) < 0.02
+    held = np.repeat(np.where(rng.uniform(size=200) < 0.5, rng.integers(0, 12, 200), 5), 6)  # 1200 frames
+    h = metrics.identity_agreement(_readings(held), far=600)
+    assert h["agreement_1"] > h["agreement_16"] + 0.1 and abs(h["drift"]) < 0.03  # near bins see it, drift does not
     gaps = metrics.identity_agreement(_readings(np.repeat([3, 7], 32), found=np.arange(64) < 32))
     assert gaps == {"agreement_1": 1.0, "agreement_8": 1.0, "agreement_16": 1.0, "agreement_32": None,
                     "agreement_64": None, "drift": None}
     assert metrics.identity_agreement(_readings(np.full(8, 2)))["agreement_8"] is None
-    for bins, far, match in [((0, 8), 32, "bins"), ((8, 8), 32, "bins"), ((1, 8), 1, "far")]:
+    for kw, match in [(dict(bins=(0, 8)), "bins"), (dict(bins=(8, 8)), "bins"), (dict(bins=(1, 8.5)), "bins"),
+                      (dict(near=8, far=8), "near and far"), (dict(near=0), "near and far"), (dict(far=32.5), "near and far")]:
         with pytest.raises(ValueError, match=match):
-            metrics.identity_agreement(_readings(np.full(8, 2)), bins=bins, far=far)
+            metrics.identity_agreement(_readings(np.full(8, 2)), **kw)

@@ -319,10 +319,10 @@ def test_training_script_resumes_bit_for_bit(tmp_path):
     # the weights' metadata and the settings record the config that made them
     cfg, extra = read_toy_config(str(a / "w.safetensors"))
     assert cfg == ToyConfig(dim=32, depth=1, heads=2) and extra["seed"] == 3 and extra["train"]["long_fraction"] == 0.5
-    # a settings.json written before pixel_head existed is the same run (resumes); one without
+    # a settings.json written before pixel_head and unet existed is the same run (resumes); one without
     # image_batch_size meant 0 images, not this config's 2: another run (refused)
     saved = json.loads((b / "settings.json").read_text())
-    del saved["model"]["pixel_head"]
+    del saved["model"]["pixel_head"], saved["model"]["unet"]
     (b / "settings.json").write_text(json.dumps(saved))
     assert train_toy.main(["--config", full, "--workdir", str(b), "--export", str(b / "w.safetensors")]) == 0
     del saved["train"]["image_batch_size"]
@@ -435,6 +435,24 @@ def test_eval_judge_and_confusion_on_renders_and_on_a_swapped_clip():
     assert sum(hist["shade"].values()) == 4 and hist["shade"]["none"] == 0
     even = {"shade": {"dark": 2, "mid": 2, "bright": 2, "none": 0}, "pattern": {"plain": 2, "capped": 1, "halved": 2, "spotted": 1, "none": 0}}
     assert spread(even) and not spread({**even, "shade": {"dark": 5, "mid": 0, "bright": 1, "none": 0}})
+
+
+def test_agreement_baselines_count_frame_pairs_within_and_across_clips():
+    """``agreement_baselines`` against a brute-force count over every ordered pair of frames (pairs
+    with a frame without an object, ``-1``, left out)."""
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    from eval_toy_model import agreement_baselines
+
+    rng = np.random.default_rng(3)
+    clips = [rng.integers(-1, 4, size=8) for _ in range(5)]
+    within = [(a == b) for v in clips for i, a in enumerate(v) for j, b in enumerate(v) if i != j and a >= 0 and b >= 0]
+    across = [(a == b) for ci, v in enumerate(clips) for cj, w in enumerate(clips) if ci != cj
+              for a in v for b in w if a >= 0 and b >= 0]
+    got = agreement_baselines([{"frame_identity": v.tolist()} for v in clips])
+    assert got["within_clip"] == pytest.approx(np.mean(within), abs=1e-12)
+    assert got["across_clips"] == pytest.approx(np.mean(across), abs=1e-12)
+    assert agreement_baselines([{"frame_identity": [2, 2]}, {"frame_identity": [2, -1]}]) == {"within_clip": 1.0, "across_clips": 1.0}
+    assert agreement_baselines([{"frame_identity": [-1, -1]}]) == {"within_clip": None, "across_clips": None}
 
 
 def test_depthwise_conv_matches_lax_grouped_convolution():

@@ -37,6 +37,7 @@ from syncos_jax.metrics.video import (
 from syncos_jax.metrics.shapes import (
     AGREEMENT_BINS,
     DRIFT_FAR,
+    DRIFT_NEAR,
     FACTORS,
     GHOST_AREA_FRACTION,
     GHOST_MIN_AREA,

@@ -39,6 +39,9 @@ Built on the probes (every function reads pixels; none needs the track):
   majority reading; :func:`centre_jumps`: the largest centre jumps at and away from event
   boundaries; :func:`ghost_frames` / :func:`clean_frames`: frames with two object-like blobs / with
   exactly one;
+* :func:`identity_agreement`: how often two frames show the same unprompted identity, by their
+  distance, and the drift (near minus far agreement) that tells drift from flicker;
+  :func:`same_identity_at_the_ends`: the first and the last chunk alike;
 * :func:`prompt_fidelity`: per segment, which of the caption's five factors the probes read back;
 * :func:`shapes_report`: all of the above and the generic video metrics in one JSON-ready dict.
 """
@@ -72,6 +75,7 @@ __all__ = [
     "ghost_frames",
     "AGREEMENT_BINS",
     "DRIFT_FAR",
+    "DRIFT_NEAR",
     "identity_agreement",
     "identity_consistency",
     "motion_direction",
@@ -581,56 +585,69 @@ def same_identity_at_the_ends(readings: FrameReadings, end_frames: int = 8) -> f
     return float(first >= 0 and first == last)
 
 
-AGREEMENT_BINS = (1, 8, 16, 32, 64)  # frame distances: [1, 8) is within one chunk of the toy model
+# Frame distances for identity_agreement: [1, 8) is the toy model's chunk length; drift compares
+# pairs [16, 32) apart with pairs >= 32 apart, both beyond what one chunk (8 frames, stride 4) spans.
+AGREEMENT_BINS = (1, 8, 16, 32, 64)
+DRIFT_NEAR = 16
 DRIFT_FAR = 32
 
 
-def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_BINS, far: int = DRIFT_FAR) -> dict:
+def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_BINS, near: int = DRIFT_NEAR,
+                       far: int = DRIFT_FAR) -> dict:
     """How often two frames show the same unprompted identity, by how far apart they are: what tells
     drift from flicker.
 
     Over the pairs of frames ``i < j`` where an object was found, the fraction whose (shade, pattern)
     readings are equal, pooled by distance ``d = j − i`` into ``[bins[0], bins[1]), …, [bins[-1], ∞)``.
-    A video that keeps its identity scores 1 at every distance. One whose identity flickers from
-    frame to frame, but around a fixed identity, scores below 1 but the same at every distance. One
-    whose identity *drifts* scores lower the farther apart the frames are. ``drift`` is the agreement
-    of the first bin (near pairs) minus that of the pairs at ``d >= far``. It is ≈ 0 without drift,
-    whatever the flicker, and > 0 with drift.
+    A video that keeps its identity scores 1 at every distance. One whose identity flickers around
+    a fixed identity scores below 1. If the flicker is correlated over fewer than ``near`` frames
+    (a wrong identity held for a few frames inside one chunk, say), the agreement is flat from
+    ``near`` on. One whose identity *drifts* agrees less the farther apart the frames are.
+    ``drift`` is the agreement of the pairs ``near <= d < far`` apart minus that of the pairs
+    ``d >= far`` apart. It is ≈ 0 without drift and > 0 with drift. The near bins (``d < near``)
+    also show the flicker within a chunk, which ``drift`` leaves out on purpose.
 
     Returns:
       ``{f"agreement_{lo}": float | None for each bin's lower edge lo, "drift": float | None}``;
-      ``None`` where the video has no such pair (too short, or no object found).
+      ``None`` where the video has no such pair (too short, or too few frames with an object).
 
     Args:
       readings: :func:`probe_frames` of a video.
-      bins: increasing distances ``>= 1``, the bins' lower edges.
-      far: the distance from which pairs count as far for ``drift``, ``> bins[1]`` when there are two bins or more.
+      bins: increasing integer distances ``>= 1``, the bins' lower edges.
+      near, far: integers with ``1 <= near < far``: the distances ``drift`` compares.
+
+    Raises:
+      ValueError: naming the argument that is not as above.
     """
-    bins = [int(b) for b in bins]
-    if not bins or bins[0] < 1 or any(b <= a for a, b in zip(bins, bins[1:])):
-        raise ValueError(f"bins must be increasing distances >= 1, got {bins}")
-    if far <= bins[0]:
-        raise ValueError(f"far must be > bins[0] = {bins[0]}, got {far}")
+    if not bins or any(int(b) != b for b in bins) or bins[0] < 1 or any(b <= a for a, b in zip(bins, bins[1:])):
+        raise ValueError(f"bins must be increasing integer distances >= 1, got {tuple(bins)}")
+    if int(near) != near or int(far) != far or not 1 <= near < far:
+        raise ValueError(f"near and far must be integers with 1 <= near < far, got near={near}, far={far}")
     found = np.asarray(readings.found, bool)
-    idx = np.flatnonzero(found)
-    pair = (np.asarray(readings.shade) * len(world.PATTERNS) + np.asarray(readings.pattern))[idx]
-    i, j = np.triu_indices(idx.size, k=1)
-    d, same = idx[j] - idx[i], pair[i] == pair[j]
+    pair = np.asarray(readings.shade) * len(world.PATTERNS) + np.asarray(readings.pattern)
+    n = found.size
+    both = np.zeros(n, np.int64)  # both[d]: pairs d apart with an object in both frames; same[d]: of those, agreeing
+    same = np.zeros(n, np.int64)
+    for d in range(1, n):
+        ok = found[d:] & found[:-d]
+        both[d], same[d] = ok.sum(), (ok & (pair[d:] == pair[:-d])).sum()
 
-    def mean(sel):
-        return float(np.mean(same[sel])) if np.any(sel) else None
+    def mean(lo, hi):
+        lo, hi = min(int(lo), n), min(hi, n)
+        tot = both[lo:hi].sum()
+        return float(same[lo:hi].sum() / tot) if tot else None
 
-    edges = bins + [np.inf]
-    out = {f"agreement_{lo}": mean((d >= lo) & (d < hi)) for lo, hi in zip(edges, edges[1:])}
-    near, far_ = mean((d >= bins[0]) & (d < edges[1])), mean(d >= far)
-    out["drift"] = None if near is None or far_ is None else near - far_
+    edges = [int(b) for b in bins] + [n]
+    out = {f"agreement_{lo}": mean(lo, hi) for lo, hi in zip(edges, edges[1:])}
+    a, b = mean(near, far), mean(far, n)
+    out["drift"] = None if a is None or b is None else a - b
     return out
 
 
 def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[str], *,
                   min_scene_len: int = _video.MIN_SCENE_LEN, fps: int = 8, end_frames: int = 8) -> dict:
     """Every shapes-world and generic metric of a video, as a flat dict of plain floats, ints and
-    bools (JSON-ready).
+    bools, and ``None`` where a metric is undefined for the video (JSON-ready).
 
     Keys:
       ``frames``, ``segments``: counts.
@@ -641,7 +658,7 @@ def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[s
       and ``identity_unprompted`` (both at once): the same for the unprompted identity;
       ``identity_unprompted_ends``: :func:`same_identity_at_the_ends` (1.0 or 0.0).
       ``identity_agreement_{1,8,16,32,64}`` and ``identity_drift``: :func:`identity_agreement` at its
-      default bins (``None`` where the video is too short for a bin).
+      default bins (``None`` where the video has no pair for a bin).
       ``centre_jump_at_boundary``, ``centre_jump_away``: :func:`centre_jumps`, boundaries the segment
       starts but 0, ``window = 0``.
       ``object_found_fraction``, ``ghost_fraction``, ``clean_fraction``: fractions of frames.

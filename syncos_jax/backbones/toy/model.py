@@ -37,8 +37,8 @@
 * ``unet = w > 0``: a U-Net around the transformer instead of the linear patch embedding and
   decoder. The frames are encoded by a ``3×3`` convolution and a residual block at full resolution
   (``w`` channels), a ``2×2`` space-to-depth step and a residual block at half resolution (``2w``
-  channels), and a second space-to-depth step to the ``8×8`` token grid (``dim`` channels); after the
-  transformer blocks, the tokens are decoded back up by depth-to-space steps and residual blocks that
+  channels), and a second space-to-depth step to the token grid (``(image_size/4)²`` tokens of
+  ``dim`` channels); after the transformer blocks, the tokens are decoded back up by depth-to-space steps and residual blocks that
   also take the encoder's features of the same resolution (the U-Net's skips), and a zero-initialised
   ``3×3`` convolution gives ``v``. The levels normalise with GroupNorm over each frame (a per-pixel
   norm over channels learnt far more slowly: it hides how noisy a pixel is against its neighbours,
