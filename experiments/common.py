@@ -518,7 +518,7 @@ def compare(st: Setup, name: str, title: str, variants: Sequence[Variant], refer
     extra = (("nfe", "NFE"), ("wall_seconds", "s / video"), ("videos", "videos"))
     md = [f"# {title}", "", notes.strip(), "",
           f"Setup: {len(st.scenarios)} scenarios × {len(st.seeds)} seeds, {st.steps} steps, stride 4, "
-          f"guidance {backbone().default_guidance:g}, shipped toy weights. Mean ± s.e. over the videos "
+          f"guidance {backbone().default_guidance:g}, weights {st.describe()['weights']}. Mean ± s.e. over the videos "
           f"(up to {len(st.scenarios) * len(st.seeds)}; fewer where a partial run is tabled with --cached-only).", "",
           markdown_table([(v.label, summ[v.name]) for v in variants], metric_names, extra=extra), "",
           f"Paired differences against {reference.label} (same scenario and seed), mean ± s.e.:", "",

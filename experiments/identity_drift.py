@@ -34,6 +34,7 @@ samples are shared with Table 1 (same variants, same cache). Writes ``identity_d
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 import numpy as np
@@ -65,6 +66,9 @@ def long_scenarios(min_frames: int = MIN_FRAMES) -> list[str]:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     C.add_arguments(p)
+    p.add_argument("--agreement-reference", default=None, metavar="JSON",
+                   help="an eval_toy_model.py record of the same weights: its within-clip and across-clip "
+                        "agreement are drawn as reference lines")
     args = p.parse_args(argv)
     if not args.quick and args.names is None and args.scenarios is None:
         args.names = long_scenarios()
@@ -75,14 +79,20 @@ def main(argv=None) -> dict:
                               "from chunk to chunk. The paper's claim: fusion alone lets them drift, SynCoS keeps "
                               "them. Frames that flicker within a chunk lower the agreement at every distance; "
                               "drift lowers it only between far frames.")
-    distance_plot(os.path.join(st.results, "identity_drift_distance.png"), payload)
+    reference = None
+    if args.agreement_reference:
+        with open(args.agreement_reference) as fh:
+            reference = json.load(fh)["agreement"]
+    distance_plot(os.path.join(st.results, "identity_drift_distance.png"), payload, reference)
     return payload
 
 
-def distance_plot(path: str, payload: dict) -> None:
+def distance_plot(path: str, payload: dict, reference: dict | None = None) -> None:
     """Agreement of the unprompted identity against frame distance (mean ± s.e. per bin), one line
-    per sampler: flat lines (from 16 frames on) are flicker, falling lines are drift. The last bin
-    averages only the videos long enough to have it."""
+    per sampler (its number of videos in the legend): flat lines (from 16 frames on) are flicker,
+    falling lines are drift. The last bin averages only the videos long enough to have it.
+    ``reference`` (``eval_toy_model.agreement_baselines``: ``within_clip``, ``across_clips``) adds
+    the model's agreement inside one single-chunk sample and between unrelated samples (chance)."""
     import plotting
 
     plt = plotting.pyplot()
@@ -92,7 +102,11 @@ def distance_plot(path: str, payload: dict) -> None:
         stats = [summ[f"identity_agreement_{lo}"] for lo in AGREEMENT_BINS]
         mu = np.array([s["mean"] for s in stats], float)
         se = np.nan_to_num(np.array([s["se"] for s in stats], float))
-        ax.errorbar(x + 0.05 * (i - (len(payload["summary"]) - 1) / 2), mu, yerr=se, marker="o", capsize=3, label=payload["variants"][name]["label"])
+        label = f'{payload["variants"][name]["label"]} ({summ["videos"]["n"]} videos)'
+        ax.errorbar(x + 0.05 * (i - (len(payload["summary"]) - 1) / 2), mu, yerr=se, marker="o", capsize=3, label=label)
+    for key, text, style in (("within_clip", "one chunk, single DDIM", "--"), ("across_clips", "unrelated clips (chance)", ":")):
+        if reference and reference.get(key) is not None:
+            ax.axhline(reference[key], color="0.4", ls=style, lw=1, label=text)
     edges = [str(b) for b in AGREEMENT_BINS] + ["∞"]
     ax.set_xticks(x, [f"[{a}, {b})" for a, b in zip(edges, edges[1:])], fontsize=8)
     ax.set_xlabel("distance between the two frames (frames)")
