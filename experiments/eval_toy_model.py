@@ -205,14 +205,12 @@ BARS = {"colour": 0.95, "background": 0.95, "size": 0.95, "shape": 0.90, "motion
 def weights_record(path: str) -> dict:
     """How a results file names a weights file without machine paths: its path relative to the
     repository when it lies inside it, else its file name; with the first 16 hex digits of its SHA-256,
-    which identify it wherever it lies."""
-    import hashlib
+    which identify it wherever it lies (:func:`common.weights_fingerprint`, the experiments' cache key)."""
+    from common import weights_fingerprint
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rel = os.path.relpath(os.path.abspath(path), repo)
-    with open(path, "rb") as fh:
-        sha = hashlib.sha256(fh.read()).hexdigest()[:16]
-    return {"weights": os.path.basename(path) if rel.startswith("..") else rel, "weights_sha256_16": sha}
+    return {"weights": os.path.basename(path) if rel.startswith("..") else rel, "weights_sha256_16": weights_fingerprint(path)}
 
 
 def main(argv=None) -> int:
