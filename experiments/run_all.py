@@ -22,7 +22,7 @@ import common as C  # noqa: E402
 
 # Run in this order: the identity study and Tables 3 and 4 reuse Table 1's runs, the sweeps reuse SynCoS's.
 SCRIPTS = ("table1_baselines", "identity_drift", "table3_stages", "table2_ablations", "mechanism", "sweeps", "table4_cost",
-           "gaussian_identity")
+           "gaussian_identity", "discrete_identity")
 
 
 def main(argv=None) -> None:
@@ -35,7 +35,7 @@ def main(argv=None) -> None:
     for name in args.only or SCRIPTS:
         t = time.time()
         print(f"\n=== {name} ===", flush=True)
-        if name == "gaussian_identity":  # the analytic world: no scenarios, its own output flag
+        if name in ("gaussian_identity", "discrete_identity"):  # the analytic worlds: no scenarios, their own output flag
             argv_ = (["--quick"] if args.quick else []) + ["--out", args.results or C.results_dir(args.quick)]
         else:
             argv_ = flags

@@ -112,7 +112,9 @@ def main(argv=None) -> int:
     with open(os.path.join(args.out, "settling.json"), "w") as fh:
         json.dump(record, fh, indent=2)
     lines = [f"# When attributes settle (single-chunk DDIM, {args.steps} steps, {args.num} captions)", "",
-             f"Command: `python experiments/settling.py --num {args.num} --steps {args.steps}`. SynCoS's stage 2 runs at the "
+             f"Command: `python experiments/settling.py --num {args.num} --steps {args.steps}"
+             + ("" if args.weights == DEFAULT_WEIGHTS else f" --weights {record['weights']}")
+             + f"`, weights SHA-256 {record['weights_sha256_16']}…. SynCoS's stage 2 runs at the "
              f"first {above} steps (t > {T_MIN}). Settle step: the first step from which at least {SETTLE_FRACTION:.0%} of "
              "the frames' readings of that step's x̂₀ agree with the final clip, to the end.", "",
              "| attribute | settle step | t | α_t | agreement at the last stage-2 step |", "|---|---|---|---|---|"]

@@ -127,3 +127,64 @@ def test_eval_toy_model_smoke_and_rejudging_saved_samples(tmp_path, tiny_weights
     assert rb["agreement_renders"]["within_clip"] == 1.0  # a render keeps its shade and pattern
     with pytest.raises(SystemExit, match="not those of --num 3 --seed 7"):
         eval_toy_model.main(common + ["--seed", "7", "--json", "", "--from-samples", str(npz)])
+
+
+def test_discrete_identity_readout_and_agreement_closed_forms():
+    """The readout picks the nearest (prompt mean + atom), whichever prompt; the agreement of a video
+    that switches once at frame s is the closed form (F − d − #pairs straddling s) / (F − d)."""
+    import numpy as np
+
+    import discrete_identity as di
+
+    rng = np.random.default_rng(0)
+    means, atoms = rng.normal(size=(3, 2, 2, 1)), 4.0 * rng.normal(size=(5, 2, 2, 1))
+    p, k = rng.integers(3, size=(6, 10)), rng.integers(5, size=(6, 10))
+    x = means[p] + atoms[k] + 0.01 * rng.normal(size=(6, 10, 2, 2, 1))
+    ids, residual = di.read_identity(x, means, atoms)
+    np.testing.assert_array_equal(ids, k)
+    np.testing.assert_allclose(residual, np.sqrt(((x - means[p] - atoms[k]) ** 2).mean((2, 3, 4))), rtol=1e-6)
+    F, s = 12, 5
+    ids = np.array([[0] * s + [1] * (F - s)])
+    per = di.agreement_by_distance(ids)[0]
+    for d in range(1, F):
+        straddling = sum(1 for i in range(F - d) if i < s <= i + d)
+        assert per[d - 1] == pytest.approx((F - d - straddling) / (F - d))
+    summ = di.summarise(np.concatenate([ids, np.zeros((1, F), int)]), np.ones((2, F)))
+    assert summ["residual_rms"] == {"mean": 1.0, "se": 0.0}
+    assert summ["kept"]["mean"] == 0.5 and summ["switches"]["mean"] == 0.5
+    assert di.bin_edges(12) == [1, 8, 12] and {k for k, v in summ.items() if k.startswith("agreement_") and isinstance(v, dict)} == {"agreement_1", "agreement_8"}
+
+
+@pytest.mark.slow  # compiling five samplers' long-video programs takes minutes on 2 cores
+def test_discrete_identity_smoke(tmp_path):
+    """End to end on 4 videos: the exact prior's videos and whole-video DDIM keep one identity when
+    the atoms are large; JSON, Markdown and the plot are written."""
+    import discrete_identity as di
+
+    payload = di.main(["--quick", "--keys", "4", "--samplers", "ddim", "gen_l_video", "--atom-scales", "4",
+                       "--out", str(tmp_path)])
+    row = payload["results"]["4"]
+    assert row["prior"]["kept"]["mean"] == 1.0 and row["ddim"]["kept"]["mean"] == 1.0
+    assert 0 <= row["gen_l_video"]["agreement_1"]["mean"] <= 1 and row["decided"]["t"] is not None
+    assert row["decided"]["t"] > 500  # atoms this large are decided early in sampling
+    for ext in ("json", "md", "png"):
+        assert (tmp_path / f"discrete_identity_quick.{ext}").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        di.main(["--keys", "1"])
+
+
+@pytest.mark.slow  # compiles the toy sampler with its x̂₀ diagnostics (minutes on 2 cores)
+def test_settling_smoke_names_its_weights(tmp_path, tiny_weights):
+    """settling.py runs end to end on a tiny model; every attribute's curve is a fraction per step, the
+    final step agrees with the final clip exactly (x̂₀ of the last step is the clip), and the Markdown's
+    command names the weights it used (by file name, no machine path)."""
+    import settling
+
+    assert settling.main(["--weights", tiny_weights, "--num", "2", "--steps", "3", "--batch", "2", "--out", str(tmp_path)]) == 0
+    rec = json.loads((tmp_path / "settling.json").read_text())
+    assert rec["weights"] == "tiny.safetensors" and set(rec["agreement"]) == set(settling.ATTRIBUTES)
+    for a, curve in rec["agreement"].items():
+        assert len(curve) == 3 and all(0.0 <= v <= 1.0 for v in curve)
+    assert rec["agreement"]["background"][-1] == 1.0
+    md = (tmp_path / "settling.md").read_text()
+    assert "--weights tiny.safetensors" in md and str(tmp_path) not in md

@@ -139,6 +139,101 @@ def test_means_shape_error():
         GaussianVideoPrior(jnp.zeros((2, 2, 2)), S.cogvideox_2b(10))
 
 
+# --- a discrete identity: the prior is a mixture of K Gaussians ----------------------------------
+
+
+def _atoms(K=3, seed=5):
+    return 0.8 * jax.random.normal(jax.random.key(seed), (K, H, W, C))
+
+
+def _mixture_brute_force(K_t, mean, atoms, x, alpha, sigma):
+    """(E[x0|xt], E[eps|xt], p(k|xt)) by Bayes over the K components, each a full joint Gaussian (float64)."""
+    f, P = x.shape[0], x[0].size
+    A = np.kron(np.diag(alpha), np.eye(P))
+    cov_xt = A @ np.kron(K_t, np.eye(P)) @ A + np.kron(np.diag(sigma**2), np.eye(P))
+    logw, x0s, epss = [], [], []
+    for u in atoms:
+        mu = np.tile((mean + u).reshape(-1), f)
+        d = x.reshape(-1) - A @ mu
+        logw.append(-0.5 * d @ np.linalg.solve(cov_xt, d))  # the same log-determinant for every component
+        x0, eps = _brute_force(K_t, mean + u, x, alpha, sigma)
+        x0s.append(x0), epss.append(eps)
+    w = np.exp(np.array(logw) - max(logw))
+    w /= w.sum()
+    return np.tensordot(w, np.array(x0s), 1), np.tensordot(w, np.array(epss), 1), w
+
+
+@pytest.mark.parametrize("prediction_type, per_frame", [("v_prediction", True), ("sample", False)])
+def test_mixture_posterior_matches_bayes(prediction_type, per_frame):
+    schedule = S.cogvideox_2b(20)
+    atoms = _atoms()
+    prior = GaussianVideoPrior(_means(), schedule, prediction_type=prediction_type, rho=0.6, variance=0.7,
+                               identity_variance=0.2, identities=atoms)
+    assert prior.num_identities == 3
+    B, f = 3, 4
+    # Noisy chunks near different atoms, so the weights are neither uniform nor one-hot.
+    x = jax.random.normal(jax.random.key(2), (B, f, H, W, C)) + 0.6 * atoms[jnp.array([0, 1, 2])][:, None]
+    t = jnp.array([[900, 700, 500, 300], [650] * 4, [400, 420, 440, 460]]) if per_frame else jnp.array([950, 650, 300])
+    cond = jnp.array([0, 2, prior.null_id])
+    out = np.asarray(prior(x, t, cond), np.float64)
+    w = np.asarray(prior.identity_posterior(x, t, cond), np.float64)
+    lag = np.abs(np.subtract.outer(np.arange(f), np.arange(f)))
+    K_t = 0.7 * 0.6**lag + 0.2
+    means = np.concatenate([np.asarray(_means(), np.float64), np.zeros((1, H, W, C))])
+    acp_all = np.asarray(schedule.alphas_cumprod, np.float64)
+    spread = []
+    for b in range(B):
+        acp = acp_all[np.broadcast_to(np.asarray(t[b]), (f,))]
+        alpha, sigma = np.sqrt(acp), np.sqrt(1 - acp)
+        x0, eps, wb = _mixture_brute_force(K_t, means[int(cond[b])], np.asarray(atoms, np.float64),
+                                           np.asarray(x[b], np.float64), alpha, sigma)
+        np.testing.assert_allclose(w[b], wb, rtol=1e-4, atol=1e-6)
+        expected = _expected_output(prediction_type, x0, eps, alpha, sigma)
+        np.testing.assert_allclose(out[b], expected, rtol=2e-5, atol=2e-5 * np.abs(expected).max())
+        spread.append(wb.max())
+    assert max(spread) > 0.6 and min(spread) < 0.99  # the oracle exercised a real mixture (neither uniform nor one-hot)
+
+
+def test_one_atom_is_a_shifted_mean():
+    """K = 1: the mixture is one Gaussian whose mean is m_p + u (closed form, no weights to decide)."""
+    schedule = S.cogvideox_2b(10)
+    u = _atoms(K=1)
+    mixed = GaussianVideoPrior(_means(), schedule, rho=0.8, variance=0.5, identities=u)
+    shifted = GaussianVideoPrior(_means() + u, schedule, rho=0.8, variance=0.5, uncond_mean=u[0])
+    x = jax.random.normal(jax.random.key(3), (3, 5, H, W, C))
+    t, cond = jnp.array([999, 500, 10]), jnp.array([0, 1, mixed.null_id])
+    np.testing.assert_allclose(mixed(x, t, cond), shifted(x, t, cond), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(mixed.identity_posterior(x, t, cond), np.ones((3, 1)))
+
+
+def test_identity_posterior_decides_at_low_noise():
+    """Near t = 0 the weights pick the atom the clean chunk was built on; at t = T − 1 (zero SNR) they are uniform."""
+    schedule = S.cogvideox_2b(10)
+    atoms = _atoms(K=4)
+    prior = GaussianVideoPrior(_means(), schedule, rho=0.8, variance=0.05, identities=atoms)
+    k = jnp.array([3, 0, 2, 1])
+    x0 = _means()[0] + atoms[k][:, None] + 0.2 * jax.random.normal(jax.random.key(4), (4, 6, H, W, C))
+    w = prior.identity_posterior(x0, jnp.zeros(4, jnp.int32), jnp.zeros(4, jnp.int32))
+    np.testing.assert_array_equal(np.argmax(w, -1), k)
+    assert float(jnp.min(jnp.max(w, -1))) > 0.99
+    w_T = prior.identity_posterior(x0, jnp.full(4, 999), jnp.zeros(4, jnp.int32))
+    np.testing.assert_allclose(w_T, 0.25, atol=1e-4)
+
+
+@pytest.mark.parametrize("atoms, match", [(jnp.zeros((2, H, W)), "identities must be"), (jnp.zeros((2, H, W, 3)), "identities must be"),
+                                          (jnp.zeros((0, H, W, C)), "K >= 1"), (jnp.full((2, H, W, C), jnp.nan), "finite")])
+def test_identities_errors(atoms, match):
+    with pytest.raises(ValueError, match=match):
+        GaussianVideoPrior(_means(), S.cogvideox_2b(10), identities=atoms)
+
+
+def test_identity_posterior_needs_identities():
+    prior = GaussianVideoPrior(_means(), S.cogvideox_2b(10))
+    assert prior.num_identities == 0
+    with pytest.raises(ValueError, match="identities"):
+        prior.identity_posterior(jnp.zeros((1, 2, H, W, C)), jnp.array([10]), jnp.array([0]))
+
+
 # --- DDIM with the exact denoiser is linear in x_T: its output law is known in closed form -------
 
 

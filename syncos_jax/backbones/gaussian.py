@@ -10,13 +10,24 @@ The prior over a video ``x_0: [F, H, W, C]`` conditioned on prompt ``p`` is Gaus
   vector ``u ~ N(0, λ·I)`` (per pixel), so ``x_0[i] = m_p + u + s[i]`` with ``s`` the short-range
   process. The covariance at any distance never falls below ``λ`` — an exact answer for how much
   long-range coherence a sampler should keep across chunks.
+* optionally a **discrete identity** (``identities``: ``K`` atoms ``u_1 … u_K``, each ``[H, W, C]``):
+  every video carries one atom ``u_k``, ``k`` uniform and never named by the prompt, in every frame:
+  ``x_0[i] = m_p + u_k + s[i]``. The prior is then a mixture of ``K`` Gaussians — the posterior is
+  nonlinear in ``x_t`` (it must *decide* ``k``), the unprompted attribute that drifts or stays in a
+  long video (see ``experiments/discrete_identity.py``).
 
 For a chunk ``x_t = A·x_0 + Σ^{1/2}·ε`` with per-frame ``A = diag(α)``, ``Σ = diag(σ²)`` the
 posterior is exact: with ``r = (A K A + Σ)⁻¹ (x_t − A m)``,
 
     E[x_0 | x_t] = m + K A r,        E[ε | x_t] = σ ⊙ r,
 
-returned in any of the four prediction types (:func:`syncos_jax.schedules.from_x0_eps`). Being
+returned in any of the four prediction types (:func:`syncos_jax.schedules.from_x0_eps`). With
+``identities`` each atom's component has the same covariance, so with ``μ_k = m + u_k``
+
+    w_k ∝ exp(−½ Σ_pixels (x_t − A μ_k)ᵀ (A K A + Σ)⁻¹ (x_t − A μ_k)),
+    E[x_0 | x_t] = m + ū + K A r̄,   E[ε | x_t] = σ ⊙ r̄,   ū = Σ_k w_k u_k,   r̄ = (A K A + Σ)⁻¹ (x_t − A (m + ū)),
+
+the mixture of the components' posteriors (each linear in ``x_t``, so their ``w``-average is). Being
 stationary, the prior's marginal over any ``f`` consecutive frames is the same, so the backbone
 accepts chunks of any length, one time per chunk or one per frame.
 
@@ -63,6 +74,8 @@ class GaussianVideoPrior(nnx.Module):
       identity_variance: ``λ ≥ 0``, the variance of the identity shared by all frames of a video; the
         temporal covariance is ``k(|lag|) + λ`` at every lag. ``0`` (default) is the plain process.
       uncond_mean: ``[H, W, C]`` mean of the unconditional prompt; zero when ``None``.
+      identities: ``[K, H, W, C]`` atoms of a discrete identity (one per video, uniform over the
+        ``K``, shared by every prompt); ``None`` (default) for none.
     """
 
     per_frame_timesteps = True
@@ -80,6 +93,7 @@ class GaussianVideoPrior(nnx.Module):
         variance: float = 1.0,
         identity_variance: float = 0.0,
         uncond_mean: Optional[Array] = None,
+        identities: Optional[Array] = None,
     ):
         means = jnp.asarray(means, jnp.float32)
         if means.ndim != 4:
@@ -105,6 +119,14 @@ class GaussianVideoPrior(nnx.Module):
         uncond_mean = jnp.asarray(uncond_mean, jnp.float32)
         if uncond_mean.shape != means.shape[1:]:
             raise ValueError(f"uncond_mean must have shape {tuple(means.shape[1:])}, got {tuple(uncond_mean.shape)}.")
+        if identities is not None:
+            identities = jnp.asarray(identities, jnp.float32)
+            if identities.ndim != 4 or identities.shape[1:] != means.shape[1:] or identities.shape[0] < 1:
+                raise ValueError(f"identities must be [K, H, W, C] with K >= 1 atoms of the means' frame shape "
+                                 f"{tuple(means.shape[1:])}, got shape {tuple(identities.shape)}.")
+            if not bool(jnp.all(jnp.isfinite(identities))):
+                raise ValueError("identities must be finite.")
+        self.identities = None if identities is None else PriorTable(identities)
         self.prediction_type = prediction_type or schedule.prediction_type
         from_x0_eps(jnp.zeros(()), jnp.zeros(()), 1.0, 0.0, self.prediction_type)  # validates the name
         self.temporal_kernel = temporal_kernel
@@ -140,6 +162,11 @@ class GaussianVideoPrior(nnx.Module):
     def null_id(self) -> int:
         """The prompt id of the unconditional prompt (``P``)."""
         return self.num_prompts
+
+    @property
+    def num_identities(self) -> int:
+        """``K``, the number of identity atoms (0 without a discrete identity)."""
+        return 0 if self.identities is None else int(self.identities.shape[0])
 
     def lag_covariance(self, lags: Array) -> Array:
         """Returns ``k(|lag|) + λ`` elementwise (float32): the prior covariance of two frames ``lag`` apart."""
@@ -179,6 +206,22 @@ class GaussianVideoPrior(nnx.Module):
         """
         if not isinstance(cond, jax.core.Tracer):
             check_ids(cond, "cond", low=0, high=self.num_prompts + 1, what="prompt ids")
+        x0, eps, _ = self._posterior(x, t, cond)
+        return x0, eps
+
+    def identity_posterior(self, x: Array, t: Array, cond: Array) -> Array:
+        """Returns ``w: [B, K]``, the exact posterior ``p(k | x_t)`` of each chunk's identity atom.
+
+        Same arguments as :meth:`posterior`; needs ``identities``.
+        """
+        if self.identities is None:
+            raise ValueError("identity_posterior needs a prior built with identities=[K, H, W, C]; this one has none.")
+        if not isinstance(cond, jax.core.Tracer):
+            check_ids(cond, "cond", low=0, high=self.num_prompts + 1, what="prompt ids")
+        return self._posterior(x, t, cond)[2]
+
+    def _posterior(self, x: Array, t: Array, cond: Array) -> tuple[Array, Array, Array | None]:
+        """``(E[x_0 | x_t], E[ε | x_t], w [B, K] or None)``; see the module docstring."""
         B, f = x.shape[:2]
         alpha, sigma = alpha_sigma(self.schedule, t)
         alpha = jnp.broadcast_to(append_dims(alpha, 2), (B, f)).astype(jnp.float32)
@@ -186,12 +229,23 @@ class GaussianVideoPrior(nnx.Module):
         m = self.means[...][jnp.asarray(cond)][:, None]  # [B, 1, H, W, C]
         K = self.temporal_covariance(f)
         cov_xt = alpha[:, :, None] * K[None] * alpha[:, None, :] + jax.vmap(jnp.diag)(sigma**2)
-        resid = (x - append_dims(alpha, x.ndim) * m).reshape(B, f, -1)
-        r = jax.vmap(lambda c, b: jax.scipy.linalg.solve(c, b, assume_a="pos"))(cov_xt, resid)
+        solve = jax.vmap(lambda c, b: jax.scipy.linalg.solve(c, b, assume_a="pos"))
         hi = jax.lax.Precision.HIGHEST
+        w = None
+        if self.identities is not None:
+            # Every component has covariance A K A + Σ, so the log-weights differ only in the quadratic
+            # form of each atom's residual: −½ Σ_p r_kᵀ C⁻¹ r_k with r_k = x_t − A (m + u_k).
+            u = self.identities[...].reshape(self.num_identities, -1)  # [K, P]
+            res_k = (x - append_dims(alpha, x.ndim) * m).reshape(B, 1, f, -1) - alpha[:, None, :, None] * u[None, :, None]
+            sol_k = solve(jnp.repeat(cov_xt, self.num_identities, 0), res_k.reshape(B * self.num_identities, f, -1))
+            quad = jnp.einsum("bkfp,bkfp->bk", res_k, sol_k.reshape(res_k.shape), precision=hi)
+            w = jax.nn.softmax(-0.5 * quad, axis=-1)  # [B, K]
+            m = m + jnp.einsum("bk,kp->bp", w, u, precision=hi).reshape((B, 1) + x.shape[2:])
+        resid = (x - append_dims(alpha, x.ndim) * m).reshape(B, f, -1)
+        r = solve(cov_xt, resid)
         x0 = m + jnp.einsum("ij,bjp->bip", K, alpha[..., None] * r, precision=hi).reshape(x.shape)
         eps = (sigma[..., None] * r).reshape(x.shape)
-        return x0, eps
+        return x0, eps, w
 
     def __call__(self, x: Array, t: Array, cond: Array) -> Array:
         """Returns the exact posterior mean as the backbone's ``prediction_type``, ``[B, f, H, W, C]``."""
