@@ -58,7 +58,7 @@ from gaussian_identity import sample_fn, sampler_options  # noqa: E402
 
 from syncos_jax import schedules  # noqa: E402
 from syncos_jax.backbones.gaussian import GaussianVideoPrior  # noqa: E402
-from syncos_jax.chunking import ChunkLayout  # noqa: E402
+from syncos_jax.chunking import ChunkLayout, prompt_of_frame  # noqa: E402
 from syncos_jax.prompts import Conditioning  # noqa: E402
 
 SAMPLERS = ("ddim", "gen_l_video", "syncos", "csd_only", "fifo", "renoise_only", "syncos_no_tmin")
@@ -148,10 +148,7 @@ def summarise(ids: np.ndarray, residual: np.ndarray | None = None) -> dict:
 def prior_draws(prior: GaussianVideoPrior, s: dict, key, n: int) -> np.ndarray:
     """``[n, F, H, W, C]`` videos drawn exactly from the prior (segment means, one atom, AR(1))."""
     F, fs = s["num_frames"], tuple(s["frame_shape"])
-    cond = Conditioning(prompts=jnp.arange(s["num_prompts"]))
-    prompt_of = np.zeros(F, int)
-    for p, (a, b) in enumerate(cond.segments(F)):
-        prompt_of[a:b] = p
+    prompt_of = prompt_of_frame(np.arange(F), Conditioning(prompts=jnp.arange(s["num_prompts"])).segments(F))
     kk, ks = jax.random.split(key)
     k = jax.random.randint(kk, (n,), 0, prior.num_identities)
     L = jnp.linalg.cholesky(prior.temporal_covariance(F))

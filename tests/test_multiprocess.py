@@ -83,7 +83,6 @@ def run_processes(tmp_path, num_processes=2, local_devices=4):
     return out, results, reference
 
 
-@pytest.mark.slow
 def test_two_processes_equal_one_process(tmp_path):
     out, results, reference = run_processes(tmp_path)
     if any(rc != 0 for rc, _, _ in results):  # every process's log: the one that failed first may not be the first

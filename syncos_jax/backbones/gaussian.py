@@ -231,18 +231,22 @@ class GaussianVideoPrior(nnx.Module):
         cov_xt = alpha[:, :, None] * K[None] * alpha[:, None, :] + jax.vmap(jnp.diag)(sigma**2)
         solve = jax.vmap(lambda c, b: jax.scipy.linalg.solve(c, b, assume_a="pos"))
         hi = jax.lax.Precision.HIGHEST
-        w = None
-        if self.identities is not None:
-            # Every component has covariance A K A + Σ, so the log-weights differ only in the quadratic
-            # form of each atom's residual: −½ Σ_p r_kᵀ C⁻¹ r_k with r_k = x_t − A (m + u_k).
-            u = self.identities[...].reshape(self.num_identities, -1)  # [K, P]
-            res_k = (x - append_dims(alpha, x.ndim) * m).reshape(B, 1, f, -1) - alpha[:, None, :, None] * u[None, :, None]
-            sol_k = solve(jnp.repeat(cov_xt, self.num_identities, 0), res_k.reshape(B * self.num_identities, f, -1))
-            quad = jnp.einsum("bkfp,bkfp->bk", res_k, sol_k.reshape(res_k.shape), precision=hi)
-            w = jax.nn.softmax(-0.5 * quad, axis=-1)  # [B, K]
-            m = m + jnp.einsum("bk,kp->bp", w, u, precision=hi).reshape((B, 1) + x.shape[2:])
         resid = (x - append_dims(alpha, x.ndim) * m).reshape(B, f, -1)
-        r = solve(cov_xt, resid)
+        w = None
+        if self.identities is None:
+            r = solve(cov_xt, resid)
+        else:
+            # Every component has covariance C = A K A + Σ, so the log-weights differ only in the
+            # quadratic form of each atom's residual r_k = x_t − A (m + u_k): −½ Σ_p r_kᵀ C⁻¹ r_k. One
+            # solve per chunk takes all K residuals as extra columns, and r̄ = C⁻¹ (x_t − A (m + ū)) is
+            # their w-average (linear in the residual), so no further solve.
+            Kn = self.num_identities
+            u = self.identities[...].reshape(Kn, -1)  # [K, P]
+            res_k = resid[:, :, None] - alpha[:, :, None, None] * u[None, None]  # [B, f, K, P]
+            sol_k = solve(cov_xt, res_k.reshape(B, f, -1)).reshape(res_k.shape)
+            w = jax.nn.softmax(-0.5 * jnp.einsum("bfkp,bfkp->bk", res_k, sol_k, precision=hi), axis=-1)  # [B, K]
+            r = jnp.einsum("bk,bfkp->bfp", w, sol_k, precision=hi)
+            m = m + jnp.einsum("bk,kp->bp", w, u, precision=hi).reshape((B, 1) + x.shape[2:])
         x0 = m + jnp.einsum("ij,bjp->bip", K, alpha[..., None] * r, precision=hi).reshape(x.shape)
         eps = (sigma[..., None] * r).reshape(x.shape)
         return x0, eps, w
