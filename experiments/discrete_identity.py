@@ -1,7 +1,7 @@
 """Does a long video keep an identity the prompt never names? An exact answer with no model error.
 
     python experiments/discrete_identity.py [--quick] [--out experiments/results] [--keys N]
-                                            [--atom-scales 1 2 4] [--samplers ...]
+                                            [--atom-scales 1 2 4] [--samplers ...] [--stride S]
 
 The shapes world asks this of a trained toy model, which flickers its unprompted shade and pattern
 even inside one chunk (``experiments/results/drift_px16``), so it cannot tell a sampler's drift from
@@ -13,7 +13,7 @@ its event's prompt mean and a short-range AR(1) part,
     x_0[i] = m_{p(i)} + u_k + s[i],     s ~ AR(1) with ρ, variance v,
 
 with ``P`` events (prompts) in equal segments. Exactly sampled, a video shows one identity
-throughout. Each sampler builds the video from chunks of ``f`` frames (stride ``f/2``), and each
+throughout. Each sampler builds the video from chunks of ``f`` frames (stride ``f/2``, or ``--stride``), and each
 chunk's exact posterior must *decide* ``k``: fusion-only sampling keeps one identity only if the
 overlaps pass the decision from chunk to chunk. This is the paper's phenomenon (a subject's unnamed
 features drifting across events) in its barest form, and SynCoS's global coupling is meant to cure
@@ -37,7 +37,12 @@ says where: along a single chunk's exact DDIM trajectory, the first model time f
 identity posterior ``max_k p(k | x_t)`` stays above 0.9 (median over keys), against SynCoS's
 ``t_min = 800`` (its coupling stage runs only above it).
 
-Writes ``discrete_identity[_quick].{json,md,png}`` under ``--out``.
+``--stride S`` (default ``f/2 = 4``) sets how far consecutive chunks are apart: a smaller stride gives
+every frame more chunks and each overlap more frames, which tests whether a longer overlap carries a
+chunk's decision to the next (FIFO and DDIM over the whole video do not use it).
+
+Writes ``discrete_identity[_quick][_strideS].{json,md,png}`` under ``--out`` (``_strideS`` only for
+a stride other than 4).
 """
 
 from __future__ import annotations
@@ -74,9 +79,13 @@ def bin_edges(F: int) -> list[int]:
 DECIDED = 0.9
 
 
+DEFAULT_STRIDE = 4
+
+
 def settings_from_args(args) -> dict:
     """The experiment's settings (plain values, written to the JSON)."""
-    s = dict(schedule="cogvideox_2b", num_steps=50, num_frames=64, chunk_frames=8, stride=4, num_prompts=4,
+    stride = DEFAULT_STRIDE if getattr(args, "stride", None) is None else int(args.stride)
+    s = dict(schedule="cogvideox_2b", num_steps=50, num_frames=64, chunk_frames=8, stride=stride, num_prompts=4,
              mean_spread=0.5, rho=0.8, variance=0.5, num_identities=4, frame_shape=[4, 4, 2],
              atom_scales=[float(a) for a in args.atom_scales], guidance_scale=1.0, num_keys=128, key_batch=128, seed=0,
              syncos=dict(t_min=800, iters=20, lr=0.5), csd_only=dict(iters=20, lr=0.5),
@@ -124,9 +133,22 @@ def agreement_by_distance(ids: np.ndarray) -> np.ndarray:
     return np.stack([(ids[:, d:] == ids[:, :-d]).mean(1) for d in range(1, F)], 1)
 
 
-def summarise(ids: np.ndarray, residual: np.ndarray | None = None) -> dict:
+def near_events(num_frames: int, boundaries, radius: float) -> np.ndarray:
+    """``[F − 1]`` bool: whether the step from frame ``i`` to ``i + 1`` lies within ``radius`` frames
+    of an event boundary (``b`` in ``boundaries`` is the first frame of a new event, so the step
+    ``b − 1 → b`` is the boundary itself, at distance 0)."""
+    steps = np.arange(num_frames - 1) + 0.5  # the step i → i + 1 sits at i + ½; the boundary b at b − ½
+    b = np.asarray(list(boundaries), np.float64) - 0.5
+    if b.size == 0:
+        return np.zeros(num_frames - 1, bool)
+    return np.abs(steps[:, None] - b[None]).min(1) < radius
+
+
+def summarise(ids: np.ndarray, residual: np.ndarray | None = None, near: np.ndarray | None = None) -> dict:
     """Agreement per distance and per bin, ``kept``, ``switches`` and (given ``residual [n, F]``) the
-    mean residual RMS, each with its s.e. over videos."""
+    mean residual RMS, each with its s.e. over videos. Given ``near [F − 1]`` (:func:`near_events`),
+    also ``switches_near_events`` (the switches on those steps) and ``near_event_share`` (the share of
+    steps they are: the fraction of switches expected there if switches fell anywhere alike)."""
     n, F = ids.shape
     per = agreement_by_distance(ids)  # [n, F - 1]
     se = lambda v: float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None  # noqa: E731
@@ -139,6 +161,10 @@ def summarise(ids: np.ndarray, residual: np.ndarray | None = None) -> dict:
     switches = (ids[:, 1:] != ids[:, :-1]).sum(1).astype(float)
     out["kept"] = {"mean": float(kept.mean()), "se": se(kept)}
     out["switches"] = {"mean": float(switches.mean()), "se": se(switches)}
+    if near is not None:
+        at = (ids[:, 1:] != ids[:, :-1])[:, near].sum(1).astype(float)
+        out["switches_near_events"] = {"mean": float(at.mean()), "se": se(at)}
+        out["near_event_share"] = float(np.mean(near))
     if residual is not None:
         r = residual.mean(1)
         out["residual_rms"] = {"mean": float(r.mean()), "se": se(r)}
@@ -189,11 +215,15 @@ def run(s: dict, samplers, pbar) -> dict:
     """``{atom_scale: {"prior": summary, "decided": …, sampler: summary, …}}``."""
     out = {}
     root = jax.random.key(1000 + s["seed"])
+    F = s["num_frames"]
+    prompt_of = np.asarray(prompt_of_frame(np.arange(F), Conditioning(prompts=jnp.arange(s["num_prompts"])).segments(F)))
+    near = near_events(F, np.flatnonzero(np.diff(prompt_of)) + 1, s["chunk_frames"] / 2)
     for a_i, scale in enumerate(s["atom_scales"]):
         prior, sch, layout, cond, atoms = build(s, scale)
         means, atoms = np.asarray(prior.means[...][:-1], np.float64), np.asarray(atoms, np.float64)
         key = jax.random.fold_in(root, a_i)
-        row = {"prior": summarise(*read_identity(prior_draws(prior, s, jax.random.fold_in(key, 0), s["num_keys"]), means, atoms)),
+        row = {"prior": summarise(*read_identity(prior_draws(prior, s, jax.random.fold_in(key, 0), s["num_keys"]), means, atoms),
+                                  near),
                "decided": decided_time(prior, sch, s, jax.random.fold_in(key, 1), min(s["num_keys"], 256))}
         for j, name in enumerate(samplers):
             pbar.set_postfix_str(f"scale {scale:g}: {name}")
@@ -203,7 +233,7 @@ def run(s: dict, samplers, pbar) -> dict:
                 r = sample_fn(name)(prior, sch, layout, cond, key=keys[b : b + s["key_batch"]],
                                     frame_shape=tuple(s["frame_shape"]), **sampler_options(name, s))
                 xs.append(np.asarray(jax.block_until_ready(r.latents), np.float64))
-            row[name] = summarise(*read_identity(np.concatenate(xs), means, atoms))
+            row[name] = summarise(*read_identity(np.concatenate(xs), means, atoms), near)
             row[name]["seconds"] = round(time.perf_counter() - t0, 1)
             pbar.update(1)
         out[f"{scale:g}"] = row
@@ -223,18 +253,27 @@ def markdown(results: dict, s: dict, samplers) -> str:
              f"F = {F} frames, {s['num_prompts']} events, chunks of {s['chunk_frames']} at stride {s['stride']}, "
              f"{s['num_steps']} steps, guidance {s['guidance_scale']:g}, {s['num_keys']} videos per row; "
              f"mean ± s.e. over videos. Chance agreement 1/K = {1 / s['num_identities']:.3f}. "
-             "`python experiments/discrete_identity.py" + (" --quick" if s["quick"] else "") + "`", ""]
+             "`python experiments/discrete_identity.py" + (" --quick" if s["quick"] else "")
+             + (f" --stride {s['stride']}" if s["stride"] != DEFAULT_STRIDE else "")
+             + ("" if list(samplers) == list(SAMPLERS) else " --samplers " + " ".join(samplers)) + "`", ""]
     for scale, row in results.items():
         d = row["decided"]
         where = f"t = {d['t']} (step {d['step']} of {s['num_steps']})" if d["t"] is not None else "never, within the steps"
         lines += [f"## atom scale {scale}: one chunk decides its identity (max p(k | x_t) ≥ {DECIDED}) at {where}; "
                   f"SynCoS couples above t = {s['syncos']['t_min']}", "",
-                  "| sampler | agreement " + " | ".join(head) + " | videos kept whole | switches per video | residual RMS |",
-                  "|---|" + "---|" * (len(head) + 3)]
+                  "| sampler | agreement " + " | ".join(head) + " | videos kept whole | switches per video "
+                  "| of them near an event boundary | residual RMS |",
+                  "|---|" + "---|" * (len(head) + 4)]
         for name in ("prior", *samplers):
             r = row[name]
+            near = _pm(r["switches_near_events"], 2) if "switches_near_events" in r else "–"
             lines.append(f"| {LABELS[name]} | " + " | ".join(_pm(r[f"agreement_{lo}"]) for lo in edges[:-1])
-                         + f" | {_pm(r['kept'])} | {_pm(r['switches'], 2)} | {_pm(r['residual_rms'], 2)} |")
+                         + f" | {_pm(r['kept'])} | {_pm(r['switches'], 2)} | {near} | {_pm(r['residual_rms'], 2)} |")
+        share = row["prior"].get("near_event_share")
+        if share is not None:
+            lines += ["", f"*Near an event boundary*: the frame-to-frame steps within {s['chunk_frames'] / 2:g} frames of "
+                      f"the first frame of a new event, {share:.0%} of all steps; switches falling anywhere alike "
+                      f"would put that share of them there."]
         lines.append("")
     return "\n".join(lines)
 
@@ -278,7 +317,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--atom-scales", type=float, nargs="+", default=[1.0, 2.0, 4.0],
                     help="identity atom sizes (per-pixel standard deviation); larger = decided earlier in sampling")
     ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    ap.add_argument("--stride", type=int, default=None,
+                    help=f"frames between consecutive chunks' starts (default {DEFAULT_STRIDE}: half a chunk of 8)")
     args = ap.parse_args(argv)
+    if args.stride is not None and not 1 <= args.stride <= 8:
+        ap.error(f"--stride must be in [1, 8] (chunks of 8 frames), got {args.stride}")
     if args.keys is not None and args.keys < 2:
         ap.error(f"--keys must be at least 2 (standard errors need two videos), got {args.keys}")
     if any(not a > 0 for a in args.atom_scales):
@@ -290,7 +333,8 @@ def main(argv=None) -> dict:
         results = run(s, args.samplers, pbar)
     s["wall_seconds"] = round(time.perf_counter() - t0, 1)
     s["devices"] = f"{jax.default_backend()} x{jax.device_count()}"
-    stem = os.path.join(args.out, "discrete_identity" + ("_quick" if args.quick else ""))
+    stem = os.path.join(args.out, "discrete_identity" + ("_quick" if args.quick else "")
+                        + (f"_stride{s['stride']}" if s["stride"] != DEFAULT_STRIDE else ""))
     payload = dict(settings=s, samplers=list(args.samplers), results=results)
     with open(stem + ".json", "w") as fh:
         json.dump(payload, fh, indent=1)

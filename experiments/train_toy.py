@@ -18,6 +18,9 @@
   machine paths), and at the end — or when ``run.max_minutes`` of training time are spent — the EMA
   weights to ``--export`` (default: the shipped ``syncos_jax/backbones/toy/toy_dit.safetensors``),
   with the config that made them in its metadata.
+* ``--export-only`` trains nothing: it writes the EMA weights of the newest checkpoint of the run in
+  ``--workdir`` (same config) to ``--export``, e.g. to evaluate a run from another shell while it
+  trains.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ DEFAULT_CONFIG = os.path.join(REPO, "experiments", "configs", "toy.yaml")
 RUN_DEFAULTS = {"checkpoint_every": 100, "max_minutes": None}
 # Fields added to the configs after runs were recorded, with the value that means what those runs did:
 # a settings.json without them describes the same run (resuming it is allowed).
-LEGACY_FIELDS = {"model": {"pixel_head": 0, "unet": 0}, "train": {"image_batch_size": 0}}
+LEGACY_FIELDS = {"model": {"pixel_head": 0, "unet": 0},
+                 "train": {"image_batch_size": 0, "mid_noise_fraction": 0.0, "mid_noise_min": 50, "mid_noise_max": 450}}
 
 
 def parse_args(argv=None):
@@ -55,6 +59,9 @@ def parse_args(argv=None):
     ap.add_argument("--config", default=DEFAULT_CONFIG, help="the YAML training config")
     ap.add_argument("--workdir", default=os.path.join("experiments", "results", "toy_run"))
     ap.add_argument("--export", default=DEFAULT_WEIGHTS, help="where the EMA weights are written")
+    ap.add_argument("--export-only", action="store_true",
+                    help="train nothing: write the EMA weights of the newest checkpoint under --workdir to --export "
+                         "(to evaluate a run while it trains, from another shell)")
     return ap.parse_args(argv)
 
 
@@ -105,11 +112,14 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    settings_path = os.path.join(args.workdir, "settings.json")
+    if args.export_only and not os.path.exists(settings_path):
+        print(f"error: --export-only: {settings_path} does not exist (no run in --workdir {args.workdir!r})", file=sys.stderr)
+        return 2
     os.makedirs(args.workdir, exist_ok=True)
     config = os.path.relpath(os.path.abspath(args.config), REPO)
     settings = {"seed": seed, "model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "run": run,
                 "config": config if not config.startswith("..") else os.path.basename(config)}  # no machine paths
-    settings_path = os.path.join(args.workdir, "settings.json")
     if os.path.exists(settings_path):
         with open(settings_path) as f:
             saved = json.load(f)
@@ -127,13 +137,22 @@ def main(argv=None) -> int:
     graphdef, state = init_train_state(model_cfg, train_cfg, seed)
     manager = ocp.CheckpointManager(
         os.path.abspath(os.path.join(args.workdir, "checkpoints")),
-        options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False),
-    )
+        options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False, read_only=args.export_only),
+    )  # read-only for --export-only: the run may be writing to it from another process
     start = manager.latest_step()
     if start is not None:
         state = manager.restore(start, args=ocp.args.StandardRestore(state))
-        print(f"resumed from step {start}", flush=True)
+        if not args.export_only:
+            print(f"resumed from step {start}", flush=True)
+    elif args.export_only:
+        print(f"error: --export-only: no checkpoint under {os.path.join(args.workdir, 'checkpoints')!r} yet", file=sys.stderr)
+        return 2
     start = int(state.step)
+    if args.export_only:
+        save_toy_weights(args.export, model_cfg, state.ema,
+                         {"step": start, "seed": seed, "train": train_cfg.to_dict(), "config": settings["config"]})
+        print(f"EMA weights of step {start} (the newest checkpoint) written to {args.export}", flush=True)
+        return 0
     log_path = os.path.join(args.workdir, "loss.csv")
     run_path = os.path.join(args.workdir, "run.json")
     rows = []

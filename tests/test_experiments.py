@@ -153,6 +153,15 @@ def test_discrete_identity_readout_and_agreement_closed_forms():
     assert summ["residual_rms"] == {"mean": 1.0, "se": 0.0}
     assert summ["kept"]["mean"] == 0.5 and summ["switches"]["mean"] == 0.5
     assert di.bin_edges(12) == [1, 8, 12] and {k for k, v in summ.items() if k.startswith("agreement_") and isinstance(v, dict)} == {"agreement_1", "agreement_8"}
+    # near an event: steps i -> i+1 with |i + 1/2 - (b - 1/2)| < radius; F = 12, events start at 4 and 8, radius 2
+    near = di.near_events(12, [4, 8], 2.0)
+    np.testing.assert_array_equal(np.flatnonzero(near), [2, 3, 4, 6, 7, 8])
+    assert not di.near_events(5, [], 2.0).any()
+    # one video switching at the steps 3 -> 4 (an event) and 9 -> 10 (not near one)
+    ids = np.array([[0] * 4 + [1] * 6 + [2] * 2])
+    summ = di.summarise(ids, None, near)
+    assert summ["switches"]["mean"] == 2 and summ["switches_near_events"]["mean"] == 1
+    assert summ["near_event_share"] == pytest.approx(6 / 11)
 
 
 @pytest.mark.slow  # compiling five samplers' long-video programs takes minutes on 2 cores
@@ -171,6 +180,8 @@ def test_discrete_identity_smoke(tmp_path):
         assert (tmp_path / f"discrete_identity_quick.{ext}").stat().st_size > 0
     with pytest.raises(SystemExit):
         di.main(["--keys", "1"])
+    with pytest.raises(SystemExit):
+        di.main(["--stride", "9"])
 
 
 @pytest.mark.slow  # compiles the toy sampler with its x̂₀ diagnostics (minutes on 2 cores)

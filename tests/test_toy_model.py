@@ -169,6 +169,31 @@ def test_training_times_high_noise_fraction():
         sample_times(jax.random.key(0), 4, 8, T, 0.0, high_noise_fraction=0.5, high_noise_min=1000)
 
 
+def test_training_times_mid_noise_band():
+    T = 1000
+    t = np.asarray(sample_times(jax.random.key(3), 4000, 8, T, 0.0, mid_noise_fraction=1.0, mid_noise_range=(50, 450)))
+    assert t.min() >= 50 and t.max() <= 450 and (t == t[:, :1]).all()
+    assert t.min() < 60 and t.max() > 440  # both ends of the band are drawn
+    # 15 % on [500, T), 40 % on [50, 450], 45 % uniform on [0, T):
+    # P(t >= 500) = 0.15 + 0.45 · 0.5, P(50 <= t <= 450) = 0.40 + 0.45 · 0.401
+    t = np.asarray(sample_times(jax.random.key(4), 20000, 8, T, 0.0, 0.15, 500, 0.4, (50, 450)))[:, 0]
+    assert abs((t >= 500).mean() - 0.375) < 0.012
+    assert abs(((t >= 50) & (t <= 450)).mean() - (0.40 + 0.45 * 0.401)) < 0.012
+    # without a mid band the draws are those of a run recorded before the band existed
+    np.testing.assert_array_equal(sample_times(jax.random.key(5), 64, 8, T, 0.2, 0.3, 500),
+                                  sample_times(jax.random.key(5), 64, 8, T, 0.2, 0.3, 500, 0.0, (50, 450)))
+    with pytest.raises(ValueError, match=r"mid_noise_range must satisfy 0 <= lo <= hi < 1000, got \(50, 1000\)"):
+        sample_times(jax.random.key(0), 4, 8, T, 0.0, mid_noise_fraction=0.5, mid_noise_range=(50, 1000))
+    with pytest.raises(ValueError, match=r"high_noise_fraction \+ mid_noise_fraction must be <= 1, got 0.7 \+ 0.5"):
+        sample_times(jax.random.key(0), 4, 8, T, 0.0, 0.7, 500, 0.5, (50, 450))
+    with pytest.raises(ValueError, match=r"TrainConfig.high_noise_fraction \+ mid_noise_fraction must be <= 1"):
+        TrainConfig(high_noise_fraction=0.7, mid_noise_fraction=0.5)
+    with pytest.raises(ValueError, match=r"TrainConfig.mid_noise_min must be <= mid_noise_max, got 300 > 200"):
+        TrainConfig(mid_noise_min=300, mid_noise_max=200)
+    with pytest.raises(ValueError, match=r"TrainConfig.mid_noise_max must be an integer >= 0, got '2.5'"):
+        TrainConfig(mid_noise_max=2.5)
+
+
 def test_frame_conditioning_starts_as_noop_and_breaks_time_reversal(tmp_path):
     """The frame-by-text adaLN term is zero at initialisation (the model computes what it would
     without it), and once trained it tells frames apart even with one time for the clip and no
@@ -303,9 +328,16 @@ def test_training_script_resumes_bit_for_bit(tmp_path):
     assert train_toy.main(["--config", stop, "--workdir", str(b), "--export", str(b / "w.safetensors")]) == 0
     assert read_toy_config(str(b / "w.safetensors"))[1]["step"] == 1
     assert json.loads((b / "run.json").read_text())["finished"] is False
-    assert train_toy.main(["--config", full, "--workdir", str(b), "--export", str(b / "w.safetensors")]) == 0
+    # --export-only writes the newest checkpoint's EMA (the weights the stopped run exported) and trains nothing
+    assert train_toy.main(["--config", full, "--workdir", str(b), "--export", str(b / "e.safetensors"), "--export-only"]) == 0
     from safetensors.numpy import load_file
 
+    stopped, exported = load_file(str(b / "w.safetensors")), load_file(str(b / "e.safetensors"))
+    assert stopped.keys() == exported.keys() and read_toy_config(str(b / "e.safetensors"))[1]["step"] == 1
+    for k in stopped:
+        np.testing.assert_array_equal(stopped[k], exported[k], err_msg=k)
+    assert (b / "loss.csv").read_text().count("\n") == 2
+    assert train_toy.main(["--config", full, "--workdir", str(b), "--export", str(b / "w.safetensors")]) == 0
     wa, wb = load_file(str(a / "w.safetensors")), load_file(str(b / "w.safetensors"))
     assert wa.keys() == wb.keys()
     for k in wa:
@@ -351,6 +383,24 @@ def test_training_config_errors_name_the_key(tmp_path, capsys):
             train_toy.load_config(str(path))
         assert train_toy.main(["--config", str(path), "--workdir", str(tmp_path / "w")]) == 2
         assert "error:" in capsys.readouterr().err
+
+
+def test_export_only_needs_a_run(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import train_toy
+
+    config = _write_config(tmp_path / "c.yaml")
+    out = tmp_path / "w.safetensors"
+    assert train_toy.main(["--config", config, "--workdir", str(tmp_path / "none"), "--export", str(out), "--export-only"]) == 2
+    assert "settings.json does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists() and not out.exists()  # nothing written
+    # a run whose settings exist but which has not reached its first checkpoint
+    seed, model_cfg, train_cfg, run = train_toy.load_config(config)
+    (tmp_path / "young").mkdir()
+    (tmp_path / "young" / "settings.json").write_text(json.dumps(
+        {"seed": seed, "model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "run": run, "config": "c.yaml"}))
+    assert train_toy.main(["--config", config, "--workdir", str(tmp_path / "young"), "--export", str(out), "--export-only"]) == 2
+    assert "no checkpoint under" in capsys.readouterr().err and not out.exists()
 
 
 def test_the_committed_training_config_loads_and_trains():

@@ -5,7 +5,10 @@ training table of :func:`syncos_jax.schedules.cogvideox_2b` (zero terminal SNR),
 uniformly from ``{0, …, T − 1}``, except that a fraction ``high_noise_fraction`` of the clips draws
 its time from ``{high_noise_min, …, T − 1}``: the noise levels where the layout — where the object
 is in each frame, hence its motion, and its shape — is decided from the caption alone, and where
-the caption's signal in the loss is weakest against the irreducible error. A fraction of the
+the caption's signal in the loss is weakest against the irreducible error; and a fraction
+``mid_noise_fraction`` from ``{mid_noise_min, …, mid_noise_max}``: the middle noise levels (around
+SNR 1, ``t ≈ 200`` on this schedule) where an object's outline and pattern are drawn, which uniform
+times on a zero-terminal-SNR table visit rarely (``α_t ≤ 0.31`` for every ``t ≥ 500``). A fraction of the
 batch (``per_frame_fraction``) gets per-frame
 times — a random ramp across the clip, as a FIFO-Diffusion queue presents — so the per-frame
 adaLN path is trained; a fraction of captions (``uncond_fraction``) is replaced by the empty text
@@ -57,9 +60,13 @@ class TrainConfig:
     high_noise_min: int = 500
     long_fraction: float = 0.3
     image_batch_size: int = 0
+    mid_noise_fraction: float = 0.0
+    mid_noise_min: int = 50
+    mid_noise_max: int = 450
 
     def __post_init__(self):
-        for name in ("uncond_fraction", "per_frame_fraction", "event_probability", "high_noise_fraction", "long_fraction"):
+        for name in ("uncond_fraction", "per_frame_fraction", "event_probability", "high_noise_fraction", "long_fraction",
+                     "mid_noise_fraction"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"TrainConfig.{name} must be a number in [0, 1], got {str(v)[:40]!r}")
@@ -73,6 +80,15 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {str(v)[:40]!r}")
         if not isinstance(self.image_batch_size, int) or isinstance(self.image_batch_size, bool) or self.image_batch_size < 0:
             raise ValueError(f"TrainConfig.image_batch_size must be an integer >= 0, got {str(self.image_batch_size)[:40]!r}")
+        if self.high_noise_fraction + self.mid_noise_fraction > 1.0:
+            raise ValueError(f"TrainConfig.high_noise_fraction + mid_noise_fraction must be <= 1, got "
+                             f"{self.high_noise_fraction} + {self.mid_noise_fraction}")
+        for name in ("high_noise_min", "mid_noise_min", "mid_noise_max"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {str(v)[:40]!r}")
+        if self.mid_noise_min > self.mid_noise_max:
+            raise ValueError(f"TrainConfig.mid_noise_min must be <= mid_noise_max, got {self.mid_noise_min} > {self.mid_noise_max}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(f"TrainConfig.warmup_steps must be an integer >= 0, got {str(self.warmup_steps)[:40]!r}")
 
@@ -123,17 +139,27 @@ def ema_decay(step: Array, decay: float) -> Array:
 
 
 def sample_times(key: Array, batch: int, frames: int, num_train_timesteps: int, per_frame_fraction: float,
-                 high_noise_fraction: float = 0.0, high_noise_min: int = 0) -> Array:
-    """Training times ``[B, f]`` int32: one time per clip — uniform on ``{0, …, T − 1}``, or for
-    ``high_noise_fraction`` of the clips uniform on ``{high_noise_min, …, T − 1}`` — or for
-    ``per_frame_fraction`` of the clips a random increasing ramp across frames (as in a FIFO queue)."""
+                 high_noise_fraction: float = 0.0, high_noise_min: int = 0, mid_noise_fraction: float = 0.0,
+                 mid_noise_range: tuple[int, int] = (0, 0)) -> Array:
+    """Training times ``[B, f]`` int32: one time per clip — for ``high_noise_fraction`` of the clips
+    uniform on ``{high_noise_min, …, T − 1}``, for ``mid_noise_fraction`` of them uniform on
+    ``{lo, …, hi}`` (``mid_noise_range = (lo, hi)``), for the rest uniform on ``{0, …, T − 1}`` — or
+    for ``per_frame_fraction`` of the clips a random increasing ramp across frames (as in a FIFO queue)."""
     k1, k2, k3, k4, k5, k6 = jax.random.split(key, 6)
+    k7 = jax.random.fold_in(key, 7)  # (not in the split: runs without a mid band keep their times)
     T = num_train_timesteps
     if not 0 <= high_noise_min < T:
         raise ValueError(f"high_noise_min must be in [0, {T}), got {high_noise_min}")
+    lo_mid, hi_mid = mid_noise_range
+    if mid_noise_fraction and not 0 <= lo_mid <= hi_mid < T:
+        raise ValueError(f"mid_noise_range must satisfy 0 <= lo <= hi < {T}, got {tuple(mid_noise_range)}")
+    if high_noise_fraction + mid_noise_fraction > 1.0:
+        raise ValueError(f"high_noise_fraction + mid_noise_fraction must be <= 1, got {high_noise_fraction} + {mid_noise_fraction}")
     uniform = jax.random.randint(k1, (batch, 1), 0, T)
     high = jax.random.randint(k5, (batch, 1), high_noise_min, T)
-    scalar = jnp.where(jax.random.uniform(k6, (batch, 1)) < high_noise_fraction, high, uniform)
+    mid = jax.random.randint(k7, (batch, 1), lo_mid, hi_mid + 1)
+    u = jax.random.uniform(k6, (batch, 1))
+    scalar = jnp.where(u < high_noise_fraction, high, jnp.where(u < high_noise_fraction + mid_noise_fraction, mid, uniform))
     lo = jax.random.uniform(k2, (batch, 1), maxval=T)
     span = jax.random.uniform(k3, (batch, 1), maxval=T - lo)
     ramp = lo + span * jnp.linspace(0.0, 1.0, frames)[None]
@@ -143,12 +169,14 @@ def sample_times(key: Array, batch: int, frames: int, num_train_timesteps: int, 
 
 
 def v_loss(model: ToyVideoDiT, schedule: Schedule, clips: Array, tokens: Array, key: Array, per_frame_fraction: float,
-           high_noise_fraction: float = 0.0, high_noise_min: int = 0) -> Array:
+           high_noise_fraction: float = 0.0, high_noise_min: int = 0, mid_noise_fraction: float = 0.0,
+           mid_noise_range: tuple[int, int] = (0, 0)) -> Array:
     """Mean squared error of the predicted velocity; ``clips: [B, f, H, W, C]``, ``tokens: [B, L]``.
     Times as :func:`sample_times` draws them."""
     B, f = clips.shape[:2]
     kt, ke = jax.random.split(key)
-    t = sample_times(kt, B, f, schedule.num_train_timesteps, per_frame_fraction, high_noise_fraction, high_noise_min)
+    t = sample_times(kt, B, f, schedule.num_train_timesteps, per_frame_fraction, high_noise_fraction, high_noise_min,
+                     mid_noise_fraction, mid_noise_range)
     alpha = append_dims(schedule.train_alphas[t], clips.ndim)
     sigma = append_dims(schedule.train_sigmas[t], clips.ndim)
     eps = jax.random.normal(ke, clips.shape, clips.dtype)
@@ -169,11 +197,11 @@ def train_step(graphdef, train_cfg: TrainConfig, state: TrainState, clips: Array
 
     def loss_fn(params):
         model = nnx.merge(graphdef, params)
-        loss = v_loss(model, schedule, clips, tokens, key, train_cfg.per_frame_fraction,
-                      train_cfg.high_noise_fraction, train_cfg.high_noise_min)
+        times = (train_cfg.high_noise_fraction, train_cfg.high_noise_min, train_cfg.mid_noise_fraction,
+                 (train_cfg.mid_noise_min, train_cfg.mid_noise_max))
+        loss = v_loss(model, schedule, clips, tokens, key, train_cfg.per_frame_fraction, *times)
         if images is not None and images.shape[0]:
-            loss = 0.5 * (loss + v_loss(model, schedule, images, image_tokens, jax.random.fold_in(key, 1), 0.0,
-                                        train_cfg.high_noise_fraction, train_cfg.high_noise_min))
+            loss = 0.5 * (loss + v_loss(model, schedule, images, image_tokens, jax.random.fold_in(key, 1), 0.0, *times))
         return loss
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
