@@ -129,6 +129,68 @@ def test_eval_toy_model_smoke_and_rejudging_saved_samples(tmp_path, tiny_weights
         eval_toy_model.main(common + ["--seed", "7", "--json", "", "--from-samples", str(npz)])
 
 
+def test_eval_toy_images_smoke_reads_renders_exactly(tmp_path, tiny_weights, capsys):
+    """The single-frame diagnostic end to end on a tiny model (JSON without machine paths, a picture of
+    one (sample | render) pair per sample); its judge reads a render of each caption exactly."""
+    import numpy as np
+
+    import eval_toy_images
+    from syncos_jax.backbones.toy import world
+
+    out, png = tmp_path / "i.json", tmp_path / "g.png"
+    assert eval_toy_images.main(["--weights", tiny_weights, "--num", "3", "--steps", "2", "--batch", "2",
+                                 "--json", str(out), "--grid", str(png)]) == 0
+    record = json.loads(out.read_text())
+    assert record["weights"] == "tiny.safetensors" and record["num"] == 3
+    assert all(record["renders"][k] == 1.0 for k in ("colour", "shape", "size", "background"))
+    assert sum(record["model"]["shade_histogram"].values()) == 3 == sum(map(sum, record["model"]["shape_confusion"]))
+    import imageio.v3 as iio
+
+    assert iio.imread(png).shape == (3 * 35, 3 * 8 * 68, 3)  # one row of 8 pairs (32 + 1 + 32 + 3 px), 3× scale
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        text = world.random_caption(rng, event_probability=0.0)
+        track = world.track_from_caption(text, 1, rng)
+        j = eval_toy_images.judge_frame(text, world.render(track)[0])
+        assert all(j[k] for k in eval_toy_images.FACTORS)
+        assert (j["shade"], j["pattern"]) == (int(track.shade[0]), int(track.pattern[0]))
+    with pytest.raises(SystemExit):
+        eval_toy_images.main(["--weights", tiny_weights, "--num", "0"])
+
+
+def test_toy_x0_error_is_zero_for_an_oracle_and_one_for_a_do_nothing_model(tiny_weights):
+    """x0_errors against closed forms: a model whose v̂ is the true v has error 0; one whose v̂ makes
+    x̂_0 = x_t / α_t (v̂ = (α_t² − 1) x_t / (α_t σ_t)) has the input's error σ_t² / α_t² exactly."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    import toy_x0_error
+    from syncos_jax.backbones import toy
+    from syncos_jax.backbones.toy import world
+    from syncos_jax.schedules import cogvideox_2b
+
+    texts, clips, _ = world.sample_batch(3, 2, 8, 0.0, 0.0)
+    backbone = toy.load_default(tiny_weights)
+    sch = cogvideox_2b()
+
+    class Lazy:  # x̂_0 = x_t / α_t
+        def __call__(self, x, t, tok):
+            a, s = sch.train_alphas[t][:, None, None, None, None], sch.train_sigmas[t][:, None, None, None, None]
+            return (a**2 - 1) * x / (a * s)
+
+    class Oracle:  # v̂ = v, i.e. x̂_0 = x_0
+        def __call__(self, x, t, tok):
+            a, s = sch.train_alphas[t][:, None, None, None, None], sch.train_sigmas[t][:, None, None, None, None]
+            return (a * x - jnp.asarray(clips)) / s
+
+    backbone.model = Lazy()
+    got = toy_x0_error.x0_errors(backbone, clips, texts, [5, 300])
+    for t, (err, ref) in got.items():
+        assert err == pytest.approx(ref, rel=1e-4) and ref == pytest.approx(float(sch.train_sigmas[t] / sch.train_alphas[t]) ** 2)
+    backbone.model = Oracle()
+    assert all(err < 1e-10 for err, _ in toy_x0_error.x0_errors(backbone, clips, texts, [5, 300]).values())
+
+
 def test_discrete_identity_readout_and_agreement_closed_forms():
     """The readout picks the nearest (prompt mean + atom), whichever prompt; the agreement of a video
     that switches once at frame s is the closed form (F − d − #pairs straddling s) / (F − d)."""

@@ -110,6 +110,13 @@ def test_denoiser_adapter_declares_what_samplers_need():
     x, tok = _inputs()
     apply = jax.jit(defn.apply)  # the split form under jit, as the samplers call it
     np.testing.assert_array_equal(np.asarray(apply(params, x, jnp.array([1, 2]), tok)), np.asarray(_apply(d.module, x, jnp.array([1, 2]), tok)))
+    one = toy_denoiser(d.module, frames=1)  # single-frame chunks (eval_toy_images.py): the same network
+    assert one.frames_per_chunk == 1 and one.frame_shape == d.frame_shape
+    np.testing.assert_array_equal(np.asarray(jax.jit(one.split()[0].apply)(one.split()[1], x[:, :1], jnp.array([1, 2]), tok)),
+                                  np.asarray(_apply(d.module, x[:, :1], jnp.array([1, 2]), tok)))
+    for bad in (0, 9, 2.0, True):
+        with pytest.raises(ValueError, match=r"frames must be an integer in \[1, 8\]"):
+            toy_denoiser(d.module, frames=bad)
 
 
 def test_weights_round_trip_and_strict_loading(tmp_path):

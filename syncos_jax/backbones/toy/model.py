@@ -457,9 +457,15 @@ class ToyVideoDiT(nnx.Module):
         return out + self.head_out(z).reshape(B, f, H, W, C)
 
 
-def toy_denoiser(model: ToyVideoDiT) -> NnxDenoiser:
-    """The model as a Denoiser (``cond`` = token ids ``[B, L]`` in ``[0, vocab_size)``, checked when concrete)."""
+def toy_denoiser(model: ToyVideoDiT, frames: int | None = None) -> NnxDenoiser:
+    """The model as a Denoiser (``cond`` = token ids ``[B, L]`` in ``[0, vocab_size)``, checked when concrete).
+
+    ``frames`` (default: the model's ``cfg.frames``) is the chunk length the denoiser declares; a
+    shorter one, e.g. ``1``, samples single frames as in joint image-video training."""
     c = model.cfg
+    frames = c.frames if frames is None else frames
+    if not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= c.frames:
+        raise ValueError(f"frames must be an integer in [1, {c.frames}] (the model's frames), got {frames!r}")
     check = functools.partial(check_ids, low=0, high=c.vocab_size, what="token ids")
-    return NnxDenoiser(model, prediction_type="v_prediction", frames_per_chunk=c.frames, per_frame_timesteps=True,
+    return NnxDenoiser(model, prediction_type="v_prediction", frames_per_chunk=frames, per_frame_timesteps=True,
                        frame_shape=(c.image_size, c.image_size, c.channels), check_cond=check)
