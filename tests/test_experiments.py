@@ -186,7 +186,11 @@ def test_toy_x0_error_is_zero_for_an_oracle_and_one_for_a_do_nothing_model(tiny_
     backbone.model = Lazy()
     got = toy_x0_error.x0_errors(backbone, clips, texts, [5, 300])
     for t, (err, ref) in got.items():
-        assert err == pytest.approx(ref, rel=1e-4) and ref == pytest.approx(float(sch.train_sigmas[t] / sch.train_alphas[t]) ** 2)
+        import jax
+
+        eps = jax.random.normal(jax.random.fold_in(jax.random.key(0), t), clips.shape)  # the noise x0_errors draws
+        assert ref == pytest.approx(float(sch.train_sigmas[t] / sch.train_alphas[t]) ** 2)
+        assert err == pytest.approx(ref * float(jnp.mean(eps**2)), rel=1e-4)  # (σ/α)² · mean ε², exactly
     backbone.model = Oracle()
     assert all(err < 1e-10 for err, _ in toy_x0_error.x0_errors(backbone, clips, texts, [5, 300]).values())
 
