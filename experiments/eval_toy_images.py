@@ -1,11 +1,12 @@
 """What a toy model draws in one frame: single-frame DDIM samples judged by the probes.
 
     python experiments/eval_toy_images.py --weights FILE [--num 96] [--steps 50] [--guidance G]
-                                           [--seed 1234] [--json OUT.json] [--grid OUT.png]
+                                           [--eta 0] [--seed 1234] [--json OUT.json] [--grid OUT.png]
 
 A diagnostic of appearance alone, apart from motion and time: ``--num`` random captions without
 a background change, one frame each (the model run on a one-frame clip, as in joint image-video
-training), deterministic DDIM, and for each frame the probes' colour, shape, size and background
+training), deterministic DDIM (``--eta 1``: stochastic, ancestral-like DDIM, to tell a sampler's
+failure from a model's), and for each frame the probes' colour, shape, size and background
 against the caption, and the shade and pattern it shows (their histograms must cover their range;
 no caption names them). A picture (``--grid``) puts each sample beside a render of its caption,
 which is what a reader wants to see before any number: rows of ``(sample | render)`` pairs.
@@ -86,6 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--num", type=int, default=96)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--guidance", type=float, default=None)
+    ap.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0: deterministic)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--batch", type=int, default=48, help="frames per compiled call")
     ap.add_argument("--json", default=None)
@@ -94,6 +96,8 @@ def main(argv=None) -> int:
     for name in ("num", "steps", "batch"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not 0.0 <= args.eta <= 1.0:
+        ap.error(f"--eta must lie in [0, 1], got {args.eta}")
 
     backbone = toy.load_default(args.weights)
     guidance = backbone.default_guidance if args.guidance is None else args.guidance
@@ -107,7 +111,8 @@ def main(argv=None) -> int:
         chunk = texts[i : i + args.batch]
         x_T = jax.random.normal(jax.random.fold_in(jax.random.key(args.seed), i), (len(chunk), 1) + backbone.frame_shape)
         tokens = backbone.encode(chunk)
-        out = ddim_batch(defn, params, schedule, x_T, tokens, np.repeat(null, len(chunk), 0), guidance)
+        out = ddim_batch(defn, params, schedule, x_T, tokens, np.repeat(null, len(chunk), 0), guidance, eta=args.eta,
+                         key=jax.random.fold_in(jax.random.key(args.seed + 1), i))
         frames.append(np.clip(np.asarray(out)[:, 0], -1, 1))
         print(f"  sampled {min(i + args.batch, args.num)}/{args.num} frames ({time.time() - t0:.0f} s)", flush=True)
     frames = np.concatenate(frames)
@@ -118,7 +123,7 @@ def main(argv=None) -> int:
     ref = summarise([judge_frame(t, f) for t, f in zip(texts, renders)])
 
     print(f"\n{args.weights} (training step {backbone.info.get('step')}): {args.num} single frames, DDIM {args.steps} steps, "
-          f"guidance {guidance:g}, {seconds:.0f} s")
+          f"guidance {guidance:g}, eta {args.eta:g}, {seconds:.0f} s")
     print(f"{'factor':<18}{'model':>8}{'renders':>9}")
     for k in (*FACTORS, *(f"shape_{n}" for n in world.SHAPES)):
         print(f"{k:<18}{model[k]:>8.1%}{ref[k]:>9.1%}")
@@ -133,7 +138,7 @@ def main(argv=None) -> int:
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         record = {**weights_record(args.weights), "training_step": backbone.info.get("step"), "num": args.num,
-                  "steps": args.steps, "guidance": guidance, "seed": args.seed, "seconds": seconds, "model": model, "renders": ref}
+                  "steps": args.steps, "guidance": guidance, "eta": args.eta, "seed": args.seed, "seconds": seconds, "model": model, "renders": ref}
         with open(args.json, "w") as fh:
             json.dump(record, fh, indent=2)
     return 0

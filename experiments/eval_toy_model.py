@@ -48,22 +48,25 @@ from syncos_jax.prompts import Conditioning
 from syncos_jax.samplers import ddim, sample
 
 
-def ddim_batch(defn, params, schedule, x_T, tokens, null_tokens, guidance_scale):
-    """Deterministic DDIM (:mod:`syncos_jax.samplers.ddim`) over a batch of single-chunk clips, one
-    caption each: one :func:`~syncos_jax.samplers.sample` batched over keys and over conditioning.
-    ``x_T: [B, f, H, W, C]``, ``tokens: [B, L]``, ``null_tokens: [B, L]``; returns ``[B, f, H, W, C]``."""
-    return ddim_batch_result(defn, params, schedule, x_T, tokens, null_tokens, guidance_scale).latents
+def ddim_batch(defn, params, schedule, x_T, tokens, null_tokens, guidance_scale, eta: float = 0.0, key=None):
+    """DDIM (:mod:`syncos_jax.samplers.ddim`; deterministic at ``eta = 0``, the default) over a batch
+    of single-chunk clips, one caption each: one :func:`~syncos_jax.samplers.sample` batched over keys
+    and over conditioning. ``x_T: [B, f, H, W, C]``, ``tokens: [B, L]``, ``null_tokens: [B, L]``;
+    ``key`` draws the fresh noise of ``eta > 0`` (default ``key(0)``). Returns ``[B, f, H, W, C]``."""
+    return ddim_batch_result(defn, params, schedule, x_T, tokens, null_tokens, guidance_scale, eta=eta, key=key).latents
 
 
-def ddim_batch_result(defn, params, schedule, x_T, tokens, null_tokens, guidance_scale, diagnostics=()):
+def ddim_batch_result(defn, params, schedule, x_T, tokens, null_tokens, guidance_scale, diagnostics=(), eta: float = 0.0,
+                      key=None):
     """:func:`ddim_batch`'s whole :class:`~syncos_jax.samplers.SampleResult`, recording the
     sampler's ``diagnostics`` (e.g. ``("x0",)``: every step's ``x̂_0``, ``[B, S, F, H, W, C]``)."""
     B, f = x_T.shape[:2]
     tokens, null_tokens = jnp.asarray(tokens), jnp.asarray(null_tokens)
     one = Conditioning(tokens[:1], null_tokens[:1])
-    sampler = ddim.build(defn, schedule, ChunkLayout(f, f, f), one, guidance_scale=guidance_scale, frame_shape=x_T.shape[2:])
+    sampler = ddim.build(defn, schedule, ChunkLayout(f, f, f), one, guidance_scale=guidance_scale, frame_shape=x_T.shape[2:],
+                         eta=eta)
     per_clip = Conditioning(tokens[:, None], null_tokens[:, None])  # [B, P = 1, L]
-    keys = jax.random.split(jax.random.key(0), B)  # unused: deterministic DDIM starts from x_T
+    keys = jax.random.split(jax.random.key(0) if key is None else key, B)  # used only by eta > 0
     return sample(sampler, params, keys, cond=per_clip, initial_noise=x_T, diagnostics=tuple(diagnostics))
 
 

@@ -1,7 +1,7 @@
 """How well a toy model denoises, noise level by noise level: the error of its one-step ``x̂_0``.
 
     python experiments/toy_x0_error.py --weights A.safetensors [B.safetensors ...] [--num 32]
-                                        [--times 1 19 59 199 499 799] [--json OUT.json]
+                                        [--times 1 19 59 199 499 799] [--swap shape colour ...] [--json OUT.json]
 
 Renders ``--num`` training clips (``world.sample_batch``, a fixed seed), noises them to each
 training time ``t`` (``x_t = α_t x_0 + σ_t ε``, the schedule the models train on) and asks each
@@ -13,6 +13,13 @@ The shapes world is piecewise constant with a small texture, so near ``t = 0`` a
 it should be almost exact; the ratio at small ``t`` shows how much of the world's fine detail a
 network has learnt to draw (a ``3×3`` box filter, which knows nothing, has a ratio near ``1/9`` on
 flat regions). The same clips and noise are used for every model, so the columns compare.
+
+``--swap shape colour ...`` also measures how much each model *uses* each caption word: the same
+noisy clips are denoised again under captions with one factor changed (:func:`swap_factor`: the
+next value of that factor's list, cyclically; ``caption`` is the empty caption, the unconditional
+model), and the table gives the ratio of that error to the error under the right caption, per
+``t``. A model that ignores a word has ratio 1 for it; the world's exact denoiser has a ratio that
+grows with ``t`` wherever the noisy input no longer shows that factor.
 """
 
 from __future__ import annotations
@@ -31,6 +38,25 @@ from syncos_jax.backbones.toy import world
 from syncos_jax.schedules import cogvideox_2b
 
 DEFAULT_TIMES = (1, 5, 19, 59, 119, 199, 299, 499, 799)
+FACTOR_VALUES = {"colour": world.COLOUR_NAMES, "shape": world.SHAPES, "size": world.SIZE_NAMES,
+                 "motion": world.MOTION_NAMES, "background": world.BACKGROUND_NAMES}
+SWAPS = (*FACTOR_VALUES, "caption")
+
+
+def swap_factor(text: str, factor: str) -> str:
+    """``text`` with one caption factor changed to the next value of its list (cyclically; a
+    background is not changed to the background its event turns to), in the world's grammar;
+    ``factor = "caption"`` gives the empty caption. Raises ``ValueError`` naming
+    the factor for one that is not in :data:`SWAPS`."""
+    if factor == "caption":
+        return ""
+    if factor not in FACTOR_VALUES:
+        raise ValueError(f"factor must be one of {SWAPS}, got {factor!r}")
+    f = world.parse_caption(text)
+    values = FACTOR_VALUES[factor]
+    i = values.index(getattr(f, factor))
+    new = next(v for v in values[i + 1 :] + values[:i] if not (factor == "background" and v == f.then))
+    return world.caption(**{**f._asdict(), factor: new})
 
 
 def x0_errors(backbone, clips: np.ndarray, texts, times, seed: int = 0, batch: int = 16) -> dict:
@@ -60,6 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--num", type=int, default=32, help="clips (8 frames each)")
     ap.add_argument("--times", type=int, nargs="+", default=list(DEFAULT_TIMES))
     ap.add_argument("--seed", type=int, default=99, help="the clips' seed (world.sample_batch)")
+    ap.add_argument("--swap", nargs="*", default=[], choices=SWAPS,
+                    help="caption factors to change, one at a time: the ratio of the error to the right caption's")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if args.num < 1:
@@ -68,10 +96,12 @@ def main(argv=None) -> int:
         ap.error(f"--times must lie in [0, 999], got {args.times}")
 
     texts, clips, _ = world.sample_batch(args.seed, args.num, 8, 0.2, 0.3)
-    results = {}
+    results, swapped = {}, {}
     for w in args.weights:
         backbone = toy.load_default(w)
         results[w] = x0_errors(backbone, clips[:, : backbone.chunk_frames], texts, args.times)
+        swapped[w] = {f: x0_errors(backbone, clips[:, : backbone.chunk_frames], [swap_factor(t, f) for t in texts], args.times)
+                      for f in args.swap}
     # Each model is named by its folder (no machine paths in the JSON), or folder/file where two share one.
     names = [os.path.basename(os.path.dirname(os.path.abspath(w))) for w in args.weights]
     if len(set(names)) < len(names):
@@ -82,10 +112,18 @@ def main(argv=None) -> int:
     for t in args.times:
         row = "".join(f"{results[w][t][0]:>12.5f} ({results[w][t][0] / results[w][t][1]:.3f})" for w in args.weights)
         print(f"{t:>5}{float(schedule.train_sigmas[t]):>7.3f}  {row}")
+    for n, w in zip(names, args.weights):
+        if args.swap:
+            print(f"\n{n}: error with one caption factor changed, as a multiple of the error with the right caption")
+            print(f"{'t':>5}" + "".join(f"{f:>12}" for f in args.swap))
+            for t in args.times:
+                print(f"{t:>5}" + "".join(f"{swapped[w][f][t][0] / results[w][t][0]:>12.3f}" for f in args.swap))
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         record = {"num": args.num, "seed": args.seed,
-                  "models": {n: {str(t): {"mse": e, "mse_input": r} for t, (e, r) in results[w].items()}
+                  "models": {n: {str(t): {"mse": e, "mse_input": r,
+                                          **{f"mse_swapped_{f}": swapped[w][f][t][0] for f in args.swap}}
+                                 for t, (e, r) in results[w].items()}
                              for n, w in zip(names, args.weights)}}
         with open(args.json, "w") as fh:
             json.dump(record, fh, indent=2)

@@ -195,6 +195,28 @@ def test_toy_x0_error_is_zero_for_an_oracle_and_one_for_a_do_nothing_model(tiny_
     assert all(err < 1e-10 for err, _ in toy_x0_error.x0_errors(backbone, clips, texts, [5, 300]).values())
 
 
+def test_toy_x0_error_swap_factor_changes_exactly_one_factor():
+    """swap_factor changes the named factor to another value and leaves the rest of the caption as it
+    was (parsed back); a background is never swapped onto its event's background."""
+    import numpy as np
+
+    import toy_x0_error
+    from syncos_jax.backbones.toy import world
+
+    rng = np.random.default_rng(5)
+    texts = [world.random_caption(rng, event_probability=0.5) for _ in range(40)]
+    for text in texts:
+        before = world.parse_caption(text)
+        for factor in toy_x0_error.FACTOR_VALUES:
+            after = world.parse_caption(toy_x0_error.swap_factor(text, factor))
+            assert getattr(after, factor) != getattr(before, factor)
+            assert after._replace(**{factor: getattr(before, factor)}) == before
+            assert after.then is None or after.then != after.background
+        assert toy_x0_error.swap_factor(text, "caption") == ""
+    with pytest.raises(ValueError, match="pattern"):
+        toy_x0_error.swap_factor(texts[0], "pattern")
+
+
 def test_discrete_identity_readout_and_agreement_closed_forms():
     """The readout picks the nearest (prompt mean + atom), whichever prompt; the agreement of a video
     that switches once at frame s is the closed form (F − d − #pairs straddling s) / (F − d)."""
