@@ -138,7 +138,8 @@ def main(argv=None) -> int:
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         record = {**weights_record(args.weights), "training_step": backbone.info.get("step"), "num": args.num,
-                  "steps": args.steps, "guidance": guidance, "eta": args.eta, "seed": args.seed, "seconds": seconds, "model": model, "renders": ref}
+                  "steps": args.steps, "guidance": guidance, "eta": args.eta, "seed": args.seed, "batch": args.batch,
+                  "seconds": seconds, "model": model, "renders": ref}
         with open(args.json, "w") as fh:
             json.dump(record, fh, indent=2)
     return 0

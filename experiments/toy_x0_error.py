@@ -92,8 +92,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.num < 1:
         ap.error(f"--num must be >= 1, got {args.num}")
-    if any(not 0 <= t < 1000 for t in args.times):
-        ap.error(f"--times must lie in [0, 999], got {args.times}")
+    if any(not 0 <= t < 999 for t in args.times):  # α_999 = 0 (zero terminal SNR): no x_t / α_t to compare with
+        ap.error(f"--times must lie in [0, 998], got {args.times}")
 
     texts, clips, _ = world.sample_batch(args.seed, args.num, 8, 0.2, 0.3)
     results, swapped = {}, {}
@@ -106,11 +106,13 @@ def main(argv=None) -> int:
     names = [os.path.basename(os.path.dirname(os.path.abspath(w))) for w in args.weights]
     if len(set(names)) < len(names):
         names = [f"{n}/{os.path.basename(w)}" for n, w in zip(names, args.weights)]
+    if len(set(names)) < len(names):
+        ap.error(f"--weights names the same file twice: {args.weights}")
     print(f"mse of the one-step x̂_0 (ratio to that of x_t/α_t), {args.num} clips")
-    print(f"{'t':>5}{'σ_t':>7}  " + "".join(f"{n[:22]:>24}" for n in names))
+    print(f"{'t':>5}{'σ_t':>7}  " + "".join(f"{n[-20:]:>22}" for n in names))
     schedule = cogvideox_2b()
     for t in args.times:
-        row = "".join(f"{results[w][t][0]:>12.5f} ({results[w][t][0] / results[w][t][1]:.3f})" for w in args.weights)
+        row = "".join(f"{results[w][t][0]:>14.5f} ({results[w][t][0] / results[w][t][1]:.3f})" for w in args.weights)
         print(f"{t:>5}{float(schedule.train_sigmas[t]):>7.3f}  {row}")
     for n, w in zip(names, args.weights):
         if args.swap:

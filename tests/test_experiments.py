@@ -217,6 +217,35 @@ def test_toy_x0_error_swap_factor_changes_exactly_one_factor():
         toy_x0_error.swap_factor(texts[0], "pattern")
 
 
+def test_toy_x0_error_main_writes_every_swap_and_refuses_t_999(tmp_path, tiny_weights, capsys):
+    """The command's json holds, per model and time, the error under the right caption, the input's
+    (σ_t/α_t)² and one error per swapped factor, equal to x0_errors under the swapped captions; a
+    time with α_t = 0 is refused by name."""
+    import toy_x0_error
+    from syncos_jax.backbones import toy
+    from syncos_jax.backbones.toy import world
+    from syncos_jax.schedules import cogvideox_2b
+
+    out = tmp_path / "x0.json"
+    assert toy_x0_error.main(["--weights", tiny_weights, "--num", "2", "--times", "3", "998", "--swap", "shape", "caption",
+                              "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    (name, rows), = record["models"].items()
+    assert set(rows) == {"3", "998"}
+    texts, clips, _ = world.sample_batch(record["seed"], 2, 8, 0.2, 0.3)
+    backbone = toy.load_default(tiny_weights)
+    for f in ("shape", "caption"):
+        want = toy_x0_error.x0_errors(backbone, clips, [toy_x0_error.swap_factor(t, f) for t in texts], [3, 998])
+        for t in (3, 998):
+            assert rows[str(t)][f"mse_swapped_{f}"] == pytest.approx(want[t][0], rel=1e-6)
+    sch = cogvideox_2b()
+    assert rows["998"]["mse_input"] == pytest.approx(float(sch.train_sigmas[998] / sch.train_alphas[998]) ** 2)
+    assert "shape" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        toy_x0_error.main(["--weights", tiny_weights, "--times", "999"])
+    assert "[0, 998]" in capsys.readouterr().err
+
+
 def test_discrete_identity_readout_and_agreement_closed_forms():
     """The readout picks the nearest (prompt mean + atom), whichever prompt; the agreement of a video
     that switches once at frame s is the closed form (F − d − #pairs straddling s) / (F − d)."""

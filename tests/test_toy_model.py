@@ -453,6 +453,16 @@ def test_eval_ddim_batch_is_the_ddim_sampler_batched_over_captions():
                  initial_noise=-x_T, guidance_scale=3.0)
     np.testing.assert_allclose(np.asarray(ours[1]), np.asarray(other.latents), rtol=0, atol=1e-5)
 
+    # stochastic DDIM: clip b is the sampler's eta = 1 run under split(key, B)[b]; eta = 0 ignores the key
+    assert np.array_equal(np.asarray(ddim_batch(defn, params, sched, x_T2, tokens, np.concatenate([cond.uncond, cond.uncond]), 3.0,
+                                                eta=0.0, key=jax.random.key(9))), np.asarray(ours))
+    k = jax.random.key(5)
+    noisy = ddim_batch(defn, params, sched, x_T2, tokens, np.concatenate([cond.uncond, cond.uncond]), 3.0, eta=1.0, key=k)
+    ref1 = draw(ddim.build, den, sched, ChunkLayout(8, 8, 4), cond, key=jax.random.split(k, 2)[0], initial_noise=x_T,
+                guidance_scale=3.0, eta=1.0)
+    np.testing.assert_allclose(np.asarray(noisy[0]), np.asarray(ref1.latents), rtol=0, atol=1e-5)
+    assert float(jnp.max(jnp.abs(noisy[0] - ours[0]))) > 1e-2  # the fresh noise is used
+
 
 def test_eval_judge_and_confusion_on_renders_and_on_a_swapped_clip():
     """On real renders every clip is judged right and the confusion matrices are diagonal; a clip
