@@ -25,6 +25,7 @@ grows with ``t`` wherever the noisy input no longer shows that factor.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -59,12 +60,18 @@ def swap_factor(text: str, factor: str) -> str:
     return world.caption(**{**f._asdict(), factor: new})
 
 
+@functools.lru_cache(maxsize=4)
+def _compiled(model):
+    """``jax.jit`` of ``model(x, t, tokens)``, one per model object, so that measuring a model again
+    (under swapped captions) reuses its compilation instead of tracing a fresh closure."""
+    return jax.jit(lambda x, t, tok: model(x, t, tok))
+
+
 def x0_errors(backbone, clips: np.ndarray, texts, times, seed: int = 0, batch: int = 16) -> dict:
     """``{t: (mse of x̂_0, mse of x_t / α_t)}`` for ``clips: [N, F, H, W, 3]`` in ``[−1, 1]``
     captioned ``texts``, under the noise ``fold_in(key(seed), t)``."""
     schedule = cogvideox_2b()
-    model = backbone.model
-    call = jax.jit(lambda x, t, tok: model(x, t, tok))
+    call = _compiled(backbone.model)
     tokens = np.asarray(backbone.encode(list(texts)))
     x0 = jnp.asarray(clips)
     out = {}
