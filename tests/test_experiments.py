@@ -316,3 +316,54 @@ def test_settling_smoke_names_its_weights(tmp_path, tiny_weights):
     assert rec["agreement"]["background"][-1] == 1.0
     md = (tmp_path / "settling.md").read_text()
     assert "--weights tiny.safetensors" in md and str(tmp_path) not in md
+
+
+def test_identity_pooling_reads_an_oracle_as_exact_and_a_flickering_model_as_flicker(tiny_weights):
+    """identity_pooling.pooling_table, with stand-in models whose x̂_0 is known for the whole clip and
+    for each frame alone: x̂_0 = the clean frame (found by nearest neighbour among the clean frames,
+    exact at t ≤ 300 here) reads the true shade and pattern in every frame (acc = agree = 1) for both;
+    x̂_0 = the frame re-rendered with shade k mod 3 at frame k reads acc = the fraction of frames with
+    k mod 3 = the true shade and agree = 7/28 (the pairs i < j of 0..7 with i ≡ j mod 3)."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    import identity_pooling
+    from syncos_jax.backbones import toy
+    from syncos_jax.backbones.toy import world
+    from syncos_jax.schedules import cogvideox_2b
+
+    assert identity_pooling.pair_agreement(np.array([0, 0, 1, -1])) == pytest.approx(1 / 6)
+    with pytest.raises(ValueError, match="at least 2"):
+        identity_pooling.pair_agreement(np.array([1]))
+    rng = np.random.default_rng(3)
+    pairs = [world.random_track(rng, 8, 0.0) for _ in range(12)]
+    pairs = [p for p in pairs if "still" not in p[0]][:3]  # moving objects: every frame differs (a lookup key)
+    texts, tracks = [p[0] for p in pairs], [p[1] for p in pairs]
+    clips = np.stack([world.render(tr) for tr in tracks]).astype(np.float32)
+    assert len(tracks) == 3 and len({f.tobytes() for f in clips.reshape(-1, 32, 32, 3)}) == 24
+    flicker = np.stack([world.render(tr._replace(shade=np.arange(8) % 3)) for tr in tracks]).astype(np.float32)
+    sch = cogvideox_2b()
+    backbone = toy.load_default(tiny_weights)
+
+    class Lookup:  # x̂_0 = table[the clean frame nearest to x_t / α_t], for clips or single frames
+        def __init__(self, table):
+            self.table = jnp.asarray(table.reshape(-1, 32, 32, 3))
+
+        def __call__(self, x, t, tok):
+            a, s = sch.train_alphas[t][:, None, None, None, None], sch.train_sigmas[t][:, None, None, None, None]
+            flat = (x / a).reshape(-1, 1, 32 * 32 * 3)
+            d = ((flat - jnp.asarray(clips).reshape(1, -1, 32 * 32 * 3)) ** 2).sum(-1)
+            x0 = self.table[jnp.argmin(d, axis=1)].reshape(x.shape)
+            return (a * x - x0) / s
+
+    backbone.model = Lookup(clips)
+    table = identity_pooling.pooling_table(backbone, texts, tracks, clips, [5, 300])
+    for t in (5, 300):
+        for kind in ("clip", "frame"):
+            row = table[t][kind]
+            assert row["found"] == 1.0
+            assert row["shade_acc"] == row["pattern_acc"] == row["shade_agree"] == row["pattern_agree"] == 1.0
+    backbone.model = Lookup(flicker)
+    row = identity_pooling.pooling_table(backbone, texts, tracks, clips, [5])[5]["frame"]
+    assert row["shade_acc"] == pytest.approx(np.mean([np.mean(np.arange(8) % 3 == tr.shade[0]) for tr in tracks]))
+    assert row["shade_agree"] == pytest.approx(7 / 28) and row["pattern_agree"] == 1.0

@@ -739,3 +739,68 @@ def test_unet_starts_at_zero_keeps_frames_apart_outside_the_tokens_and_round_tri
     for bad, match in [(dict(unet=-1), "unet"), (dict(unet=4, patch=2), "patch=4"), (dict(unet=4, pixel_head=4), "alternatives")]:
         with pytest.raises(ValueError, match=match):
             ToyConfig(**bad)
+
+
+def test_joint_attention_block_matches_a_numpy_oracle_and_round_trips(tmp_path):
+    """``joint_attention``: with the block's other sub-layers gated off, ``Block(h)`` is
+    ``h + Attn(LN(h))`` over all ``f·P`` tokens of the clip, queries and keys rotated by their
+    *frame* index — checked against softmax attention written out in numpy (frame-major token
+    order, rotary halves as in :func:`rotate`); weights round-trip; a file without the field loads
+    as factorised attention."""
+    from syncos_jax.backbones.toy.model import Block
+
+    cfg = dataclasses.replace(TINY, joint_attention=True, local_mixing=False)
+    B, f, P, D, H = 2, 3, cfg.tokens_per_frame, cfg.dim, cfg.heads
+    blk = Block(cfg, rngs=nnx.Rngs(3))
+    assert blk.spatial is None and blk.temporal is None and blk.ada.kernel.shape == (D, 7 * D)
+    bias = np.zeros((7, D), np.float32)
+    bias[2] = 1.0  # the joint attention's gate open; shifts, scales, the cross and MLP gates 0
+    blk.ada.bias[...] = jnp.asarray(bias.reshape(-1))
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((B, f, P, D)).astype(np.float32)
+    c = rng.standard_normal((B, f, D)).astype(np.float32)  # ada's kernel is zero: c does not matter
+    text = jnp.asarray(rng.standard_normal((B, 4, D)).astype(np.float32))
+    out = np.asarray(jax.jit(lambda hh: blk(hh, jnp.asarray(c), text, jnp.ones((B, 4), bool)))(jnp.asarray(h)))
+
+    def W(layer):
+        return np.asarray(layer.kernel[...], np.float64), np.asarray(layer.bias[...], np.float64)
+
+    x = h.astype(np.float64).reshape(B, f * P, D)
+    x = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
+    (wq, bq), (wkv, bkv), (wo, bo) = W(blk.joint.q), W(blk.joint.kv), W(blk.joint.out)
+    q, kv = x @ wq + bq, x @ wkv + bkv
+    k, v = kv[..., :D], kv[..., D:]
+    hd = D // H
+    frame = np.repeat(np.arange(f), P)  # token i = (frame i // P, patch i % P)
+    ang = frame[:, None] * 100.0 ** (-np.arange(0, hd, 2) / hd)  # [fP, hd/2]
+
+    def rot(z):  # z: [B, N, H, hd]
+        a, b = z[..., : hd // 2], z[..., hd // 2:]
+        cs, sn = np.cos(ang)[:, None], np.sin(ang)[:, None]
+        return np.concatenate([a * cs - b * sn, a * sn + b * cs], -1)
+
+    q, k, v = (z.reshape(B, f * P, H, hd) for z in (q, k, v))
+    q, k = rot(q), rot(k)
+    s = np.einsum("bnhd,bmhd->bhnm", q, k) / np.sqrt(hd)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    att = np.einsum("bhnm,bmhd->bnhd", p, v).reshape(B, f * P, D) @ wo + bo
+    np.testing.assert_allclose(out, h + att.reshape(B, f, P, D), atol=2e-5, rtol=2e-5)
+
+    model = _randomised(dataclasses.replace(TINY, joint_attention=True))
+    xin, tok = _inputs()
+    t = jnp.array([10, 900])
+    y = _apply(model, xin, t, tok)
+    assert y.shape == xin.shape and float(jnp.abs(y).std()) > 1e-3
+    path = str(tmp_path / "joint.safetensors")
+    save_toy_weights(path, model.cfg, nnx.state(model, nnx.Param), {"step": 1})
+    loaded = load_toy_model(path)
+    assert loaded.cfg.joint_attention
+    np.testing.assert_array_equal(np.asarray(_apply(loaded, xin, t, tok)), np.asarray(y))
+    from safetensors.numpy import load_file, save_file  # a file written before the field existed
+
+    legacy = {k_: v_ for k_, v_ in TINY.to_dict().items() if k_ != "joint_attention"}
+    save_file(load_file(path), str(tmp_path / "legacy.safetensors"), metadata={"config": json.dumps(legacy)})
+    assert read_toy_config(str(tmp_path / "legacy.safetensors"))[0] == TINY
+    with pytest.raises(ValueError, match="joint_attention"):
+        ToyConfig(joint_attention=1)

@@ -34,6 +34,11 @@
   With a ``4×4`` patch and ``dim = 96`` the linear decoder must carry 48 pixel values per token
   through the residual stream; the skip gives every output pixel its own noisy input and its
   neighbours (a U-Net's long skip). Zero-initialised, it starts as exactly the model without it.
+* ``joint_attention``: each block's spatial and temporal attentions are replaced by one attention
+  over all ``f·P`` tokens of the clip (rotary embeddings of each token's frame index when
+  ``temporal_rope``). A token then sees every other frame's object wherever it has moved to, in
+  one hop — where factorised attention reaches it only through the same patch position of the
+  other frames; for 8 frames of 64 tokens it costs about what the two factorised attentions cost.
 * ``unet = w > 0``: a U-Net around the transformer instead of the linear patch embedding and
   decoder. The frames are encoded by a ``3×3`` convolution and a residual block at full resolution
   (``w`` channels), a ``2×2`` space-to-depth step and a residual block at half resolution (``2w``
@@ -91,6 +96,7 @@ class ToyConfig:
     word_frame_conditioning: bool = True
     pixel_head: int = 0
     unet: int = 0
+    joint_attention: bool = False
     vocab_size: int = len(VOCABULARY)
     num_train_timesteps: int = 1000
 
@@ -260,19 +266,27 @@ def _modulate(x: Array, shift: Array, scale: Array) -> Array:
 
 
 class Block(nnx.Module):
-    """Spatial attention → temporal attention → text cross-attention → MLP, per-frame adaLN."""
+    """Spatial attention → temporal attention (or one joint space-time attention) → local mixing →
+    text cross-attention → MLP, per-frame adaLN."""
 
     def __init__(self, cfg: ToyConfig, *, rngs: nnx.Rngs):
         d = cfg.dim
-        self.spatial = Attention(d, cfg.heads, rngs=rngs)
-        self.temporal = Attention(d, cfg.heads, rngs=rngs)
+        self.joint_attention = cfg.joint_attention
+        if cfg.joint_attention:  # one attention over all f·P tokens of the clip
+            self.joint = Attention(d, cfg.heads, rngs=rngs)
+            self.spatial = self.temporal = None
+        else:
+            self.joint = None
+            self.spatial = Attention(d, cfg.heads, rngs=rngs)
+            self.temporal = Attention(d, cfg.heads, rngs=rngs)
         self.cross = Attention(d, cfg.heads, rngs=rngs)
         self.mlp_in = nnx.Linear(d, cfg.mlp_ratio * d, rngs=rngs)
         self.mlp_out = nnx.Linear(cfg.mlp_ratio * d, d, rngs=rngs)
-        self.ada = nnx.Linear(d, 10 * d, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+        self.ada = nnx.Linear(d, (7 if cfg.joint_attention else 10) * d, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
         self.norm = nnx.LayerNorm(d, use_scale=False, use_bias=False, rngs=rngs)
         self.grid = cfg.image_size // cfg.patch
         self.temporal_rope = cfg.temporal_rope
+        self.heads = cfg.heads
         if cfg.local_mixing:
             self.local = DepthwiseConv3x3(d, rngs=rngs)
             self.local_out = nnx.Linear(d, d, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
@@ -282,19 +296,27 @@ class Block(nnx.Module):
     def __call__(self, h: Array, c: Array, text: Array, text_mask: Array) -> Array:
         # h: [B, f, P, D]; c: [B, f, D]; text: [B, L, D]; text_mask: [B, L]
         B, f, P, D = h.shape
-        m = jnp.split(self.ada(nnx.silu(c))[:, :, None], 10, axis=-1)  # each [B, f, 1, D]
-        h = h + m[2] * self.spatial(_modulate(self.norm(h), m[0], m[1]))
-        x = jnp.swapaxes(_modulate(self.norm(h), m[3], m[4]), 1, 2)  # [B, P, f, D]
-        rope = rope_angles(f, D // self.temporal.heads) if self.temporal_rope else None
-        h = h + m[5] * jnp.swapaxes(self.temporal(x, rope=rope), 1, 2)
+        rope = rope_angles(f, D // self.heads) if self.temporal_rope else None  # [f, D/heads/2]
+        if self.joint_attention:
+            m = jnp.split(self.ada(nnx.silu(c))[:, :, None], 7, axis=-1)  # each [B, f, 1, D]
+            x = _modulate(self.norm(h), m[0], m[1]).reshape(B, f * P, D)  # frame-major tokens
+            rope = None if rope is None else jnp.repeat(rope, P, axis=0)  # token (k, p) rotated by frame k
+            h = h + m[2] * self.joint(x, rope=rope).reshape(B, f, P, D)
+            m_cross, m_mlp = m[3], m[4:7]
+        else:
+            m = jnp.split(self.ada(nnx.silu(c))[:, :, None], 10, axis=-1)  # each [B, f, 1, D]
+            h = h + m[2] * self.spatial(_modulate(self.norm(h), m[0], m[1]))
+            x = jnp.swapaxes(_modulate(self.norm(h), m[3], m[4]), 1, 2)  # [B, P, f, D]
+            h = h + m[5] * jnp.swapaxes(self.temporal(x, rope=rope), 1, 2)
+            m_cross, m_mlp = m[6], m[7:10]
         if self.local is not None:  # depthwise conv over each frame's [rows, cols] token grid
             y = self.norm(h).reshape(B, f, self.grid, self.grid, D)
             h = h + self.local_out(nnx.gelu(self.local(y))).reshape(B, f, P, D)
         q = self.norm(h).reshape(B, f * P, D)
         mask = text_mask[:, None, None, :]  # [B, 1(heads), 1(queries), L]
-        h = h + m[6] * self.cross(q, text, mask).reshape(B, f, P, D)
-        y = _modulate(self.norm(h), m[7], m[8])
-        return h + m[9] * self.mlp_out(nnx.gelu(self.mlp_in(y)))
+        h = h + m_cross * self.cross(q, text, mask).reshape(B, f, P, D)
+        y = _modulate(self.norm(h), m_mlp[0], m_mlp[1])
+        return h + m_mlp[2] * self.mlp_out(nnx.gelu(self.mlp_in(y)))
 
 
 class TextEncoder(nnx.Module):

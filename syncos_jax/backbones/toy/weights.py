@@ -82,6 +82,7 @@ def read_toy_config(path: str = DEFAULT_WEIGHTS) -> tuple[ToyConfig, dict]:
     fields.setdefault("word_frame_conditioning", False)
     fields.setdefault("pixel_head", 0)
     fields.setdefault("unet", 0)
+    fields.setdefault("joint_attention", False)
     known = {f.name for f in dataclasses.fields(ToyConfig)}
     unknown = sorted(set(fields) - known)
     if unknown:
