@@ -19,6 +19,12 @@ of :mod:`syncos_jax.metrics` read the shade and pattern of every ``x̂_0`` frame
   whatever it is);
 * ``pool``: ``acc(clip) − acc(frame)``, what the other seven frames add.
 
+As a reference, an ideal reader that is given everything but the identity (the track's layout and
+background) reads the maximum-posterior shade and pattern from the same noisy clip
+(:func:`identity_log_likelihood`, exact), from the whole clip (``bayes clip``) and from each frame
+alone (``bayes frame``): what the noise at ``t`` still leaves readable, and what eight frames add to
+one when a reader uses them all.
+
 Where ``pool`` ≈ 0 at the noise levels at which the identity is being decided, each frame decides
 it alone, and the frames of a sample drift apart from one another (flicker). One-step ``x̂_0`` is a
 blurred posterior mean at high noise, where the probe may find no object (``found``); the readings
@@ -66,6 +72,37 @@ def pair_agreement(values: np.ndarray) -> float:
     return float(np.mean((v[i] == v[j]) & (v[i] >= 0)))
 
 
+def identity_renders(track: world.Track) -> np.ndarray:
+    """The track rendered with every identity: ``[n_shades, n_patterns, F, H, W, 3]`` in ``[−1, 1]``
+    (the layout, colour and background as in ``track``; shade and pattern constant)."""
+    full = lambda v: np.full_like(track.shade, v)  # noqa: E731
+    return np.stack([np.stack([world.render(track._replace(shade=full(s), pattern=full(p)))
+                               for p in range(len(world.PATTERNS))]) for s in range(len(world.SHADES))]).astype(np.float32)
+
+
+def identity_log_likelihood(x_t: np.ndarray, renders: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
+    """``log p(x_t,k | identity)`` up to a constant, per frame: ``[F, n_shades, n_patterns]``, for the
+    noisy frames ``x_t: [F, H, W, 3]`` and ``renders: [n_shades, n_patterns, F, H, W, 3]``
+    (:func:`identity_renders`): ``−‖x_t,k − α·r_k‖² / (2σ²)``. With everything but the identity known
+    (the layout given), this is the exact posterior of the identity under a uniform prior: summed
+    over the frames for the whole clip, or one frame alone."""
+    d = ((np.asarray(x_t, np.float64)[None, None] - alpha * renders.astype(np.float64)) ** 2).sum((3, 4, 5))
+    return np.moveaxis(-d / (2.0 * sigma**2), -1, 0)
+
+
+def bayes_readings(log_lik: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The maximum-posterior shade and pattern of the clip and of each frame alone, from
+    ``log_lik: [F, n_shades, n_patterns]`` (:func:`identity_log_likelihood`), each attribute
+    marginalised over the other: ``(clip_shade, clip_pattern, frame_shade [F], frame_pattern [F])``."""
+    def marg(ll, axis):  # log Σ exp over the other attribute
+        m = ll.max(axis=axis, keepdims=True)
+        return (m + np.log(np.exp(ll - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+    clip = log_lik.sum(0)
+    return (int(np.argmax(marg(clip, 1))), int(np.argmax(marg(clip, 0))),
+            np.argmax(marg(log_lik, 2), axis=1), np.argmax(marg(log_lik, 1), axis=1))
+
+
 def predict_x0(backbone, x_t: np.ndarray, t: int, tokens: np.ndarray, batch: int) -> np.ndarray:
     """``x̂_0 = α_t x_t − σ_t v̂`` for ``x_t: [N, f, H, W, 3]`` (``f`` = 8 or 1) at time ``t``."""
     schedule = cogvideox_2b()
@@ -87,6 +124,7 @@ def pooling_table(backbone, texts, tracks, clips: np.ndarray, times, seed: int =
     schedule = cogvideox_2b()
     N, F = clips.shape[:2]
     tokens = np.asarray(backbone.encode(list(texts)))
+    renders = [identity_renders(tr) for tr in tracks]
     out = {}
     for t in tqdm(times, desc="noise levels", leave=False):
         a, s = float(schedule.train_alphas[t]), float(schedule.train_sigmas[t])
@@ -96,18 +134,31 @@ def pooling_table(backbone, texts, tracks, clips: np.ndarray, times, seed: int =
                 "frame": predict_x0(backbone, x_t.reshape(N * F, 1, *clips.shape[2:]), t, np.repeat(tokens, F, axis=0),
                                     64).reshape(clips.shape)}
         row = {}
+        bayes = {"bayes_clip": {"shade": [], "pattern": []}, "bayes_frame": {"shade": [], "pattern": []}}
+        for i, tr in enumerate(tracks):
+            cs, cp, fs, fp = bayes_readings(identity_log_likelihood(x_t[i], renders[i], a, s))
+            bayes["bayes_clip"]["shade"].append(cs == tr.shade[0])
+            bayes["bayes_clip"]["pattern"].append(cp == tr.pattern[0])
+            bayes["bayes_frame"]["shade"].append(np.mean(fs == tr.shade))
+            bayes["bayes_frame"]["pattern"].append(np.mean(fp == tr.pattern))
+        for kind, acc in bayes.items():
+            row[kind] = {f"{k}_acc": float(np.mean(v)) for k, v in acc.items()}
         for kind, hat in hats.items():
             acc = {"shade": [], "pattern": []}
             agree = {"shade": [], "pattern": []}
+            confusion = {"shade": np.zeros((len(world.SHADES), len(world.SHADES) + 1), int),
+                         "pattern": np.zeros((len(world.PATTERNS), len(world.PATTERNS) + 1), int)}
             found = []
             for i, tr in enumerate(tracks):
                 shade, pattern, ok = identity_readings(hat[i])
                 for name, read, truth in (("shade", shade, tr.shade), ("pattern", pattern, tr.pattern)):
                     acc[name].append(np.mean(read == truth))
                     agree[name].append(pair_agreement(read))
+                    np.add.at(confusion[name], (truth, read), 1)  # read −1 (no object) lands in the last column
                 found.append(np.mean(ok))
             row[kind] = {**{f"{k}_acc": float(np.mean(v)) for k, v in acc.items()},
-                         **{f"{k}_agree": float(np.mean(v)) for k, v in agree.items()}, "found": float(np.mean(found))}
+                         **{f"{k}_agree": float(np.mean(v)) for k, v in agree.items()}, "found": float(np.mean(found)),
+                         **{f"{k}_confusion": v.tolist() for k, v in confusion.items()}}
         out[int(t)] = row
     return out
 
@@ -124,6 +175,11 @@ def _plot(path: str, tables: dict, times) -> None:
         for c, (name, table) in zip(colours, tables.items()):
             ax.plot(times, [table[t]["clip"][f"{attr}_acc"] for t in times], "-o", color=c, ms=3, label=f"{name}: clip")
             ax.plot(times, [table[t]["frame"][f"{attr}_acc"] for t in times], "--", color=c, label=f"{name}: one frame")
+        first = next(iter(tables.values()))
+        ax.plot(times, [first[t]["bayes_clip"][f"{attr}_acc"] for t in times], "-", color="k", lw=1.2,
+                label="ideal reader, layout given: clip")
+        ax.plot(times, [first[t]["bayes_frame"][f"{attr}_acc"] for t in times], "--", color="k", lw=1.2,
+                label="ideal reader, layout given: one frame")
         ax.axhline(CHANCE[attr], color="grey", lw=0.8, ls=":", label="chance")
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("training time t of the one-step x̂_0 (noise grows →)")
@@ -166,12 +222,14 @@ def main(argv=None) -> int:
     for name, table in tables.items():
         print(f"\n{name}: the probes' reading of the one-step x̂_0 ({args.num} clips of 8 frames; chance: shade "
               f"{CHANCE['shade']:.2f}, pattern {CHANCE['pattern']:.2f})")
-        print(f"{'t':>5}{'α_t':>7} | {'found':>5} | {'shade acc clip':>14}{'frame':>7}{'pool':>7}{'agree clip':>11}{'frame':>7} | "
-              f"{'pattern acc clip':>16}{'frame':>7}{'pool':>7}{'agree clip':>11}{'frame':>7}")
+        print(f"{'t':>5}{'α_t':>7} | {'found':>5} | {'shade acc clip':>14}{'frame':>7}{'pool':>7}{'agree clip':>11}{'frame':>7}"
+              f"{'bayes clip':>11}{'frame':>7} | {'pattern acc clip':>16}{'frame':>7}{'pool':>7}{'agree clip':>11}{'frame':>7}"
+              f"{'bayes clip':>11}{'frame':>7}")
         for t in args.times:
             c, f = table[t]["clip"], table[t]["frame"]
             cells = " | ".join(f"{c[a + '_acc']:>{14 if a == 'shade' else 16}.3f}{f[a + '_acc']:>7.3f}"
                                f"{c[a + '_acc'] - f[a + '_acc']:>+7.3f}{c[a + '_agree']:>11.3f}{f[a + '_agree']:>7.3f}"
+                               f"{table[t]['bayes_clip'][a + '_acc']:>11.3f}{table[t]['bayes_frame'][a + '_acc']:>7.3f}"
                                for a in ATTRIBUTES)
             print(f"{t:>5}{float(schedule.train_alphas[t]):>7.3f} | {c['found']:>5.2f} | {cells}")
     if args.json:

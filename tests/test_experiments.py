@@ -367,3 +367,38 @@ def test_identity_pooling_reads_an_oracle_as_exact_and_a_flickering_model_as_fli
     row = identity_pooling.pooling_table(backbone, texts, tracks, clips, [5])[5]["frame"]
     assert row["shade_acc"] == pytest.approx(np.mean([np.mean(np.arange(8) % 3 == tr.shade[0]) for tr in tracks]))
     assert row["shade_agree"] == pytest.approx(7 / 28) and row["pattern_agree"] == 1.0
+    want = np.zeros((3, 4), int)  # frame k of every clip is read as shade k mod 3
+    for tr in tracks:
+        np.add.at(want, (tr.shade, np.arange(8) % 3), 1)
+    assert row["shade_confusion"] == want.tolist()
+    assert table[5]["bayes_clip"] == {"shade_acc": 1.0, "pattern_acc": 1.0}  # σ_5 is tiny: the posterior is exact
+
+
+def test_identity_pooling_bayes_reader_is_the_exact_posterior():
+    """identity_log_likelihood is −‖x − α r‖² / (2σ²) per frame and identity (checked by hand on one
+    entry); on x = α·r exactly the reader returns the truth; on the midpoint of two identities'
+    renders the two are equally likely; summing frames (the clip) reads right where each frame is
+    ambiguous about a different pair."""
+    import numpy as np
+
+    import identity_pooling
+    from syncos_jax.backbones.toy import world
+
+    _, tr = world.random_track(np.random.default_rng(11), 8, 0.0)
+    R = identity_pooling.identity_renders(tr)  # [3, 4, 8, 32, 32, 3]
+    assert R.shape == (3, 4, 8, 32, 32, 3)
+    assert np.array_equal(R[tr.shade[0], tr.pattern[0]], world.render(tr).astype(np.float32))
+    alpha, sigma = 0.5, 0.8
+    x = alpha * R[2, 1]
+    ll = identity_pooling.identity_log_likelihood(x, R, alpha, sigma)
+    assert ll.shape == (8, 3, 4)
+    assert ll[3, 0, 2] == pytest.approx(-((x[3] - alpha * R[0, 2, 3].astype(np.float64)) ** 2).sum() / (2 * sigma**2))
+    cs, cp, fs, fp = identity_pooling.bayes_readings(ll)
+    assert (cs, cp) == (2, 1) and set(fs) == {2} and set(fp) == {1}
+    mid = alpha * 0.5 * (R[0, 3] + R[1, 3])  # halfway between dark and mid, spotted
+    ll = identity_pooling.identity_log_likelihood(mid, R, alpha, sigma)
+    np.testing.assert_allclose(ll[:, 0, 3], ll[:, 1, 3], rtol=1e-6)  # the midpoint is formed in float32
+    # frames 0-3 cannot tell dark from mid (halfway), frames 4-7 cannot tell mid from bright: together, mid
+    both = np.concatenate([mid[:4], alpha * 0.5 * (R[1, 3, 4:] + R[2, 3, 4:])])
+    cs, cp, _, _ = identity_pooling.bayes_readings(identity_pooling.identity_log_likelihood(both, R, alpha, sigma))
+    assert (cs, cp) == (1, 3)
