@@ -49,7 +49,7 @@ from syncos_jax.backbones.toy import world
 from syncos_jax.schedules import cogvideox_2b
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from toy_x0_error import _compiled  # noqa: E402  (one compilation per model object)
+from toy_x0_error import _compiled, model_names  # noqa: E402  (one compilation per model object)
 
 DEFAULT_TIMES = (99, 199, 299, 399, 499, 599, 699, 799, 899)
 ATTRIBUTES = ("shade", "pattern")
@@ -204,11 +204,10 @@ def main(argv=None) -> int:
         ap.error(f"--num must be >= 1, got {args.num}")
     if any(not 0 <= t < 999 for t in args.times):
         ap.error(f"--times must lie in [0, 998] (α_999 = 0), got {args.times}")
-    names = [os.path.basename(os.path.dirname(os.path.abspath(w))) for w in args.weights]
-    if len(set(names)) < len(names):
-        names = [f"{n}/{os.path.basename(w)}" for n, w in zip(names, args.weights)]
-    if len(set(names)) < len(names):
-        ap.error(f"--weights names the same file twice: {args.weights}")
+    try:
+        names = model_names(args.weights)
+    except ValueError as e:
+        ap.error(str(e))
 
     rng = np.random.default_rng(args.seed)
     pairs = [world.random_track(rng, 8, 0.0) for _ in range(args.num)]

@@ -60,6 +60,17 @@ def swap_factor(text: str, factor: str) -> str:
     return world.caption(**{**f._asdict(), factor: new})
 
 
+def model_names(weights) -> list[str]:
+    """A short name per weights file for tables and JSON (no machine paths): its folder, or
+    ``folder/file`` where two files share a folder. Raises ``ValueError`` if a file is named twice."""
+    names = [os.path.basename(os.path.dirname(os.path.abspath(w))) for w in weights]
+    if len(set(names)) < len(names):
+        names = [f"{n}/{os.path.basename(w)}" for n, w in zip(names, weights)]
+    if len(set(names)) < len(names):
+        raise ValueError(f"--weights names the same file twice: {list(weights)}")
+    return names
+
+
 @functools.lru_cache(maxsize=4)
 def _compiled(model):
     """``jax.jit`` of ``model(x, t, tokens)``, one per model object, so that measuring a model again
@@ -109,12 +120,10 @@ def main(argv=None) -> int:
         results[w] = x0_errors(backbone, clips[:, : backbone.chunk_frames], texts, args.times)
         swapped[w] = {f: x0_errors(backbone, clips[:, : backbone.chunk_frames], [swap_factor(t, f) for t in texts], args.times)
                       for f in args.swap}
-    # Each model is named by its folder (no machine paths in the JSON), or folder/file where two share one.
-    names = [os.path.basename(os.path.dirname(os.path.abspath(w))) for w in args.weights]
-    if len(set(names)) < len(names):
-        names = [f"{n}/{os.path.basename(w)}" for n, w in zip(names, args.weights)]
-    if len(set(names)) < len(names):
-        ap.error(f"--weights names the same file twice: {args.weights}")
+    try:
+        names = model_names(args.weights)
+    except ValueError as e:
+        ap.error(str(e))
     print(f"mse of the one-step x̂_0 (ratio to that of x_t/α_t), {args.num} clips")
     print(f"{'t':>5}{'σ_t':>7}  " + "".join(f"{n[-20:]:>22}" for n in names))
     schedule = cogvideox_2b()

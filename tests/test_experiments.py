@@ -402,3 +402,23 @@ def test_identity_pooling_bayes_reader_is_the_exact_posterior():
     both = np.concatenate([mid[:4], alpha * 0.5 * (R[1, 3, 4:] + R[2, 3, 4:])])
     cs, cp, _, _ = identity_pooling.bayes_readings(identity_pooling.identity_log_likelihood(both, R, alpha, sigma))
     assert (cs, cp) == (1, 3)
+
+
+def test_identity_pooling_main_writes_its_table_and_picture(tmp_path, tiny_weights, capsys):
+    """The command on a tiny model: a JSON row per time with the model's clip and frame readings and
+    the ideal reader's, a PNG, the table on stdout; a time with α_t = 0 is refused."""
+    import identity_pooling
+
+    out, png = tmp_path / "pool.json", tmp_path / "pool.png"
+    assert identity_pooling.main(["--weights", tiny_weights, "--num", "2", "--times", "5", "700", "--json", str(out),
+                                  "--png", str(png)]) == 0
+    record = json.loads(out.read_text())
+    (name, rows), = record["models"].items()
+    assert set(rows) == {"5", "700"} and record["num"] == 2
+    for row in rows.values():
+        assert set(row) == {"clip", "frame", "bayes_clip", "bayes_frame"}
+        assert all(0.0 <= row[k]["shade_acc"] <= 1.0 for k in row)
+    assert rows["5"]["bayes_clip"] == {"shade_acc": 1.0, "pattern_acc": 1.0}
+    assert png.stat().st_size > 1000 and "bayes clip" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        identity_pooling.main(["--weights", tiny_weights, "--times", "999"])
