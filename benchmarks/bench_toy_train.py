@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         b = batches[i % len(batches)]
         t0 = time.perf_counter()
         state, loss = train_step(graphdef, train_cfg, state, b.clips, b.tokens, jax.random.fold_in(key, i), b.images,
-                                 b.image_tokens)
+                                 b.image_tokens, b.clip_weights, b.image_weights)
         loss.block_until_ready()
         times.append(time.perf_counter() - t0)
     per = float(np.median(times[1:]))

@@ -29,11 +29,15 @@ samples are shared with Table 1 (same variants, same cache). Writes ``identity_d
 
     python experiments/identity_drift.py             # 14 long scenarios × 3 seeds, 50 steps
     python experiments/identity_drift.py --quick     # the quick setup (2 short scenarios, 2 seeds)
+
+``--sample-only gen_l_video syncos`` samples only those samplers (in that order) and writes the
+table from the cache, so a long run can be spent where it matters first and the rest added later.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 
@@ -69,10 +73,16 @@ def main(argv=None) -> dict:
     p.add_argument("--agreement-reference", default=None, metavar="JSON",
                    help="an eval_toy_model.py record of the same weights: its within-clip and across-clip "
                         "agreement are drawn as reference lines")
+    p.add_argument("--sample-only", nargs="+", default=None, metavar="SAMPLER", choices=[v.name for v in VARIANTS],
+                   help="sample only these samplers now, in this order (of: %(choices)s); the table is then written "
+                        "from the cache, every sampler with the videos it has")
     args = p.parse_args(argv)
     if not args.quick and args.names is None and args.scenarios is None:
         args.names = long_scenarios()
     st = C.setup(args)
+    if args.sample_only:  # sample these now; then table every sampler from the cache (whatever it holds)
+        C.collect(st, [v for name in args.sample_only for v in VARIANTS if v.name == name], "identity_drift")
+        st = dataclasses.replace(st, cached_only=True)
     payload = C.compare(st, "identity_drift", "The unprompted identity over long videos", VARIANTS, C.GEN_L_VIDEO,
                         metric_names=METRICS,
                         notes="Shade and pattern are never prompted: a sampler keeps them only if it carries them "

@@ -18,6 +18,10 @@
   machine paths), and at the end — or when ``run.max_minutes`` of training time are spent — the EMA
   weights to ``--export`` (default: the shipped ``syncos_jax/backbones/toy/toy_dit.safetensors``),
   with the config that made them in its metadata.
+* ``--init WEIGHTS`` starts from a toy weights file (params and EMA both set to its weights, a
+  fresh optimiser) instead of a random network: a fine-tune, e.g. to screen a change to the loss
+  cheaply before a from-scratch run. The file's name and SHA-256 are recorded in
+  ``settings.json``; its config must equal the ``model`` section.
 * ``--export-only`` trains nothing: it writes the EMA weights of the newest checkpoint of the run in
   ``--workdir`` (same config) to ``--export``, e.g. to evaluate a run from another shell while it
   trains.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -34,15 +39,17 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import yaml
+from flax import nnx
 from tqdm import tqdm
 
 from syncos_jax.backbones.toy.model import ToyConfig
 from syncos_jax.backbones.toy.tokenizer import Tokenizer
-from syncos_jax.backbones.toy.train import TrainConfig, init_train_state, make_batch, train_step
-from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS, save_toy_weights
+from syncos_jax.backbones.toy.train import TrainConfig, TrainState, init_train_state, make_batch, make_optimizer, train_step
+from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS, load_toy_model, read_toy_config, save_toy_weights
 from syncos_jax.video import line_plot_png
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,7 +58,8 @@ RUN_DEFAULTS = {"checkpoint_every": 100, "max_minutes": None}
 # Fields added to the configs after runs were recorded, with the value that means what those runs did:
 # a settings.json without them describes the same run (resuming it is allowed).
 LEGACY_FIELDS = {"model": {"pixel_head": 0, "unet": 0},
-                 "train": {"image_batch_size": 0, "mid_noise_fraction": 0.0, "mid_noise_min": 50, "mid_noise_max": 450}}
+                 "train": {"image_batch_size": 0, "mid_noise_fraction": 0.0, "mid_noise_min": 50, "mid_noise_max": 450,
+                           "object_weight": 0.0}}
 
 
 def parse_args(argv=None):
@@ -59,6 +67,8 @@ def parse_args(argv=None):
     ap.add_argument("--config", default=DEFAULT_CONFIG, help="the YAML training config")
     ap.add_argument("--workdir", default=os.path.join("experiments", "results", "toy_run"))
     ap.add_argument("--export", default=DEFAULT_WEIGHTS, help="where the EMA weights are written")
+    ap.add_argument("--init", default=None, metavar="WEIGHTS",
+                    help="start from these toy weights (a fine-tune) instead of a random network")
     ap.add_argument("--export-only", action="store_true",
                     help="train nothing: write the EMA weights of the newest checkpoint under --workdir to --export "
                          "(to evaluate a run while it trains, from another shell)")
@@ -105,6 +115,32 @@ def load_config(path: str) -> tuple[int, ToyConfig, TrainConfig, dict]:
     return seed, model_cfg, train_cfg, run
 
 
+def repo_relative(path: str) -> str:
+    """``path`` relative to the repository, or its base name when outside it (no machine paths)."""
+    rel = os.path.relpath(os.path.abspath(path), REPO)
+    return os.path.basename(rel) if rel.startswith("..") else rel
+
+
+def init_from_weights(path: str, model_cfg: ToyConfig, train_cfg: TrainConfig) -> tuple[TrainState, dict]:
+    """A :class:`TrainState` at step 0 whose params and EMA are the weights in ``path`` (a fresh
+    optimiser), and the record of where they came from (``weights``, ``sha256_16``).
+
+    Raises:
+      ValueError: if the file's config differs from ``model_cfg`` (naming the fields), or the file
+        is not a toy weights file.
+    """
+    file_cfg, _ = read_toy_config(path)
+    if file_cfg != model_cfg:
+        diff = {k: (v, getattr(model_cfg, k)) for k, v in file_cfg.to_dict().items() if v != getattr(model_cfg, k)}
+        raise ValueError(f"--init {path}: its model config differs from the config's 'model' in "
+                         + ", ".join(f"{k} (file {a!r}, config {b!r})" for k, (a, b) in sorted(diff.items())))
+    _, params = nnx.split(load_toy_model(path))
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    state = TrainState(params, jax.tree.map(jnp.copy, params), make_optimizer(train_cfg).init(params), jnp.zeros((), jnp.int32))
+    return state, {"weights": repo_relative(path), "sha256_16": digest}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -117,9 +153,15 @@ def main(argv=None) -> int:
         print(f"error: --export-only: {settings_path} does not exist (no run in --workdir {args.workdir!r})", file=sys.stderr)
         return 2
     os.makedirs(args.workdir, exist_ok=True)
-    config = os.path.relpath(os.path.abspath(args.config), REPO)
     settings = {"seed": seed, "model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "run": run,
-                "config": config if not config.startswith("..") else os.path.basename(config)}  # no machine paths
+                "config": repo_relative(args.config)}  # no machine paths
+    graphdef, state = init_train_state(model_cfg, train_cfg, seed)
+    if args.init:
+        try:
+            state, settings["init"] = init_from_weights(args.init, model_cfg, train_cfg)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if os.path.exists(settings_path):
         with open(settings_path) as f:
             saved = json.load(f)
@@ -127,14 +169,14 @@ def main(argv=None) -> int:
         for section, fields in LEGACY_FIELDS.items():
             if isinstance(saved.get(section), dict):
                 saved[section] = {**fields, **saved[section]}
-        if any(saved.get(k) != settings[k] for k in ("seed", "model", "train")):
+        # (--export-only needs no --init: the run's own record says where it started)
+        if any(saved.get(k) != settings.get(k) for k in ("seed", "model", "train") + (() if args.export_only else ("init",))):
             print(f"error: {settings_path} holds a run of different settings; use another --workdir", file=sys.stderr)
             return 2
     else:
         with open(settings_path, "w") as f:
             json.dump(settings, f, indent=2)
 
-    graphdef, state = init_train_state(model_cfg, train_cfg, seed)
     manager = ocp.CheckpointManager(
         os.path.abspath(os.path.join(args.workdir, "checkpoints")),
         options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False, read_only=args.export_only),
@@ -150,7 +192,8 @@ def main(argv=None) -> int:
     start = int(state.step)
     if args.export_only:
         save_toy_weights(args.export, model_cfg, state.ema,
-                         {"step": start, "seed": seed, "train": train_cfg.to_dict(), "config": settings["config"]})
+                         {"step": start, "seed": seed, "train": train_cfg.to_dict(), "config": settings["config"],
+                          **({"init": saved["init"]} if "init" in saved else {})})
         print(f"EMA weights of step {start} (the newest checkpoint) written to {args.export}", flush=True)
         return 0
     log_path = os.path.join(args.workdir, "loss.csv")
@@ -190,7 +233,7 @@ def main(argv=None) -> int:
     for step in bar:
         batch = make_batch(seed * 1_000_003 + step, train_cfg, model_cfg, tokenizer)
         state, loss = train_step(graphdef, train_cfg, state, batch.clips, batch.tokens, jax.random.fold_in(base_key, step),
-                                 batch.images, batch.image_tokens)
+                                 batch.images, batch.image_tokens, batch.clip_weights, batch.image_weights)
         loss = float(loss)
         smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
         rows.append((step, loss, spent + time.time() - t0))
@@ -207,7 +250,8 @@ def main(argv=None) -> int:
     bar.close()
     write_log(done)
     save_toy_weights(args.export, model_cfg, state.ema,
-                     {"step": done, "seed": seed, "train": train_cfg.to_dict(), "config": settings["config"]})
+                     {"step": done, "seed": seed, "train": train_cfg.to_dict(), "config": settings["config"],
+                      **({"init": settings["init"]} if "init" in settings else {})})
     print(f"EMA weights of step {done} written to {args.export}", flush=True)
     return 0
 

@@ -422,3 +422,18 @@ def test_identity_pooling_main_writes_its_table_and_picture(tmp_path, tiny_weigh
     assert png.stat().st_size > 1000 and "bayes clip" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         identity_pooling.main(["--weights", tiny_weights, "--times", "999"])
+
+
+def test_identity_drift_sample_only_samples_those_samplers_and_tables_the_cache(tmp_path, tiny_weights):
+    import identity_drift
+
+    argv = ["--quick", "--names", "motion-2ev-32f", "--seeds", "0", "--steps", "2", "--weights", tiny_weights,
+            "--results", str(tmp_path), "--sample-only", "syncos"]
+    payload = identity_drift.main(argv)
+    assert sorted(os.listdir(tmp_path / "runs")) == ["syncos.jsonl"]  # nothing else was sampled
+    assert payload["setup"]["cached_only"] and payload["setup"]["seeds"] == [0]
+    assert payload["summary"]["syncos"]["videos"]["n"] == 1 and payload["summary"]["gen_l_video"]["videos"]["n"] == 0
+    saved = json.load(open(tmp_path / "identity_drift.json"))  # strict JSON with a sampler that has no videos
+    assert saved["summary"]["fifo"]["videos"]["n"] == 0
+    with pytest.raises(SystemExit):
+        identity_drift.main(argv[:-1] + ["dpm"])  # not a sampler of this table

@@ -286,6 +286,46 @@ def test_train_step_reduces_the_loss_on_a_fixed_batch():
     assert max(jax.tree.leaves(diff)) > 0
 
 
+def test_weighted_mean_and_object_loss_weights():
+    """``weighted_mean`` against numpy; ``make_batch``'s weights are 1 + object_weight exactly on the
+    objects' pixels of its clips and images, and absent at object_weight 0 (the plain mean)."""
+    from syncos_jax.backbones.toy import world
+    from syncos_jax.backbones.toy.train import object_loss_weights, v_loss, weighted_mean
+    from syncos_jax.schedules import cogvideox_2b
+
+    rng = np.random.default_rng(0)
+    values, w = rng.uniform(size=(2, 3, 4, 4, 3)), rng.uniform(size=(2, 3, 4, 4, 1))
+    expected = (values * w).sum() / (np.broadcast_to(w, values.shape).sum())
+    np.testing.assert_allclose(float(weighted_mean(jnp.asarray(values), jnp.asarray(w))), expected, rtol=1e-6)
+    np.testing.assert_allclose(float(weighted_mean(jnp.asarray(values), None)), values.mean(), rtol=1e-6)
+
+    tc = TrainConfig(batch_size=3, image_batch_size=2, long_fraction=0.5, object_weight=4.0)
+    batch = make_batch(11, tc, TINY, Tokenizer(16))
+    assert batch.clip_weights.shape == (3, 8, 32, 32, 1) and batch.image_weights.shape == (2, 1, 32, 32, 1)
+    _, _, tracks = world.sample_batch(11, 3, 8, tc.event_probability, tc.long_fraction)
+    _, _, img_tracks = world.sample_batch(11 * 7919 + 13, 2, 1, 0.0, 0.0)
+    np.testing.assert_array_equal(batch.clip_weights[..., 0], np.where(np.stack([world.object_masks(t) for t in tracks]), 5.0, 1.0))
+    np.testing.assert_array_equal(batch.image_weights[..., 0], np.where(np.stack([world.object_masks(t) for t in img_tracks]), 5.0, 1.0))
+    plain = make_batch(11, dataclasses.replace(tc, object_weight=0.0), TINY, Tokenizer(16))
+    assert plain.clip_weights is None and plain.image_weights is None
+    np.testing.assert_array_equal(plain.clips, batch.clips)  # the data do not depend on the weights
+    np.testing.assert_array_equal(object_loss_weights(tracks, 0.0, 32), np.ones((3, 8, 32, 32, 1), np.float32))
+
+    # v_loss: weights of ones are the plain mean; weights 1 + k·m split into the two means by linearity
+    model = lambda x, t, tokens: 0.5 * x  # noqa: E731 (any function of x_t will do)
+    args = (model, cogvideox_2b(), jnp.asarray(batch.clips), jnp.asarray(batch.tokens), jax.random.key(3), 0.2)
+    m = jnp.asarray(batch.clip_weights > 1.0, jnp.float32)
+    plain_loss = float(v_loss(*args))
+    np.testing.assert_allclose(float(v_loss(*args, weights=jnp.ones_like(m))), plain_loss, rtol=1e-6)
+    n_all, n_obj = m.size, float(m.sum())
+    obj_loss = float(v_loss(*args, weights=m))
+    np.testing.assert_allclose(float(v_loss(*args, weights=jnp.asarray(batch.clip_weights))),
+                               (plain_loss * n_all + 4.0 * obj_loss * n_obj) / (n_all + 4.0 * n_obj), rtol=1e-5)
+    assert abs(obj_loss - plain_loss) > 1e-3  # the object's pixels are not the average pixel
+    with pytest.raises(ValueError, match="object_weight must be a number >= 0, got '-1.0'"):
+        TrainConfig(object_weight=-1.0)
+
+
 def _write_config(path, **run):
     import yaml
 
@@ -373,6 +413,58 @@ def test_training_script_resumes_bit_for_bit(tmp_path):
     other = tmp_path / "other.yaml"
     other.write_text((tmp_path / "full.yaml").read_text().replace("learning_rate: 0.001", "learning_rate: 0.5"))
     assert train_toy.main(["--config", str(other), "--workdir", str(b), "--export", str(b / "w.safetensors")]) == 2
+
+
+def test_init_from_weights_sets_params_and_ema_and_refuses_another_model(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import train_toy
+    from safetensors.numpy import load_file
+
+    model_cfg = ToyConfig(dim=32, depth=1, heads=2)
+    path = tmp_path / "w.safetensors"
+    save_toy_weights(str(path), model_cfg, nnx.split(_randomised(model_cfg, seed=4))[1])
+    state, record = train_toy.init_from_weights(str(path), model_cfg, TrainConfig())
+    assert int(state.step) == 0 and record["weights"] == "w.safetensors" and len(record["sha256_16"]) == 16
+    tensors = load_file(str(path))
+    for tree in (state.params, state.ema):
+        flat = {".".join(str(p) for p in k): np.asarray(v) for k, v in nnx.to_flat_state(tree)}
+        assert flat.keys() == tensors.keys()
+        for k in tensors:
+            np.testing.assert_array_equal(flat[k], tensors[k], err_msg=k)
+    with pytest.raises(ValueError, match="differs from the config's 'model' in dim \\(file 32, config 48\\)"):
+        train_toy.init_from_weights(str(path), dataclasses.replace(model_cfg, dim=48), TrainConfig())
+    assert train_toy.repo_relative(os.path.join(ROOT, "experiments", "x.yaml")) == os.path.join("experiments", "x.yaml")
+
+
+@pytest.mark.slow  # compiles training steps; ~1 min on 2 cores
+def test_training_script_fine_tunes_from_init_with_object_weights(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import train_toy
+    import yaml
+
+    config = _write_config(tmp_path / "c.yaml")
+    raw = yaml.safe_load(open(config))
+    raw["train"]["object_weight"] = 3.0
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    model_cfg = ToyConfig(dim=32, depth=1, heads=2)
+    first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
+    save_toy_weights(str(first), model_cfg, nnx.split(_randomised(model_cfg, seed=4))[1])
+    save_toy_weights(str(second), model_cfg, nnx.split(_randomised(model_cfg, seed=5))[1])
+    run, out = tmp_path / "run", tmp_path / "run" / "w.safetensors"
+    assert train_toy.main(["--config", config, "--workdir", str(run), "--export", str(out), "--init", str(first)]) == 0
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["init"]["weights"] == "first.safetensors" and settings["train"]["object_weight"] == 3.0
+    assert read_toy_config(str(out))[1]["init"] == settings["init"]
+    losses = [float(line.split(",")[1]) for line in (run / "loss.csv").read_text().splitlines()[1:]]
+    assert len(losses) == 4 and np.isfinite(losses).all()
+    # the same run from the random network, and a rerun from other weights, are other runs: refused
+    assert train_toy.main(["--config", config, "--workdir", str(run), "--export", str(out)]) == 2
+    assert train_toy.main(["--config", config, "--workdir", str(run), "--export", str(out), "--init", str(second)]) == 2
+    assert "holds a run of different settings" in capsys.readouterr().err
+    # --export-only needs no --init (the run's record says where it started) and keeps it in the metadata
+    assert train_toy.main(["--config", config, "--workdir", str(run), "--export", str(tmp_path / "e.safetensors"),
+                           "--export-only"]) == 0
+    assert read_toy_config(str(tmp_path / "e.safetensors"))[1]["init"] == settings["init"]
 
 
 def test_training_config_errors_name_the_key(tmp_path, capsys):

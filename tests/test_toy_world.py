@@ -181,6 +181,22 @@ def test_probes_are_exact_on_renders(seed):
         assert np.abs(r.centre - tr.centre).max() <= 1.0
 
 
+def test_object_masks_are_the_pixels_painted_in_the_objects_colour_or_ink():
+    """Oracle: the pixels of a render that hold the object's colour at its shade, or the ink
+    (no background reaches either: the palettes are far apart)."""
+    rng = np.random.default_rng(7)
+    tracks = [world.random_track(rng, 8, event_probability=0.5)[1] for _ in range(20)]
+    tracks += [world.random_long_window(rng, 8)[1] for _ in range(10)]
+    for tr in tracks:
+        masks, frames = world.object_masks(tr), (world.render(tr) + 1.0) / 2.0
+        assert masks.shape == (8, 32, 32) and masks.dtype == bool
+        for k in range(8):
+            colour = world.object_colour(world.COLOUR_NAMES[tr.colour[k]], world.SHADE_NAMES[tr.shade[k]])
+            painted = (np.abs(frames[k] - colour).max(-1) < 1e-6) | (np.abs(frames[k] - world.INK).max(-1) < 1e-6)
+            np.testing.assert_array_equal(masks[k], painted)
+            assert masks[k].sum() >= 40  # the smallest shape (a small triangle) covers ~60 px
+
+
 @pytest.mark.parametrize("shape", world.SHAPES)
 def test_shape_probe_reads_ragged_objects_by_their_form(shape):
     """A generated object is rarely pixel-perfect: with a spur of two pixels on one side (which

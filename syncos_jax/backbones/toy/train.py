@@ -39,12 +39,20 @@ from syncos_jax.schedules import Schedule, append_dims, cogvideox_2b
 
 Array = jax.Array
 
-__all__ = ["Batch", "TrainConfig", "TrainState", "ema_decay", "init_train_state", "make_batch", "make_optimizer", "train_step", "v_loss"]
+__all__ = ["Batch", "TrainConfig", "TrainState", "ema_decay", "init_train_state", "make_batch", "make_optimizer",
+           "object_loss_weights", "train_step", "v_loss", "weighted_mean"]
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (static)."""
+    """Optimisation settings (static).
+
+    The times a clip trains at: ``high_noise_fraction`` of the clips from ``{high_noise_min, …, 999}``,
+    ``mid_noise_fraction`` from ``{mid_noise_min, …, mid_noise_max}``, the rest uniform
+    (:func:`sample_times`). ``image_batch_size`` single frames join each step's clips.
+    ``object_weight`` (≥ 0) weighs the object's pixels ``1 + object_weight`` times the others in the
+    loss (:func:`object_loss_weights`; 0, the default, is the plain mean).
+    """
 
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -63,6 +71,7 @@ class TrainConfig:
     mid_noise_fraction: float = 0.0
     mid_noise_min: int = 50
     mid_noise_max: int = 450
+    object_weight: float = 0.0
 
     def __post_init__(self):
         for name in ("uncond_fraction", "per_frame_fraction", "event_probability", "high_noise_fraction", "long_fraction",
@@ -74,7 +83,7 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive integer, got {str(v)[:40]!r}")
-        for name in ("learning_rate", "weight_decay", "grad_clip", "ema_decay"):
+        for name in ("learning_rate", "weight_decay", "grad_clip", "ema_decay", "object_weight"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
                 raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {str(v)[:40]!r}")
@@ -99,12 +108,16 @@ class TrainConfig:
 class Batch(NamedTuple):
     """A training batch: clips ``[B, f, H, W, 3]`` in ``[−1, 1]`` and token ids ``[B, L]``; and
     single frames of other clips, ``images [Bi, 1, H, W, 3]`` with ``image_tokens [Bi, L]``
-    (``Bi = image_batch_size``, possibly 0)."""
+    (``Bi = image_batch_size``, possibly 0). With ``TrainConfig.object_weight > 0``, the per-pixel
+    loss weights ``clip_weights [B, f, H, W, 1]`` and ``image_weights [Bi, 1, H, W, 1]``
+    (:func:`object_loss_weights`); ``None`` otherwise (the plain mean)."""
 
     clips: np.ndarray
     tokens: np.ndarray
     images: np.ndarray
     image_tokens: np.ndarray
+    clip_weights: np.ndarray | None = None
+    image_weights: np.ndarray | None = None
 
 
 class TrainState(NamedTuple):
@@ -168,11 +181,21 @@ def sample_times(key: Array, batch: int, frames: int, num_train_timesteps: int, 
     return jnp.clip(t, 0, T - 1).astype(jnp.int32)
 
 
+def weighted_mean(values: Array, weights: Array | None) -> Array:
+    """``Σ w·v / Σ w`` with ``weights`` broadcast against ``values`` (``[B, f, H, W, 1]`` against
+    ``[B, f, H, W, C]``); the plain mean when ``weights`` is ``None``."""
+    if weights is None:
+        return jnp.mean(values)
+    w = jnp.broadcast_to(weights, values.shape).astype(values.dtype)
+    return jnp.sum(w * values) / jnp.sum(w)
+
+
 def v_loss(model: ToyVideoDiT, schedule: Schedule, clips: Array, tokens: Array, key: Array, per_frame_fraction: float,
            high_noise_fraction: float = 0.0, high_noise_min: int = 0, mid_noise_fraction: float = 0.0,
-           mid_noise_range: tuple[int, int] = (0, 0)) -> Array:
+           mid_noise_range: tuple[int, int] = (0, 0), weights: Array | None = None) -> Array:
     """Mean squared error of the predicted velocity; ``clips: [B, f, H, W, C]``, ``tokens: [B, L]``.
-    Times as :func:`sample_times` draws them."""
+    Times as :func:`sample_times` draws them. ``weights`` (``[B, f, H, W, 1]``, optional) weigh the
+    pixels' squared errors (:func:`weighted_mean`)."""
     B, f = clips.shape[:2]
     kt, ke = jax.random.split(key)
     t = sample_times(kt, B, f, schedule.num_train_timesteps, per_frame_fraction, high_noise_fraction, high_noise_min,
@@ -182,26 +205,29 @@ def v_loss(model: ToyVideoDiT, schedule: Schedule, clips: Array, tokens: Array, 
     eps = jax.random.normal(ke, clips.shape, clips.dtype)
     x_t = alpha * clips + sigma * eps
     v = alpha * eps - sigma * clips
-    return jnp.mean((model(x_t, t, tokens) - v) ** 2)
+    return weighted_mean((model(x_t, t, tokens) - v) ** 2, weights)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "train_cfg"), donate_argnames=("state",))
 def train_step(graphdef, train_cfg: TrainConfig, state: TrainState, clips: Array, tokens: Array, key: Array,
-               images: Array | None = None, image_tokens: Array | None = None):
+               images: Array | None = None, image_tokens: Array | None = None, clip_weights: Array | None = None,
+               image_weights: Array | None = None):
     """One AdamW step and EMA update. Returns ``(new_state, loss)``.
 
     With ``images`` (``[Bi, 1, H, W, C]``, single frames, and their ``image_tokens``) the loss is the
     mean of the clips' loss and the images' (joint image-video training: an image costs an eighth
-    of a clip and shows an independent object, so appearance is learnt from more of them)."""
+    of a clip and shows an independent object, so appearance is learnt from more of them).
+    ``clip_weights`` / ``image_weights`` are the per-pixel loss weights of :class:`Batch`."""
     schedule = cogvideox_2b()
 
     def loss_fn(params):
         model = nnx.merge(graphdef, params)
         times = (train_cfg.high_noise_fraction, train_cfg.high_noise_min, train_cfg.mid_noise_fraction,
                  (train_cfg.mid_noise_min, train_cfg.mid_noise_max))
-        loss = v_loss(model, schedule, clips, tokens, key, train_cfg.per_frame_fraction, *times)
+        loss = v_loss(model, schedule, clips, tokens, key, train_cfg.per_frame_fraction, *times, weights=clip_weights)
         if images is not None and images.shape[0]:
-            loss = 0.5 * (loss + v_loss(model, schedule, images, image_tokens, jax.random.fold_in(key, 1), 0.0, *times))
+            loss = 0.5 * (loss + v_loss(model, schedule, images, image_tokens, jax.random.fold_in(key, 1), 0.0, *times,
+                                        weights=image_weights))
         return loss
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
@@ -212,9 +238,19 @@ def train_step(graphdef, train_cfg: TrainConfig, state: TrainState, clips: Array
     return TrainState(params, ema, opt_state, state.step + 1), loss
 
 
+def object_loss_weights(tracks, object_weight: float, size: int) -> np.ndarray:
+    """Per-pixel loss weights ``[B, F, size, size, 1]`` float32: ``1 + object_weight`` on the
+    object's pixels (:func:`world.object_masks`), 1 elsewhere. The object — and in it the
+    unprompted shade and pattern — covers 8–20 % of a frame, so the plain mean gives it little of
+    the gradient; this gives it more."""
+    masks = np.stack([world.object_masks(t, size) for t in tracks])
+    return (1.0 + object_weight * masks[..., None]).astype(np.float32)
+
+
 def make_batch(seed: int, train_cfg: TrainConfig, model_cfg: ToyConfig, tokenizer: Tokenizer) -> Batch:
-    """A deterministic batch for ``seed``: rendered clips and tokens, some captions dropped."""
-    texts, clips, _ = world.sample_batch(seed, train_cfg.batch_size, model_cfg.frames, train_cfg.event_probability,
+    """A deterministic batch for ``seed``: rendered clips and tokens, some captions dropped; with
+    ``train_cfg.object_weight > 0`` also the per-pixel loss weights (:func:`object_loss_weights`)."""
+    texts, clips, tracks = world.sample_batch(seed, train_cfg.batch_size, model_cfg.frames, train_cfg.event_probability,
                                          train_cfg.long_fraction)
     rng = np.random.default_rng((seed, 1))
     drop = rng.uniform(size=len(texts)) < train_cfg.uncond_fraction
@@ -223,7 +259,12 @@ def make_batch(seed: int, train_cfg: TrainConfig, model_cfg: ToyConfig, tokenize
     n = train_cfg.image_batch_size
     images, image_tokens = np.zeros((0, 1) + clips.shape[2:], clips.dtype), np.zeros((0, tokens.shape[1]), tokens.dtype)
     if n:  # one frame each of n fresh clips without a background change (a single frame cannot show one)
-        img_texts, images, _ = world.sample_batch(seed * 7919 + 13, n, 1, 0.0, 0.0)
+        img_texts, images, img_tracks = world.sample_batch(seed * 7919 + 13, n, 1, 0.0, 0.0)
         img_drop = np.random.default_rng((seed, 2)).uniform(size=n) < train_cfg.uncond_fraction
         image_tokens = tokenizer(["" if d else t for t, d in zip(img_texts, img_drop)])
-    return Batch(clips, tokens, images, image_tokens)
+    if not train_cfg.object_weight:
+        return Batch(clips, tokens, images, image_tokens)
+    size = clips.shape[2]
+    image_weights = object_loss_weights(img_tracks, train_cfg.object_weight, size) if n else None
+    return Batch(clips, tokens, images, image_tokens, object_loss_weights(tracks, train_cfg.object_weight, size),
+                 image_weights)

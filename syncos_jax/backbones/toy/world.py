@@ -62,6 +62,7 @@ __all__ = [
     "caption",
     "long_track",
     "object_colour",
+    "object_masks",
     "pattern_mask",
     "random_long_window",
     "parse_caption",
@@ -270,6 +271,13 @@ def render(track: Track, size: int = IMAGE_SIZE) -> np.ndarray:
         img[mask & pattern_mask(PATTERNS[track.pattern[i]], track.centre[i], hw, size)] = INK
         frames[i] = img
     return (2.0 * frames - 1.0).astype(np.float32)
+
+
+def object_masks(track: Track, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The object's pixels in every frame of a track: ``[F, size, size]`` bool — the pixels
+    :func:`render` paints in the object's colour or its pattern's ink (the shape's mask)."""
+    return np.stack([shape_mask(SHAPES[track.shape[i]], track.centre[i], SIZES[SIZE_NAMES[track.size[i]]], size)
+                     for i in range(track.num_frames)])
 
 
 # ---------------------------------------------------------------------------------------------
