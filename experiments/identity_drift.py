@@ -77,11 +77,13 @@ def main(argv=None) -> dict:
                    help="sample only these samplers now, in this order (of: %(choices)s); the table is then written "
                         "from the cache, every sampler with the videos it has")
     args = p.parse_args(argv)
+    if args.sample_only and args.cached_only:
+        p.error("--sample-only samples; --cached-only forbids sampling: give one of them")
     if not args.quick and args.names is None and args.scenarios is None:
         args.names = long_scenarios()
     st = C.setup(args)
     if args.sample_only:  # sample these now; then table every sampler from the cache (whatever it holds)
-        C.collect(st, [v for name in args.sample_only for v in VARIANTS if v.name == name], "identity_drift")
+        C.collect(st, [v for name in dict.fromkeys(args.sample_only) for v in VARIANTS if v.name == name], "identity_drift")
         st = dataclasses.replace(st, cached_only=True)
     payload = C.compare(st, "identity_drift", "The unprompted identity over long videos", VARIANTS, C.GEN_L_VIDEO,
                         metric_names=METRICS,

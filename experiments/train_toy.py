@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     settings = {"seed": seed, "model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "run": run,
                 "config": repo_relative(args.config)}  # no machine paths
     graphdef, state = init_train_state(model_cfg, train_cfg, seed)
-    if args.init:
+    if args.init and not args.export_only:  # (--export-only reads the run's own record instead)
         try:
             state, settings["init"] = init_from_weights(args.init, model_cfg, train_cfg)
         except (OSError, ValueError) as e:
@@ -169,8 +169,11 @@ def main(argv=None) -> int:
         for section, fields in LEGACY_FIELDS.items():
             if isinstance(saved.get(section), dict):
                 saved[section] = {**fields, **saved[section]}
-        # (--export-only needs no --init: the run's own record says where it started)
-        if any(saved.get(k) != settings.get(k) for k in ("seed", "model", "train") + (() if args.export_only else ("init",))):
+        # the init counts by its content (the same file moved or renamed is the same run); --export-only
+        # needs no --init: the run's own record says where it started
+        digest = lambda record: (record.get("init") or {}).get("sha256_16")  # noqa: E731
+        init_differs = not args.export_only and digest(saved) != digest(settings)
+        if init_differs or any(saved.get(k) != settings.get(k) for k in ("seed", "model", "train")):
             print(f"error: {settings_path} holds a run of different settings; use another --workdir", file=sys.stderr)
             return 2
     else:

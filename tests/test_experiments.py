@@ -437,3 +437,5 @@ def test_identity_drift_sample_only_samples_those_samplers_and_tables_the_cache(
     assert saved["summary"]["fifo"]["videos"]["n"] == 0
     with pytest.raises(SystemExit):
         identity_drift.main(argv[:-1] + ["dpm"])  # not a sampler of this table
+    with pytest.raises(SystemExit):
+        identity_drift.main(argv + ["--cached-only"])  # sampling and not sampling

@@ -457,10 +457,38 @@ def test_training_script_fine_tunes_from_init_with_object_weights(tmp_path, caps
     assert read_toy_config(str(out))[1]["init"] == settings["init"]
     losses = [float(line.split(",")[1]) for line in (run / "loss.csv").read_text().splitlines()[1:]]
     assert len(losses) == 4 and np.isfinite(losses).all()
-    # the same run from the random network, and a rerun from other weights, are other runs: refused
+    # the same run from the random network, and a rerun from other weights, are other runs: refused;
+    # the same weights under another name are the same run (it resumes, at its end: nothing to do)
     assert train_toy.main(["--config", config, "--workdir", str(run), "--export", str(out)]) == 2
     assert train_toy.main(["--config", config, "--workdir", str(run), "--export", str(out), "--init", str(second)]) == 2
     assert "holds a run of different settings" in capsys.readouterr().err
+    renamed = tmp_path / "renamed.safetensors"
+    renamed.write_bytes(first.read_bytes())
+    assert train_toy.main(["--config", config, "--workdir", str(run), "--export", str(out), "--init", str(renamed)]) == 0
+    assert "resumed from step 4" in capsys.readouterr().out
+    # training starts at the init: stopped after its first step (lr 0 at step 0 of the warm-up), the
+    # exported EMA is the init's weights, not a random network's
+    from safetensors.numpy import load_file
+
+    stop = tmp_path / "stop.yaml"
+    stop.write_text(yaml.safe_dump({**raw, "run": {"checkpoint_every": 2, "max_minutes": 0}}))
+    one = tmp_path / "one"
+    assert train_toy.main(["--config", str(stop), "--workdir", str(one), "--export", str(one / "w.safetensors"),
+                           "--init", str(first)]) == 0
+    assert read_toy_config(str(one / "w.safetensors"))[1]["step"] == 1
+    start, exported = load_file(str(first)), load_file(str(one / "w.safetensors"))
+    for k in start:
+        np.testing.assert_allclose(exported[k], start[k], rtol=1e-6, atol=1e-7, err_msg=k)
+    # train_step uses the weights: all-ones weights are the plain loss, object weights another
+    tc = TrainConfig(batch_size=2, object_weight=3.0)
+    batch = make_batch(0, tc, model_cfg, Tokenizer(model_cfg.text_length))
+    key = jax.random.key(0)
+    losses = {}
+    for name, cw in (("plain", None), ("ones", np.ones_like(batch.clip_weights)), ("object", batch.clip_weights)):
+        graphdef, state = init_train_state(model_cfg, tc, seed=0)
+        losses[name] = float(train_step(graphdef, tc, state, batch.clips, batch.tokens, key, clip_weights=cw)[1])
+    np.testing.assert_allclose(losses["ones"], losses["plain"], rtol=1e-5)
+    assert abs(losses["object"] - losses["plain"]) > 1e-3 * losses["plain"]
     # --export-only needs no --init (the run's record says where it started) and keeps it in the metadata
     assert train_toy.main(["--config", config, "--workdir", str(run), "--export", str(tmp_path / "e.safetensors"),
                            "--export-only"]) == 0

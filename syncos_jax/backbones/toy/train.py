@@ -51,7 +51,8 @@ class TrainConfig:
     ``mid_noise_fraction`` from ``{mid_noise_min, …, mid_noise_max}``, the rest uniform
     (:func:`sample_times`). ``image_batch_size`` single frames join each step's clips.
     ``object_weight`` (≥ 0) weighs the object's pixels ``1 + object_weight`` times the others in the
-    loss (:func:`object_loss_weights`; 0, the default, is the plain mean).
+    loss (:func:`object_loss_weights`; 0, the default, is the plain mean); the loss a run logs is
+    then the weighted one.
     """
 
     batch_size: int = 32
@@ -241,7 +242,7 @@ def train_step(graphdef, train_cfg: TrainConfig, state: TrainState, clips: Array
 def object_loss_weights(tracks, object_weight: float, size: int) -> np.ndarray:
     """Per-pixel loss weights ``[B, F, size, size, 1]`` float32: ``1 + object_weight`` on the
     object's pixels (:func:`world.object_masks`), 1 elsewhere. The object — and in it the
-    unprompted shade and pattern — covers 8–20 % of a frame, so the plain mean gives it little of
+    unprompted shade and pattern — covers about 4–28 % of a frame, so the plain mean gives it little of
     the gradient; this gives it more."""
     masks = np.stack([world.object_masks(t, size) for t in tracks])
     return (1.0 + object_weight * masks[..., None]).astype(np.float32)
