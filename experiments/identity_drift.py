@@ -24,8 +24,10 @@ chunks of 8 at stride 4), three seeds, 50 steps. Per video, from
   the 64- and 96-frame ones: compare it with care);
 * for context: subject consistency, all five prompted factors right, ghost frames.
 
-Mean ± s.e., and the paired differences against Gen-L-Video on the same scenario and seed. The
-samples are shared with Table 1 (same variants, same cache). Writes ``identity_drift.{json,md,png}``::
+Mean ± s.e., and the paired differences against Gen-L-Video on the same scenario and seed, pooled
+over the seeds and seed by seed (``paired_by_seed``: over the scenarios of each seed, so the spread
+between seeds can be read beside the pooled error bars). The samples are shared with Table 1 (same
+variants, same cache). Writes ``identity_drift.{json,md,png}``::
 
     python experiments/identity_drift.py             # 14 long scenarios × 3 seeds, 50 steps
     python experiments/identity_drift.py --quick     # the quick setup (2 short scenarios, 2 seeds)
@@ -62,6 +64,24 @@ METRICS = (
 )
 
 
+SEED_METRICS = (
+    ("identity_unprompted", "unprompted identity"),
+    (f"identity_agreement_{DRIFT_NEAR}", f"agreement, d in [{DRIFT_NEAR}, {DRIFT_FAR})"),
+    ("identity_drift", "drift"),
+    ("identity_shade", "shade identity"),
+    ("identity_pattern", "pattern identity"),
+)
+
+
+def paired_by_seed(records: dict, reference: str, metric_names=tuple(m for m, _ in SEED_METRICS)) -> dict:
+    """``{variant: {seed (str): {metric: {"mean", "se", "n"}}}}``: the paired differences
+    ``variant − reference`` on the same scenario (:func:`common.paired`), seed by seed.
+    ``records``: ``{variant name: run records}`` (:func:`common.collect`); the reference is left out."""
+    return {name: {str(seed): C.paired([r for r in recs if r["seed"] == seed], records[reference], metric_names)
+                   for seed in sorted({r["seed"] for r in recs})}
+            for name, recs in records.items() if name != reference}
+
+
 def long_scenarios(min_frames: int = MIN_FRAMES) -> list[str]:
     """The suite's scenarios of at least ``min_frames`` frames, in the suite's round-robin order."""
     return [n for n in C.scenario_names(False) if int(n.rsplit("-", 1)[1].rstrip("f")) >= min_frames]
@@ -91,6 +111,15 @@ def main(argv=None) -> dict:
                               "from chunk to chunk. The paper's claim: fusion alone lets them drift, SynCoS keeps "
                               "them. Frames that flicker within a chunk lower the agreement at every distance; "
                               "drift lowers it only between far frames.")
+    records = C.collect(dataclasses.replace(st, cached_only=True), VARIANTS, "identity_drift (tabling)")
+    payload["paired_by_seed"] = by_seed = paired_by_seed(records, C.GEN_L_VIDEO.name)
+    rows = [(f"{payload['variants'][name]['label']}, seed {seed}", stats)
+            for name, seeds in by_seed.items() for seed, stats in seeds.items()]
+    with open(os.path.join(st.results, "identity_drift.md")) as fh:
+        markdown = fh.read()
+    markdown += ("\nPaired differences against Gen-L-Video seed by seed (mean ± s.e. over the scenarios of "
+                 "that seed):\n\n" + C.markdown_table(rows, SEED_METRICS, signed=True) + "\n")
+    C.write_outputs(st.results, "identity_drift", payload, markdown)
     reference = None
     if args.agreement_reference:
         with open(args.agreement_reference) as fh:

@@ -54,6 +54,9 @@ def test_run_all_smoke(tmp_path, tiny_weights):
     assert t1["setup"]["weights"] == "tiny.safetensors"  # no machine paths in results
     drift = json.load(open(tmp_path / "identity_drift.json"))["summary"]["syncos"]
     assert drift["identity_agreement_1"]["n"] == 1 and drift["identity_drift"]["n"] == 0  # 32 frames: no pair 32 apart
+    by_seed = json.load(open(tmp_path / "identity_drift.json"))["paired_by_seed"]
+    assert set(by_seed) == {"fifo", "csd_only", "syncos"} and by_seed["syncos"]["0"]["identity_unprompted"]["n"] == 1
+    assert "seed by seed" in (tmp_path / "identity_drift.md").read_text()
     t4 = json.load(open(tmp_path / "table4_cost.json"))
     assert {r["method"]: r["nfe_ratio"] for r in t4["rows"]}["Gen-L-Video"] == 1.0
     # Every run is cached once; a second call samples nothing and reproduces the table.
@@ -439,3 +442,18 @@ def test_identity_drift_sample_only_samples_those_samplers_and_tables_the_cache(
         identity_drift.main(argv[:-1] + ["dpm"])  # not a sampler of this table
     with pytest.raises(SystemExit):
         identity_drift.main(argv + ["--cached-only"])  # sampling and not sampling
+
+
+def test_identity_drift_pairs_seed_by_seed():
+    import identity_drift
+
+    def rec(scenario, seed, value):
+        return {"scenario": scenario, "seed": seed, "metrics": {"identity_unprompted": value}}
+
+    records = {"gen_l_video": [rec("a", 0, 0.5), rec("b", 0, 0.6), rec("a", 1, 0.4), rec("b", 1, 0.9)],
+               "syncos": [rec("a", 0, 0.7), rec("b", 0, 0.6), rec("a", 1, 0.1), rec("c", 1, 0.3)]}
+    out = identity_drift.paired_by_seed(records, "gen_l_video", ("identity_unprompted",))
+    assert set(out) == {"syncos"} and set(out["syncos"]) == {"0", "1"}
+    s0, s1 = out["syncos"]["0"]["identity_unprompted"], out["syncos"]["1"]["identity_unprompted"]
+    assert s0["n"] == 2 and abs(s0["mean"] - 0.1) < 1e-12 and abs(s0["se"] - 0.1) < 1e-12  # diffs +0.2, 0.0
+    assert s1["n"] == 1 and abs(s1["mean"] + 0.3) < 1e-12  # scenario c has no reference: left out
