@@ -23,7 +23,7 @@ import json
 import math
 import os
 import time
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -238,14 +238,11 @@ REPORT_VERSION = 2
 def weights_fingerprint(path: str | None = None) -> str:
     """The first 16 hex digits of the SHA-256 of a toy weights file (the shipped one for ``None``):
     what ties a cached record to the weights that made it, so new weights never reuse old records."""
-    from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS
+    from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS, weights_sha256_16
 
     path = os.path.abspath(path or DEFAULT_WEIGHTS)
     if path not in _FINGERPRINTS:
-        import hashlib
-
-        with open(path, "rb") as fh:
-            _FINGERPRINTS[path] = hashlib.sha256(fh.read()).hexdigest()[:16]
+        _FINGERPRINTS[path] = weights_sha256_16(path)
     return _FINGERPRINTS[path]
 
 
@@ -508,9 +505,14 @@ def collect(st: Setup, variants: Sequence[Variant], desc: str, **kw) -> dict:
 
 
 def compare(st: Setup, name: str, title: str, variants: Sequence[Variant], reference: Variant,
-            metric_names: Sequence[tuple[str, str]] = METRICS, notes: str = "") -> dict:
+            metric_names: Sequence[tuple[str, str]] = METRICS, notes: str = "",
+            section: Optional[Callable[[dict], tuple[dict, str]]] = None) -> dict:
     """Samples every variant, then writes ``<name>.json`` / ``.md`` / ``.png``: mean ± s.e. per variant
-    and the paired differences against ``reference`` on the same (scenario, seed). Returns the payload."""
+    and the paired differences against ``reference`` on the same (scenario, seed). Returns the payload.
+
+    ``section``, if given, is called with the records (``{variant name: [record]}``) and returns
+    ``(fields, markdown)``: the fields join the payload and the markdown is appended to the ``.md``
+    (a script's own analysis of the same records, written in the same pass)."""
     recs = collect(st, variants, name)
     names = tuple(dict.fromkeys([m for m, _ in METRICS] + [m for m, _ in metric_names]))  # the tables' and the plot's
     summ = {v.name: summarise(recs[v.name], names) for v in variants}
@@ -526,6 +528,10 @@ def compare(st: Setup, name: str, title: str, variants: Sequence[Variant], refer
     payload = {"title": title, "setup": st.describe(), "reference": reference.name,
                "variants": {v.name: {"label": v.label, **v.settings} for v in variants},
                "summary": summ, "paired_vs_reference": diff}
+    if section is not None:
+        fields, more = section(recs)
+        payload.update(fields)
+        md.append(more)
     write_outputs(st.results, name, payload, "\n".join(md))
     bar_plot(os.path.join(st.results, name + ".png"), [(v.label, summ[v.name]) for v in variants], metric_names, title)
     print("\n".join(md[4:]))

@@ -210,10 +210,9 @@ def weights_record(path: str) -> dict:
     repository when it lies inside it, else its file name; with the first 16 hex digits of its SHA-256,
     which identify it wherever it lies (:func:`common.weights_fingerprint`, the experiments' cache key)."""
     from common import weights_fingerprint
+    from paths import repo_relative
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    rel = os.path.relpath(os.path.abspath(path), repo)
-    return {"weights": os.path.basename(path) if rel.startswith("..") else rel, "weights_sha256_16": weights_fingerprint(path)}
+    return {"weights": repo_relative(path), "weights_sha256_16": weights_fingerprint(path)}
 
 
 def main(argv=None) -> int:

@@ -105,21 +105,21 @@ def main(argv=None) -> dict:
     if args.sample_only:  # sample these now; then table every sampler from the cache (whatever it holds)
         C.collect(st, [v for name in dict.fromkeys(args.sample_only) for v in VARIANTS if v.name == name], "identity_drift")
         st = dataclasses.replace(st, cached_only=True)
+    labels = {v.name: v.label for v in VARIANTS}
+
+    def seed_section(records: dict) -> tuple[dict, str]:
+        by_seed = paired_by_seed(records, C.GEN_L_VIDEO.name)
+        rows = [(f"{labels[name]}, seed {seed}", stats) for name, seeds in by_seed.items() for seed, stats in seeds.items()]
+        return {"paired_by_seed": by_seed}, ("\nPaired differences against Gen-L-Video seed by seed (mean ± s.e. over "
+                                             "the scenarios of that seed):\n\n"
+                                             + C.markdown_table(rows, SEED_METRICS, signed=True) + "\n")
+
     payload = C.compare(st, "identity_drift", "The unprompted identity over long videos", VARIANTS, C.GEN_L_VIDEO,
                         metric_names=METRICS,
                         notes="Shade and pattern are never prompted: a sampler keeps them only if it carries them "
                               "from chunk to chunk. The paper's claim: fusion alone lets them drift, SynCoS keeps "
                               "them. Frames that flicker within a chunk lower the agreement at every distance; "
-                              "drift lowers it only between far frames.")
-    records = C.collect(dataclasses.replace(st, cached_only=True), VARIANTS, "identity_drift (tabling)")
-    payload["paired_by_seed"] = by_seed = paired_by_seed(records, C.GEN_L_VIDEO.name)
-    rows = [(f"{payload['variants'][name]['label']}, seed {seed}", stats)
-            for name, seeds in by_seed.items() for seed, stats in seeds.items()]
-    with open(os.path.join(st.results, "identity_drift.md")) as fh:
-        markdown = fh.read()
-    markdown += ("\nPaired differences against Gen-L-Video seed by seed (mean ± s.e. over the scenarios of "
-                 "that seed):\n\n" + C.markdown_table(rows, SEED_METRICS, signed=True) + "\n")
-    C.write_outputs(st.results, "identity_drift", payload, markdown)
+                              "drift lowers it only between far frames.", section=seed_section)
     reference = None
     if args.agreement_reference:
         with open(args.agreement_reference) as fh:

@@ -22,6 +22,10 @@
   fresh optimiser) instead of a random network: a fine-tune, e.g. to screen a change to the loss
   cheaply before a from-scratch run. The file's name and SHA-256 are recorded in
   ``settings.json``; its config must equal the ``model`` section.
+* ``--workers N`` renders the batches in ``N`` spawned processes, ``2N`` steps ahead of training
+  (default 0: in the training process, between steps). Each batch is a function of its step alone,
+  so the run is the same either way; the workers only pay off where the step itself is fast (an
+  accelerator), since on a CPU they compete with training for the same cores.
 * ``--export-only`` trains nothing: it writes the EMA weights of the newest checkpoint of the run in
   ``--workdir`` (same config) to ``--export``, e.g. to evaluate a run from another shell while it
   trains.
@@ -30,8 +34,10 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
-import hashlib
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 import json
 import os
 import platform
@@ -49,10 +55,13 @@ from tqdm import tqdm
 from syncos_jax.backbones.toy.model import ToyConfig
 from syncos_jax.backbones.toy.tokenizer import Tokenizer
 from syncos_jax.backbones.toy.train import TrainConfig, TrainState, init_train_state, make_batch, make_optimizer, train_step
-from syncos_jax.backbones.toy.weights import DEFAULT_WEIGHTS, load_toy_model, read_toy_config, save_toy_weights
+from syncos_jax.backbones.toy.weights import (DEFAULT_WEIGHTS, load_toy_model, read_toy_config, save_toy_weights,
+                                              weights_sha256_16)
 from syncos_jax.video import line_plot_png
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from paths import REPO, repo_relative  # noqa: E402  (the experiments' path rule)
+
 DEFAULT_CONFIG = os.path.join(REPO, "experiments", "configs", "toy.yaml")
 RUN_DEFAULTS = {"checkpoint_every": 100, "max_minutes": None}
 # Fields added to the configs after runs were recorded, with the value that means what those runs did:
@@ -69,6 +78,9 @@ def parse_args(argv=None):
     ap.add_argument("--export", default=DEFAULT_WEIGHTS, help="where the EMA weights are written")
     ap.add_argument("--init", default=None, metavar="WEIGHTS",
                     help="start from these toy weights (a fine-tune) instead of a random network")
+    ap.add_argument("--workers", type=int, default=0, metavar="N",
+                    help="render batches in N spawned processes ahead of training (default 0: in this process); "
+                         "the run is the same either way")
     ap.add_argument("--export-only", action="store_true",
                     help="train nothing: write the EMA weights of the newest checkpoint under --workdir to --export "
                          "(to evaluate a run while it trains, from another shell)")
@@ -115,12 +127,6 @@ def load_config(path: str) -> tuple[int, ToyConfig, TrainConfig, dict]:
     return seed, model_cfg, train_cfg, run
 
 
-def repo_relative(path: str) -> str:
-    """``path`` relative to the repository, or its base name when outside it (no machine paths)."""
-    rel = os.path.relpath(os.path.abspath(path), REPO)
-    return os.path.basename(rel) if rel.startswith("..") else rel
-
-
 def init_from_weights(path: str, model_cfg: ToyConfig, train_cfg: TrainConfig) -> tuple[TrainState, dict]:
     """A :class:`TrainState` at step 0 whose params and EMA are the weights in ``path`` (a fresh
     optimiser), and the record of where they came from (``weights``, ``sha256_16``).
@@ -135,14 +141,50 @@ def init_from_weights(path: str, model_cfg: ToyConfig, train_cfg: TrainConfig) -
         raise ValueError(f"--init {path}: its model config differs from the config's 'model' in "
                          + ", ".join(f"{k} (file {a!r}, config {b!r})" for k, (a, b) in sorted(diff.items())))
     _, params = nnx.split(load_toy_model(path))
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    digest = weights_sha256_16(path)
     state = TrainState(params, jax.tree.map(jnp.copy, params), make_optimizer(train_cfg).init(params), jnp.zeros((), jnp.int32))
     return state, {"weights": repo_relative(path), "sha256_16": digest}
 
 
+def _render_worker_init() -> None:
+    """A batch-rendering worker computes with numpy only: keep JAX there off the accelerator (on a
+    GPU machine each worker would otherwise reserve most of the device's memory if anything in it
+    touched JAX)."""
+    jax.config.update("jax_platforms", "cpu")
+
+
+def batch_stream(steps: range, seed: int, train_cfg: TrainConfig, model_cfg: ToyConfig, tokenizer: Tokenizer,
+                 workers: int = 0):
+    """The training batches of ``steps`` in order: ``make_batch(seed * 1_000_003 + step, ...)``.
+
+    With ``workers > 0`` they are rendered by that many spawned processes, at most ``2 * workers``
+    steps ahead of the consumer (bounded memory); the batches are the same as with ``workers = 0``.
+    Closing the generator early (a run out of time) cancels the batches not yet started.
+    """
+    seeds = (seed * 1_000_003 + step for step in steps)
+    if workers <= 0:
+        for s in seeds:
+            yield make_batch(s, train_cfg, model_cfg, tokenizer)
+        return
+    # spawn, not fork: the parent runs JAX's threads, which a fork would copy in an unknown state
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_render_worker_init)
+    try:
+        pending = collections.deque()
+        for s in seeds:
+            pending.append(pool.submit(make_batch, s, train_cfg, model_cfg, tokenizer))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.workers < 0:
+        print(f"error: --workers must be >= 0, got {args.workers}", file=sys.stderr)
+        return 2
     try:
         seed, model_cfg, train_cfg, run = load_config(args.config)
     except (OSError, ValueError) as e:
@@ -233,8 +275,8 @@ def main(argv=None) -> int:
     bar = tqdm(range(start, train_cfg.total_steps), initial=start, total=train_cfg.total_steps, desc="train", dynamic_ncols=True)
     smooth = None
     done = start
-    for step in bar:
-        batch = make_batch(seed * 1_000_003 + step, train_cfg, model_cfg, tokenizer)
+    batches = batch_stream(range(start, train_cfg.total_steps), seed, train_cfg, model_cfg, tokenizer, args.workers)
+    for step, batch in zip(bar, batches):
         state, loss = train_step(graphdef, train_cfg, state, batch.clips, batch.tokens, jax.random.fold_in(base_key, step),
                                  batch.images, batch.image_tokens, batch.clip_weights, batch.image_weights)
         loss = float(loss)
@@ -251,6 +293,7 @@ def main(argv=None) -> int:
             print(f"stopping: {run['max_minutes']} minutes of training spent, at step {done}", flush=True)
             break
     bar.close()
+    batches.close()
     write_log(done)
     save_toy_weights(args.export, model_cfg, state.ema,
                      {"step": done, "seed": seed, "train": train_cfg.to_dict(), "config": settings["config"],

@@ -436,6 +436,27 @@ def test_init_from_weights_sets_params_and_ema_and_refuses_another_model(tmp_pat
     assert train_toy.repo_relative(os.path.join(ROOT, "experiments", "x.yaml")) == os.path.join("experiments", "x.yaml")
 
 
+def test_batch_stream_with_workers_gives_the_batches_of_the_run_in_order():
+    """Batches rendered in spawned workers are those rendered in the process, step by step, in
+    order (the run does not depend on --workers), and closing the stream early stops the pool."""
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import train_toy
+
+    model_cfg = ToyConfig(dim=32, depth=1, heads=2)
+    train_cfg = TrainConfig(batch_size=2, image_batch_size=2, long_fraction=0.5, object_weight=1.0)
+    tok = Tokenizer(model_cfg.text_length)
+    here = list(train_toy.batch_stream(range(3, 8), 5, train_cfg, model_cfg, tok, workers=0))
+    stream = train_toy.batch_stream(range(3, 8), 5, train_cfg, model_cfg, tok, workers=2)
+    there = [next(stream) for _ in range(4)]
+    stream.close()  # one step left unconsumed, as when a run stops out of time
+    assert len(here) == 5
+    assert not np.array_equal(here[0].clips, here[1].clips)  # the steps differ, so the order is tested
+    for a, b in zip(here, there):
+        for name, x, y in zip(a._fields, a, b):
+            np.testing.assert_array_equal(x, y, err_msg=name)
+    assert [b.clips.shape for b in here] == [(2, model_cfg.frames, 32, 32, 3)] * 5
+
+
 @pytest.mark.slow  # compiles training steps; ~1 min on 2 cores
 def test_training_script_fine_tunes_from_init_with_object_weights(tmp_path, capsys):
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
@@ -924,3 +945,43 @@ def test_joint_attention_block_matches_a_numpy_oracle_and_round_trips(tmp_path):
     assert read_toy_config(str(tmp_path / "legacy.safetensors"))[0] == TINY
     with pytest.raises(ValueError, match="joint_attention"):
         ToyConfig(joint_attention=1)
+
+
+def test_steps_per_second_skips_the_compile_and_needs_rows(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import train_toy_timed
+
+    path = tmp_path / "loss.csv"
+    # step 0 takes 30 s (the compile), then 4 steps per second
+    rows = [(0, 30.0)] + [(s, 30.0 + 0.25 * s) for s in range(1, 20)]
+    path.write_text("step,loss,seconds\n" + "".join(f"{s},0.5,{t}\n" for s, t in rows))
+    rate, first = train_toy_timed.steps_per_second(str(path))
+    assert rate == pytest.approx(4.0, rel=1e-9) and first == 30.0
+    path.write_text("step,loss,seconds\n0,0.5,3.0\n1,0.5,3.5\n")
+    with pytest.raises(ValueError, match="2 steps, too few"):
+        train_toy_timed.steps_per_second(str(path))
+
+
+@pytest.mark.slow  # two tiny training runs with a spawned worker; ~1 min on 2 cores
+def test_timed_training_fits_the_schedule_to_the_measured_rate(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import train_toy_timed
+    import yaml
+
+    config = _write_config(tmp_path / "c.yaml")
+    work = tmp_path / "run"
+    argv = ["--config", config, "--minutes", "0.05", "--calibrate", "12", "--workers", "1",
+            "--workdir", str(work), "--export", str(work / "w.safetensors")]
+    assert train_toy_timed.main(argv) == 0
+    timed = json.loads((work / "timed.json").read_text())
+    rate, _ = train_toy_timed.steps_per_second(str(work / "calibration" / "loss.csv"))
+    expected = max(int(rate * 60 * 0.05 * 0.95), 2)
+    assert timed["total_steps"] == expected and timed["steps_per_second"] == pytest.approx(rate, abs=1e-3)
+    resolved = yaml.safe_load((work / "config.yaml").read_text())
+    original = yaml.safe_load(open(config))
+    assert resolved["train"] == {**original["train"], "total_steps": expected}
+    assert resolved["model"] == original["model"] and resolved["seed"] == original["seed"]
+    settings = json.loads((work / "settings.json").read_text())
+    assert settings["train"]["total_steps"] == expected
+    assert read_toy_config(str(work / "w.safetensors"))[0] == ToyConfig(**original["model"])
+    assert train_toy_timed.main(argv[:2] + ["--minutes", "0"] + argv[4:]) == 2

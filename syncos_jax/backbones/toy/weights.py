@@ -9,6 +9,7 @@ them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Optional
@@ -91,6 +92,16 @@ def read_toy_config(path: str = DEFAULT_WEIGHTS) -> tuple[ToyConfig, dict]:
         return ToyConfig(**fields), extra
     except ValueError as e:
         raise ValueError(f"{path!r}: invalid toy config in its metadata: {e}") from None
+
+
+def weights_sha256_16(path: str = DEFAULT_WEIGHTS) -> str:
+    """The first 16 hex digits of the SHA-256 of the file at ``path``: how records name a weights
+    file by its content, wherever it lies (a renamed copy has the same digest)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def load_toy_model(path: str = DEFAULT_WEIGHTS) -> ToyVideoDiT:
