@@ -257,7 +257,7 @@ def main(argv=None) -> int:
         with open(log_path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["step", "loss", "seconds"])
-            w.writerows((s, f"{l:.6g}", f"{t:.1f}") for s, l, t in rows)
+            w.writerows((s, f"{l:.6g}", f"{t:.3f}") for s, l, t in rows)
         if len(rows) > 1:
             steps, losses = np.array([r[:2] for r in rows]).T
             line_plot_png(os.path.join(args.workdir, "loss.png"), steps, losses,
@@ -276,24 +276,26 @@ def main(argv=None) -> int:
     smooth = None
     done = start
     batches = batch_stream(range(start, train_cfg.total_steps), seed, train_cfg, model_cfg, tokenizer, args.workers)
-    for step, batch in zip(bar, batches):
-        state, loss = train_step(graphdef, train_cfg, state, batch.clips, batch.tokens, jax.random.fold_in(base_key, step),
-                                 batch.images, batch.image_tokens, batch.clip_weights, batch.image_weights)
-        loss = float(loss)
-        smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
-        rows.append((step, loss, spent + time.time() - t0))
-        bar.set_postfix(loss=f"{smooth:.4f}")
-        done = step + 1
-        out_of_time = run["max_minutes"] is not None and rows[-1][2] > 60 * run["max_minutes"]
-        if done % run["checkpoint_every"] == 0 or done == train_cfg.total_steps or out_of_time:
-            manager.save(done, args=ocp.args.StandardSave(state))
-            manager.wait_until_finished()
-            write_log(done)
-        if out_of_time:
-            print(f"stopping: {run['max_minutes']} minutes of training spent, at step {done}", flush=True)
-            break
-    bar.close()
-    batches.close()
+    try:
+        for step, batch in zip(bar, batches):
+            state, loss = train_step(graphdef, train_cfg, state, batch.clips, batch.tokens, jax.random.fold_in(base_key, step),
+                                     batch.images, batch.image_tokens, batch.clip_weights, batch.image_weights)
+            loss = float(loss)
+            smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
+            rows.append((step, loss, spent + time.time() - t0))
+            bar.set_postfix(loss=f"{smooth:.4f}")
+            done = step + 1
+            out_of_time = run["max_minutes"] is not None and rows[-1][2] > 60 * run["max_minutes"]
+            if done % run["checkpoint_every"] == 0 or done == train_cfg.total_steps or out_of_time:
+                manager.save(done, args=ocp.args.StandardSave(state))
+                manager.wait_until_finished()
+                write_log(done)
+            if out_of_time:
+                print(f"stopping: {run['max_minutes']} minutes of training spent, at step {done}", flush=True)
+                break
+    finally:  # also on an error or Ctrl-C: the rendering workers stop with the run
+        bar.close()
+        batches.close()
     write_log(done)
     save_toy_weights(args.export, model_cfg, state.ema,
                      {"step": done, "seed": seed, "train": train_cfg.to_dict(), "config": settings["config"],

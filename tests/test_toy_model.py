@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import sys
 
@@ -449,12 +450,19 @@ def test_batch_stream_with_workers_gives_the_batches_of_the_run_in_order():
     stream = train_toy.batch_stream(range(3, 8), 5, train_cfg, model_cfg, tok, workers=2)
     there = [next(stream) for _ in range(4)]
     stream.close()  # one step left unconsumed, as when a run stops out of time
+    assert not multiprocessing.active_children()  # the pool stopped with the stream
     assert len(here) == 5
+    direct = make_batch(5 * 1_000_003 + 3, train_cfg, model_cfg, tok)  # the run's seed rule, step 3 first
+    np.testing.assert_array_equal(here[0].clips, direct.clips)
     assert not np.array_equal(here[0].clips, here[1].clips)  # the steps differ, so the order is tested
     for a, b in zip(here, there):
         for name, x, y in zip(a._fields, a, b):
             np.testing.assert_array_equal(x, y, err_msg=name)
     assert [b.clips.shape for b in here] == [(2, model_cfg.frames, 32, 32, 3)] * 5
+    # a worker's error reaches the training loop (here: captions longer than the tokenizer takes)
+    with pytest.raises(ValueError, match="at most 2 fit"):
+        next(train_toy.batch_stream(range(2), 5, train_cfg, model_cfg, Tokenizer(3), workers=1))
+    assert not multiprocessing.active_children()
 
 
 @pytest.mark.slow  # compiles training steps; ~1 min on 2 cores
@@ -952,36 +960,46 @@ def test_steps_per_second_skips_the_compile_and_needs_rows(tmp_path):
     import train_toy_timed
 
     path = tmp_path / "loss.csv"
-    # step 0 takes 30 s (the compile), then 4 steps per second
-    rows = [(0, 30.0)] + [(s, 30.0 + 0.25 * s) for s in range(1, 20)]
+    # step 0 takes 30 s (the compile), steps 1-4 are fast (batches rendered ahead), then 4 steps per second
+    rows = [(0, 30.0)] + [(s, 30.0 + 0.01 * s) for s in range(1, 5)] + [(s, 30.04 + 0.25 * (s - 4)) for s in range(5, 25)]
     path.write_text("step,loss,seconds\n" + "".join(f"{s},0.5,{t}\n" for s, t in rows))
-    rate, first = train_toy_timed.steps_per_second(str(path))
+    rate, first = train_toy_timed.steps_per_second(str(path), skip=5)
     assert rate == pytest.approx(4.0, rel=1e-9) and first == 30.0
-    path.write_text("step,loss,seconds\n0,0.5,3.0\n1,0.5,3.5\n")
-    with pytest.raises(ValueError, match="2 steps, too few"):
-        train_toy_timed.steps_per_second(str(path))
+    assert train_toy_timed.steps_per_second(str(path), skip=1)[0] > 4.5  # the rendered-ahead steps inflate it
+    with pytest.raises(ValueError, match="25 steps, too few to measure a rate after skipping 16"):
+        train_toy_timed.steps_per_second(str(path), skip=16)
 
 
 @pytest.mark.slow  # two tiny training runs with a spawned worker; ~1 min on 2 cores
-def test_timed_training_fits_the_schedule_to_the_measured_rate(tmp_path):
+def test_timed_training_fits_the_schedule_to_the_measured_rate(tmp_path, capsys):
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
     import train_toy_timed
     import yaml
 
     config = _write_config(tmp_path / "c.yaml")
     work = tmp_path / "run"
-    argv = ["--config", config, "--minutes", "0.05", "--calibrate", "12", "--workers", "1",
+    argv = ["--config", config, "--minutes", "0.05", "--calibrate", "14", "--workers", "1",
             "--workdir", str(work), "--export", str(work / "w.safetensors")]
     assert train_toy_timed.main(argv) == 0
     timed = json.loads((work / "timed.json").read_text())
-    rate, _ = train_toy_timed.steps_per_second(str(work / "calibration" / "loss.csv"))
+    rate, first = train_toy_timed.steps_per_second(str(work / "calibration" / "loss.csv"), skip=4)
     expected = max(int(rate * 60 * 0.05 * 0.95), 2)
     assert timed["total_steps"] == expected and timed["steps_per_second"] == pytest.approx(rate, abs=1e-3)
     resolved = yaml.safe_load((work / "config.yaml").read_text())
     original = yaml.safe_load(open(config))
     assert resolved["train"] == {**original["train"], "total_steps": expected}
     assert resolved["model"] == original["model"] and resolved["seed"] == original["seed"]
+    assert resolved["run"]["max_minutes"] == pytest.approx(0.05 * 1.1 + 2 * first / 60, abs=1e-3)
     settings = json.loads((work / "settings.json").read_text())
     assert settings["train"]["total_steps"] == expected
     assert read_toy_config(str(work / "w.safetensors"))[0] == ToyConfig(**original["model"])
+    # a rerun resumes without calibrating again (another --workers is the same run) ...
+    capsys.readouterr()
+    assert train_toy_timed.main(argv[:7] + ["0"] + argv[8:]) == 0
+    assert "resuming the timed run" in capsys.readouterr().out
+    assert json.loads((work / "timed.json").read_text()) == timed
+    # ... and other settings are refused, naming them
+    assert train_toy_timed.main(argv[:3] + ["0.1"] + argv[4:]) == 2
+    assert "minutes (0.05, now 0.1)" in capsys.readouterr().err
     assert train_toy_timed.main(argv[:2] + ["--minutes", "0"] + argv[4:]) == 2
+    assert train_toy_timed.main(argv[:4] + ["--calibrate", "5"] + argv[6:]) == 2
