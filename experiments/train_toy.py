@@ -36,13 +36,13 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 import json
+import multiprocessing
 import os
 import platform
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import jax
 import jax.numpy as jnp
