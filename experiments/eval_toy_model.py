@@ -1,7 +1,7 @@
 """The quality bar of the toy model: single-chunk DDIM samples judged by the analytic probes.
 
     python experiments/eval_toy_model.py [--num 200] [--steps 50] [--guidance G] [--weights FILE]
-                                          [--save-samples NPZ | --from-samples NPZ]
+                                          [--save-samples NPZ | --from-samples NPZ] [--paired-with NPZ]
 
 Draws ``--num`` random captions from the world's caption distribution (the training one: 20 % of
 them with a background change), samples one 8-frame clip per caption with deterministic DDIM
@@ -14,12 +14,20 @@ them with a background change), samples one 8-frame clip per caption with determ
 * motion: :func:`~syncos_jax.metrics.motion_direction` of the centre track equals the caption's;
 * unprompted identity (shade and pattern, which no caption names): the fraction of a clip's frames
   whose (shade, pattern) reading is the clip's majority pair (``unprompted``), and whether all of
-  them are (``unprompted_clip``); across clips, the histogram of the majority shade and pattern,
+  them are (``unprompted_clip``); split into shade and pattern alone (``unprompted_shade``,
+  ``unprompted_pattern``: the frames showing the clip's majority value of each) and by whether the
+  caption's object stays still (``unprompted_still``, ``unprompted_moving``); across clips, the histogram of the majority shade and pattern,
   which must cover the whole range (``spread``: every shade and every pattern is the majority of
   at least half its uniform share of the clips — no collapse onto one);
+* the brightness of the objects against their named colour (:func:`shade_scale_summary`): a
+  histogram pooled over frames, which shows whether the model draws the world's three shades or
+  values between them, and its spread within a clip;
 * the two reference levels of :func:`~syncos_jax.metrics.identity_agreement` for long videos
   (:func:`agreement_baselines`): how often two frames of one clip show the same shade and pattern,
   and how often two frames of different clips do (chance).
+
+``--paired-with NPZ`` judges another model's saved clips of the same captions too and prints the
+paired differences, clip by clip (:func:`paired_differences`): how a screen is told from the noise.
 
 Prints the accuracies (and those of real renders of the same captions, which must be 100 %), the
 confusion matrices of shape, motion and size (what was asked against what the probe read), and
@@ -101,6 +109,11 @@ def judge(text: str, frames: np.ndarray) -> dict:
     bg = world.BACKGROUND_NAMES
     shape, size, motion = majority(r.shape), majority(r.size), metrics.motion_direction(r.centre)
     ident = metrics.identity_consistency(r, ("unprompted",))["unprompted"]
+
+    def kept(v):  # the fraction of the frames with an object that show the clip's majority value
+        v = v[r.found & (v >= 0)]
+        return 0.0 if v.size == 0 else float(np.bincount(v).max() / v.size)
+
     if c.then is None:
         background = majority(r.background) == bg.index(c.background)
     else:
@@ -114,6 +127,10 @@ def judge(text: str, frames: np.ndarray) -> dict:
         "event": c.then is not None,
         "unprompted": ident,
         "unprompted_clip": ident == 1.0,
+        "shade_kept": kept(r.shade),
+        "pattern_kept": kept(r.pattern),
+        "still": c.motion == "still",
+        "shade_scale": metrics.object_shade_scale(frames, c.colour),
         "identity": {"shade": majority(r.shade), "pattern": majority(r.pattern)},
         "frame_identity": np.where(r.found, r.shade * len(world.PATTERNS) + r.pattern, -1).tolist(),
         "pairs": {"shape": (world.SHAPES.index(c.shape), shape), "size": (world.SIZE_NAMES.index(c.size), size),
@@ -152,6 +169,10 @@ def accuracies(judged: list[dict]) -> dict:
         out[f"shape_{name}"] = float(np.mean([j["shape"] for j in asked])) if asked else None
     out["unprompted"] = float(np.mean([j["unprompted"] for j in judged]))
     out["unprompted_clip"] = float(np.mean([j["unprompted_clip"] for j in judged]))
+    out["unprompted_shade"] = float(np.mean([j["shade_kept"] for j in judged]))
+    out["unprompted_pattern"] = float(np.mean([j["pattern_kept"] for j in judged]))
+    for name, group in (("still", [j for j in judged if j["still"]]), ("moving", [j for j in judged if not j["still"]])):
+        out[f"unprompted_{name}"] = float(np.mean([j["unprompted"] for j in group])) if group else None
     out["count"] = len(judged)
     out["count_with_event"] = len(events)
     return out
@@ -201,6 +222,47 @@ def spread(hist: dict) -> bool:
     return bool(ok)
 
 
+SHADE_SCALE_BINS = np.round(np.arange(0.275, 1.33, 0.05), 3)  # edges of bins centred on 0.30, 0.35, …, 1.30
+
+
+def shade_scale_summary(judged: list[dict]) -> dict:
+    """The brightness of the clips' objects against their named colour
+    (:func:`syncos_jax.metrics.object_shade_scale`), pooled over frames: the histogram ``counts``
+    over ``bins`` (edges; values outside fall in the end bins) and the median over clips of the
+    standard deviation within a clip (``within_clip_std``). Renders give three spikes at the world's
+    shades and a spread of 0; a model that draws values between them, or lets them wander from frame to
+    frame, shows it here, where the nearest-shade probe only shows the flicker."""
+    scales = [np.asarray(j["shade_scale"], float) for j in judged]
+    scales = [v[np.isfinite(v)] for v in scales]
+    pooled = np.clip(np.concatenate(scales), SHADE_SCALE_BINS[0], SHADE_SCALE_BINS[-1] - 1e-9) if scales else np.zeros(0)
+    counts, _ = np.histogram(pooled, bins=SHADE_SCALE_BINS)
+    spreads = [float(np.std(v)) for v in scales if v.size > 1]
+    return {"bins": SHADE_SCALE_BINS.tolist(), "counts": counts.tolist(),
+            "within_clip_std": float(np.median(spreads)) if spreads else None}
+
+
+PAIRED = ("colour", "background", "shape", "motion", "size", "unprompted", "shade_kept", "pattern_kept")
+
+
+def paired_differences(judged: list[dict], reference: list[dict]) -> dict:
+    """``{factor: {"mean", "se", "n"}}``: the mean over clips of ``judged − reference`` (the same
+    captions and seeds, clip by clip; a right/wrong factor counts 1/0) and its standard error, for
+    the factors of :data:`PAIRED`. Pairing removes what the two sets share (the caption, the
+    starting noise), so a screen's difference can be told from the noise of 200 clips.
+
+    Raises:
+      ValueError: if the two lists differ in length."""
+    from common import mean_se
+
+    if len(judged) != len(reference):
+        raise ValueError(f"paired clips: {len(judged)} judged against {len(reference)} in the reference")
+    out = {}
+    for k in PAIRED:
+        mu, se, n = mean_se(float(a[k]) - float(b[k]) for a, b in zip(judged, reference))
+        out[k] = {"mean": mu, "se": se, "n": n}
+    return out
+
+
 BARS = {"colour": 0.95, "background": 0.95, "size": 0.95, "shape": 0.90, "motion": 0.90, "unprompted": 0.95,
         **{f"shape_{name}": 0.85 for name in world.SHAPES}}
 
@@ -227,6 +289,9 @@ def main(argv=None) -> int:
     ap.add_argument("--save-samples", default=None, help="write the sampled clips to this .npz")
     ap.add_argument("--from-samples", default=None, metavar="NPZ",
                     help="judge the clips a --save-samples run wrote instead of sampling (same --num, --seed)")
+    ap.add_argument("--paired-with", default=None, metavar="NPZ",
+                    help="also judge another model's --save-samples clips of the same captions and print the paired "
+                         "differences (this model − that one) with their standard errors")
     args = ap.parse_args(argv)
 
     backbone = toy.load_default(args.weights)
@@ -235,12 +300,16 @@ def main(argv=None) -> int:
     texts = [world.random_caption(rng) for _ in range(args.num)]
     f = backbone.chunk_frames
     t0 = time.time()
-    if args.from_samples:
-        saved = np.load(args.from_samples)
+    def load_samples(path: str, flag: str) -> np.ndarray:
+        saved = np.load(path)
         if [str(t) for t in saved["texts"]] != texts:
-            raise SystemExit(f"--from-samples {args.from_samples}: its captions are not those of --num {args.num} "
+            raise SystemExit(f"{flag} {path}: its captions are not those of --num {args.num} "
                              f"--seed {args.seed} (it holds {len(saved['texts'])} clips)")
-        clips = saved["clips"]
+        return saved["clips"]
+
+    other = load_samples(args.paired_with, "--paired-with") if args.paired_with else None
+    if args.from_samples:
+        clips = load_samples(args.from_samples, "--from-samples")
     else:
         clips = []
         for i, res in sample_captions(backbone, texts, args.steps, guidance, args.seed, args.batch):
@@ -259,7 +328,8 @@ def main(argv=None) -> int:
           f"DDIM {args.steps} steps, guidance {guidance:g}, {seconds:.0f} s")
     print(f"{'factor':<24}{'model':>8}{'renders':>9}{'bar':>7}")
     for k in ("colour", "background", "shape", *(f"shape_{n}" for n in world.SHAPES), "motion", "size",
-              "background_no_event", "background_with_event", "unprompted", "unprompted_clip"):
+              "background_no_event", "background_with_event", "unprompted", "unprompted_clip",
+              "unprompted_shade", "unprompted_pattern", "unprompted_still", "unprompted_moving"):
         m, r = model_acc[k], render_acc[k]
         bar = f"{BARS[k]:.0%}" if k in BARS else ""
         fmt = lambda v: "  n/a" if v is None else f"{v:.1%}"
@@ -271,17 +341,29 @@ def main(argv=None) -> int:
         print(f"\n{key} of the sampled clips (majority reading): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     spread_ok = spread(hist)
     print("unprompted identity spread over its whole range:", "yes" if spread_ok else "NO")
+    scale, scale_renders = shade_scale_summary(judged), shade_scale_summary(render_judged)
+    print("\nobject brightness / its named colour (the world's shades: 0.58, 0.79, 1.00), frames per bin of 0.05 "
+          f"centred on {SHADE_SCALE_BINS[0] + 0.025:.2f}, …, {SHADE_SCALE_BINS[-1] - 0.025:.2f}:\n  model   {' '.join(f'{c:3d}' for c in scale['counts'])}"
+          f"\n  renders {' '.join(f'{c:3d}' for c in scale_renders['counts'])}"
+          f"\n  spread within a clip (median std): model {scale['within_clip_std']:.3f}, renders {scale_renders['within_clip_std']:.3f}")
     baselines = agreement_baselines(judged)
     fmt2 = lambda v: "n/a" if v is None else f"{v:.3f}"
     print(f"same shade and pattern: frame pairs within a clip {fmt2(baselines['within_clip'])}, "
           f"across clips (chance) {fmt2(baselines['across_clips'])}")
+    paired = None
+    if other is not None:
+        paired = paired_differences(judged, [judge(t, c) for t, c in zip(texts, other)])
+        print(f"\npaired with {os.path.basename(args.paired_with)} (this model − that one, mean ± standard error over "
+              f"{args.num} clips):\n  " + ", ".join(f"{k} {v['mean']:+.3f} ± {v['se']:.3f}" for k, v in paired.items()))
     passed = all(model_acc[k] >= v for k, v in BARS.items()) and spread_ok
     print("quality bar:", "met" if passed else "NOT met")
     record = {**weights_record(args.weights), "training_step": backbone.info.get("step"), "num": args.num, "steps": args.steps,
               "guidance": guidance, "seed": args.seed, "seconds": seconds, "model": model_acc, "renders": render_acc, "confusion": confusions,
               "identity_histogram": hist, "identity_histogram_renders": identity_histogram(render_judged), "spread": spread_ok,
               "agreement": baselines, "agreement_renders": agreement_baselines(render_judged),
+              "shade_scale": scale, "shade_scale_renders": scale_renders,
               "from_samples": None if not args.from_samples else os.path.basename(args.from_samples),
+              "paired": None if paired is None else {"with": os.path.basename(args.paired_with), **paired},
               "bars": BARS, "passed": passed}
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)

@@ -1,7 +1,8 @@
 """How well a toy model denoises, noise level by noise level: the error of its one-step ``x̂_0``.
 
     python experiments/toy_x0_error.py --weights A.safetensors [B.safetensors ...] [--num 32]
-                                        [--times 1 19 59 199 499 799] [--swap shape colour ...] [--json OUT.json]
+                                        [--times 1 19 59 199 499 799] [--swap shape colour ...] [--regions]
+                                        [--json OUT.json]
 
 Renders ``--num`` training clips (``world.sample_batch``, a fixed seed), noises them to each
 training time ``t`` (``x_t = α_t x_0 + σ_t ε``, the schedule the models train on) and asks each
@@ -13,6 +14,12 @@ The shapes world is piecewise constant with a small texture, so near ``t = 0`` a
 it should be almost exact; the ratio at small ``t`` shows how much of the world's fine detail a
 network has learnt to draw (a ``3×3`` box filter, which knows nothing, has a ratio near ``1/9`` on
 flat regions). The same clips and noise are used for every model, so the columns compare.
+
+``--regions`` splits the error by where the pixels lie (:func:`pixel_regions`): the flat
+background, the flat interior of the object (where only its colour, shade and pattern ink are to
+be read: a denoiser that reads them need only average its neighbours there) and the detail
+(outlines, pattern borders, texture), each with the error of a ``3×3`` box filter of the noisy
+input beside it (:func:`box_filter_error_maps`), all as ratios to the input's error.
 
 ``--swap shape colour ...`` also measures how much each model *uses* each caption word: the same
 noisy clips are denoised again under captions with one factor changed (:func:`swap_factor`: the
@@ -37,6 +44,8 @@ import numpy as np
 from syncos_jax.backbones import toy
 from syncos_jax.backbones.toy import world
 from syncos_jax.schedules import cogvideox_2b
+
+Array = jax.Array
 
 DEFAULT_TIMES = (1, 5, 19, 59, 119, 199, 299, 499, 799)
 FACTOR_VALUES = {"colour": world.COLOUR_NAMES, "shape": world.SHAPES, "size": world.SIZE_NAMES,
@@ -78,9 +87,10 @@ def _compiled(model):
     return jax.jit(lambda x, t, tok: model(x, t, tok))
 
 
-def x0_errors(backbone, clips: np.ndarray, texts, times, seed: int = 0, batch: int = 16) -> dict:
-    """``{t: (mse of x̂_0, mse of x_t / α_t)}`` for ``clips: [N, F, H, W, 3]`` in ``[−1, 1]``
-    captioned ``texts``, under the noise ``fold_in(key(seed), t)``."""
+def x0_error_maps(backbone, clips: np.ndarray, texts, times, seed: int = 0, batch: int = 16) -> dict:
+    """``{t: squared error of x̂_0 per pixel, [N, F, H, W] (mean over channels)}`` for
+    ``clips: [N, F, H, W, 3]`` in ``[−1, 1]`` captioned ``texts``, under the noise
+    ``fold_in(key(seed), t)``."""
     schedule = cogvideox_2b()
     call = _compiled(backbone.model)
     tokens = np.asarray(backbone.encode(list(texts)))
@@ -88,13 +98,62 @@ def x0_errors(backbone, clips: np.ndarray, texts, times, seed: int = 0, batch: i
     out = {}
     for t in times:
         a, s = float(schedule.train_alphas[t]), float(schedule.train_sigmas[t])
-        eps = jax.random.normal(jax.random.fold_in(jax.random.key(seed), t), x0.shape)
-        x_t = a * x0 + s * eps
-        err = 0.0
+        x_t = a * x0 + s * _noise(seed, t, x0.shape)
+        maps = []
         for i in range(0, len(x0), batch):
             v = call(x_t[i : i + batch], jnp.full((len(x_t[i : i + batch]),), t), tokens[i : i + batch])
-            err += float(jnp.sum((a * x_t[i : i + batch] - s * v - x0[i : i + batch]) ** 2))
-        out[int(t)] = (err / x0.size, (s / a) ** 2)
+            maps.append(np.asarray(jnp.mean((a * x_t[i : i + batch] - s * v - x0[i : i + batch]) ** 2, axis=-1)))
+        out[int(t)] = np.concatenate(maps)
+    return out
+
+
+def x0_errors(backbone, clips: np.ndarray, texts, times, seed: int = 0, batch: int = 16) -> dict:
+    """``{t: (mse of x̂_0, mse of x_t / α_t)}`` for ``clips: [N, F, H, W, 3]`` in ``[−1, 1]``
+    captioned ``texts``, under the noise ``fold_in(key(seed), t)``."""
+    schedule = cogvideox_2b()
+    maps = x0_error_maps(backbone, clips, texts, times, seed, batch)
+    return {t: (float(m.mean()), float(schedule.train_sigmas[t] / schedule.train_alphas[t]) ** 2) for t, m in maps.items()}
+
+
+def _noise(seed: int, t: int, shape) -> Array:
+    return jax.random.normal(jax.random.fold_in(jax.random.key(seed), t), shape)
+
+
+def neighbourhood_changes(clips: np.ndarray, tol: float = 0.05) -> np.ndarray:
+    """``[N, F, H, W]`` bool: the pixels whose ``3×3`` neighbourhood (edges replicated) holds a pixel
+    differing from them by more than ``tol`` in some channel — outlines, pattern borders and the
+    backgrounds' texture; the rest is flat."""
+    H, W = clips.shape[2:4]
+    pad = np.pad(clips, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    out = np.zeros(clips.shape[:4], bool)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            out |= np.abs(pad[:, :, dy : dy + H, dx : dx + W] - clips).max(-1) > tol
+    return out
+
+
+def pixel_regions(clips: np.ndarray, tracks) -> dict:
+    """The pixels of ``clips: [N, F, H, W, 3]`` (rendered from ``tracks``) in three regions, each
+    ``[N, F, H, W]`` bool: ``background`` (flat, outside the object), ``object`` (flat, inside it:
+    where only its colour, shade and pattern ink are to be read) and ``detail``
+    (:func:`neighbourhood_changes`: outlines, pattern borders, texture). They partition the pixels."""
+    detail = neighbourhood_changes(clips)
+    inside = np.stack([world.object_masks(tr, clips.shape[2]) for tr in tracks]) > 0
+    return {"background": ~detail & ~inside, "object": ~detail & inside, "detail": detail}
+
+
+def box_filter_error_maps(clips: np.ndarray, times, seed: int = 0) -> dict:
+    """The reference that knows nothing of the world: ``{t: squared error per pixel [N, F, H, W]}``
+    of the ``3×3`` mean (edges replicated) of ``x_t / α_t``, under the noise of :func:`x0_error_maps`."""
+    schedule = cogvideox_2b()
+    H, W = clips.shape[2:4]
+    out = {}
+    for t in times:
+        a, s = float(schedule.train_alphas[t]), float(schedule.train_sigmas[t])
+        y = clips + (s / a) * np.asarray(_noise(seed, t, clips.shape))
+        pad = np.pad(y, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+        box = sum(pad[:, :, dy : dy + H, dx : dx + W] for dy in (0, 1, 2) for dx in (0, 1, 2)) / 9
+        out[int(t)] = np.mean((box - clips) ** 2, axis=-1)
     return out
 
 
@@ -106,6 +165,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=99, help="the clips' seed (world.sample_batch)")
     ap.add_argument("--swap", nargs="*", default=[], choices=SWAPS,
                     help="caption factors to change, one at a time: the ratio of the error to the right caption's")
+    ap.add_argument("--regions", action="store_true",
+                    help="also the error in flat background, flat object interior and detail pixels, "
+                         "against a 3x3 box filter of the noisy input")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if args.num < 1:
@@ -113,11 +175,17 @@ def main(argv=None) -> int:
     if any(not 0 <= t < 999 for t in args.times):  # α_999 = 0 (zero terminal SNR): no x_t / α_t to compare with
         ap.error(f"--times must lie in [0, 998], got {args.times}")
 
-    texts, clips, _ = world.sample_batch(args.seed, args.num, 8, 0.2, 0.3)
-    results, swapped = {}, {}
+    texts, clips, tracks = world.sample_batch(args.seed, args.num, 8, 0.2, 0.3)
+    results, swapped, by_region = {}, {}, {}
+    regions = pixel_regions(clips, tracks) if args.regions else {}
+    schedule = cogvideox_2b()
     for w in args.weights:
         backbone = toy.load_default(w)
-        results[w] = x0_errors(backbone, clips[:, : backbone.chunk_frames], texts, args.times)
+        f = backbone.chunk_frames
+        maps = x0_error_maps(backbone, clips[:, :f], texts, args.times)
+        results[w] = {t: (float(m.mean()), float(schedule.train_sigmas[t] / schedule.train_alphas[t]) ** 2)
+                      for t, m in maps.items()}
+        by_region[w] = {t: {r: float(m[mask[:, :f]].mean()) for r, mask in regions.items()} for t, m in maps.items()}
         swapped[w] = {f: x0_errors(backbone, clips[:, : backbone.chunk_frames], [swap_factor(t, f) for t in texts], args.times)
                       for f in args.swap}
     try:
@@ -126,10 +194,20 @@ def main(argv=None) -> int:
         ap.error(str(e))
     print(f"mse of the one-step x̂_0 (ratio to that of x_t/α_t), {args.num} clips")
     print(f"{'t':>5}{'σ_t':>7}  " + "".join(f"{n[-20:]:>22}" for n in names))
-    schedule = cogvideox_2b()
     for t in args.times:
         row = "".join(f"{results[w][t][0]:>14.5f} ({results[w][t][0] / results[w][t][1]:.3f})" for w in args.weights)
         print(f"{t:>5}{float(schedule.train_sigmas[t]):>7.3f}  {row}")
+    if regions:
+        box = box_filter_error_maps(clips, args.times)
+        box_by_region = {t: {r: float(m[mask].mean()) for r, mask in regions.items()} for t, m in box.items()}
+        shares = ", ".join(f"{r} {mask.mean():.1%}" for r, mask in regions.items())
+        print(f"\nthe same ratio by region of the pixels ({shares}); box3: the 3x3 mean of x_t/α_t")
+        print(f"{'t':>5}{'region':>12}" + "".join(f"{n[-14:]:>16}" for n in names) + f"{'box3':>10}")
+        for t in args.times:
+            ref = results[args.weights[0]][t][1]
+            for r in regions:
+                print(f"{t:>5}{r:>12}" + "".join(f"{by_region[w][t][r] / ref:>16.3f}" for w in args.weights)
+                      + f"{box_by_region[t][r] / ref:>10.3f}")
     for n, w in zip(names, args.weights):
         if args.swap:
             print(f"\n{n}: error with one caption factor changed, as a multiple of the error with the right caption")
@@ -143,6 +221,10 @@ def main(argv=None) -> int:
                                           **{f"mse_swapped_{f}": swapped[w][f][t][0] for f in args.swap}}
                                  for t, (e, r) in results[w].items()}
                              for n, w in zip(names, args.weights)}}
+        if regions:
+            record["region_share"] = {r: float(mask.mean()) for r, mask in regions.items()}
+            record["regions"] = {n: {str(t): by_region[w][t] for t in args.times} for n, w in zip(names, args.weights)}
+            record["regions_box3"] = {str(t): box_by_region[t] for t in args.times}
         with open(args.json, "w") as fh:
             json.dump(record, fh, indent=2)
     return 0

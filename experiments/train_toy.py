@@ -21,7 +21,9 @@
 * ``--init WEIGHTS`` starts from a toy weights file (params and EMA both set to its weights, a
   fresh optimiser) instead of a random network: a fine-tune, e.g. to screen a change to the loss
   cheaply before a from-scratch run. The file's name and SHA-256 are recorded in
-  ``settings.json``; its config must equal the ``model`` section.
+  ``settings.json``; its config must equal the ``model`` section, except that the section may
+  switch on a field of :data:`GROWABLE` (``pixel_film``), whose new modules start as exact no-ops
+  (zero-initialised): the fine-tune then starts from the file's function with the module grown.
 * ``--workers N`` renders the batches in ``N`` spawned processes, ``2N`` steps ahead of training
   (default 0: in the training process, between steps). Each batch is a function of its step alone,
   so the run is the same either way; the workers only pay off where the step itself is fast (an
@@ -52,7 +54,7 @@ import yaml
 from flax import nnx
 from tqdm import tqdm
 
-from syncos_jax.backbones.toy.model import ToyConfig
+from syncos_jax.backbones.toy.model import ToyConfig, ToyVideoDiT
 from syncos_jax.backbones.toy.tokenizer import Tokenizer
 from syncos_jax.backbones.toy.train import TrainConfig, TrainState, init_train_state, make_batch, make_optimizer, train_step
 from syncos_jax.backbones.toy.weights import (DEFAULT_WEIGHTS, load_toy_model, read_toy_config, save_toy_weights,
@@ -66,9 +68,9 @@ DEFAULT_CONFIG = os.path.join(REPO, "experiments", "configs", "toy.yaml")
 RUN_DEFAULTS = {"checkpoint_every": 100, "max_minutes": None}
 # Fields added to the configs after runs were recorded, with the value that means what those runs did:
 # a settings.json without them describes the same run (resuming it is allowed).
-LEGACY_FIELDS = {"model": {"pixel_head": 0, "unet": 0},
+LEGACY_FIELDS = {"model": {"pixel_head": 0, "unet": 0, "joint_attention": False, "pixel_film": False},
                  "train": {"image_batch_size": 0, "mid_noise_fraction": 0.0, "mid_noise_min": 50, "mid_noise_max": 450,
-                           "object_weight": 0.0}}
+                           "object_weight": 0.0, "low_noise_fraction": 0.0, "low_noise_max": 60}}
 
 
 def parse_args(argv=None):
@@ -77,7 +79,8 @@ def parse_args(argv=None):
     ap.add_argument("--workdir", default=os.path.join("experiments", "results", "toy_run"))
     ap.add_argument("--export", default=DEFAULT_WEIGHTS, help="where the EMA weights are written")
     ap.add_argument("--init", default=None, metavar="WEIGHTS",
-                    help="start from these toy weights (a fine-tune) instead of a random network")
+                    help="start from these toy weights (a fine-tune) instead of a random network; the config's model "
+                         "must be the file's, except that it may switch on the fields of GROWABLE (pixel_film)")
     ap.add_argument("--workers", type=int, default=0, metavar="N",
                     help="render batches in N spawned processes ahead of training (default 0: in this process); "
                          "the run is the same either way")
@@ -127,23 +130,41 @@ def load_config(path: str) -> tuple[int, ToyConfig, TrainConfig, dict]:
     return seed, model_cfg, train_cfg, run
 
 
-def init_from_weights(path: str, model_cfg: ToyConfig, train_cfg: TrainConfig) -> tuple[TrainState, dict]:
+# Model fields whose switch from this value to another only adds zero-initialised modules (the
+# grown model computes exactly the file's function at the start): `--init` may grow them.
+GROWABLE = {"pixel_film": False}
+
+
+def init_from_weights(path: str, model_cfg: ToyConfig, train_cfg: TrainConfig, seed: int = 0) -> tuple[TrainState, dict]:
     """A :class:`TrainState` at step 0 whose params and EMA are the weights in ``path`` (a fresh
-    optimiser), and the record of where they came from (``weights``, ``sha256_16``).
+    optimiser), and the record of where they came from (``weights``, ``sha256_16``; and ``grown``,
+    the fields of :data:`GROWABLE` switched on, where there are any).
+
+    ``model_cfg`` may differ from the file's config in the fields of :data:`GROWABLE` (switched on
+    from their no-op value): the new modules take their initialisation from a fresh model of
+    ``seed`` — zero where they act — and every other parameter is the file's.
 
     Raises:
-      ValueError: if the file's config differs from ``model_cfg`` (naming the fields), or the file
-        is not a toy weights file.
+      ValueError: if the file's config differs from ``model_cfg`` otherwise (naming the fields), or
+        the file is not a toy weights file.
     """
     file_cfg, _ = read_toy_config(path)
-    if file_cfg != model_cfg:
-        diff = {k: (v, getattr(model_cfg, k)) for k, v in file_cfg.to_dict().items() if v != getattr(model_cfg, k)}
+    diff = {k: (v, getattr(model_cfg, k)) for k, v in file_cfg.to_dict().items() if v != getattr(model_cfg, k)}
+    grown = sorted(k for k, (a, _) in diff.items() if k in GROWABLE and a == GROWABLE[k])
+    rest = {k: d for k, d in diff.items() if k not in grown}
+    if rest:
         raise ValueError(f"--init {path}: its model config differs from the config's 'model' in "
-                         + ", ".join(f"{k} (file {a!r}, config {b!r})" for k, (a, b) in sorted(diff.items())))
+                         + ", ".join(f"{k} (file {a!r}, config {b!r})" for k, (a, b) in sorted(rest.items()))
+                         + (f" (only {sorted(GROWABLE)} may be switched on by --init)" if GROWABLE else ""))
     _, params = nnx.split(load_toy_model(path))
+    if grown:  # the file's parameters into a fresh model of model_cfg, whose extra modules start as no-ops
+        _, fresh = nnx.split(ToyVideoDiT(model_cfg, rngs=nnx.Rngs(seed)))
+        old = dict(nnx.to_flat_state(params))
+        params = nnx.from_flat_state([(k, old.get(k, v)) for k, v in nnx.to_flat_state(fresh)])
     digest = weights_sha256_16(path)
     state = TrainState(params, jax.tree.map(jnp.copy, params), make_optimizer(train_cfg).init(params), jnp.zeros((), jnp.int32))
-    return state, {"weights": repo_relative(path), "sha256_16": digest}
+    record = {"weights": repo_relative(path), "sha256_16": digest}
+    return state, (record | {"grown": grown}) if grown else record
 
 
 def _render_worker_init() -> None:
@@ -200,7 +221,7 @@ def main(argv=None) -> int:
     graphdef, state = init_train_state(model_cfg, train_cfg, seed)
     if args.init and not args.export_only:  # (--export-only reads the run's own record instead)
         try:
-            state, settings["init"] = init_from_weights(args.init, model_cfg, train_cfg)
+            state, settings["init"] = init_from_weights(args.init, model_cfg, train_cfg, seed)
         except (OSError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

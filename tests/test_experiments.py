@@ -198,6 +198,56 @@ def test_toy_x0_error_is_zero_for_an_oracle_and_one_for_a_do_nothing_model(tiny_
     assert all(err < 1e-10 for err, _ in toy_x0_error.x0_errors(backbone, clips, texts, [5, 300]).values())
 
 
+def test_toy_x0_error_regions_partition_the_pixels_and_the_box_filter_matches_by_hand(tiny_weights):
+    """pixel_regions partitions every pixel into flat background, flat object interior and detail
+    (a pixel with a different neighbour within 3×3); the per-pixel maps of the do-nothing model are
+    (σ/α)² · ε² exactly; the box filter's error at an interior pixel is the 3×3 mean of the noise
+    there, squared, computed by hand."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import toy_x0_error
+    from syncos_jax.backbones import toy
+    from syncos_jax.backbones.toy import world
+    from syncos_jax.schedules import cogvideox_2b
+
+    clip = np.zeros((1, 1, 8, 8, 3), np.float32)
+    clip[0, 0, 5, 5, 1] = 0.5
+    changes = toy_x0_error.neighbourhood_changes(clip)[0, 0]
+    assert changes.sum() == 9 and changes[4:7, 4:7].all()
+    texts, clips, tracks = world.sample_batch(3, 2, 8, 0.0, 0.0)
+    regions = toy_x0_error.pixel_regions(clips, tracks)
+    total = sum(m.astype(int) for m in regions.values())
+    assert (total == 1).all() and all(m.any() for m in regions.values())
+    inside = np.stack([world.object_masks(tr, 32) for tr in tracks]) > 0
+    assert not (regions["object"] & ~inside).any() and not (regions["background"] & inside).any()
+    outline = inside & ~np.roll(inside, 1, axis=3)  # object pixels whose left neighbour is outside
+    outline[..., 0] = False  # (np.roll wraps around)
+    assert outline.any() and regions["detail"][outline].all()
+
+    sch = cogvideox_2b()
+    backbone = toy.load_default(tiny_weights)
+
+    class Lazy:  # x̂_0 = x_t / α_t
+        def __call__(self, x, t, tok):
+            a, s = sch.train_alphas[t][:, None, None, None, None], sch.train_sigmas[t][:, None, None, None, None]
+            return (a**2 - 1) * x / (a * s)
+
+    backbone.model = Lazy()
+    t = 300
+    a, s = float(sch.train_alphas[t]), float(sch.train_sigmas[t])
+    eps = np.asarray(jax.random.normal(jax.random.fold_in(jax.random.key(0), t), clips.shape))
+    maps = toy_x0_error.x0_error_maps(backbone, clips, texts, [t])[t]
+    np.testing.assert_allclose(maps, (s / a) ** 2 * np.mean(eps**2, axis=-1), rtol=1e-3, atol=1e-9)
+    assert toy_x0_error.x0_errors(backbone, clips, texts, [t])[t][0] == pytest.approx(float(maps.mean()), rel=1e-6)
+    box = toy_x0_error.box_filter_error_maps(clips, [t])[t]
+    n, k, i, j = 1, 3, 10, 20
+    by_hand = np.mean(((s / a) * eps[n, k, i - 1 : i + 2, j - 1 : j + 2].mean(axis=(0, 1))
+                       + clips[n, k, i - 1 : i + 2, j - 1 : j + 2].mean(axis=(0, 1)) - clips[n, k, i, j]) ** 2)
+    assert box[n, k, i, j] == pytest.approx(float(by_hand), rel=1e-4)
+
+
 def test_toy_x0_error_swap_factor_changes_exactly_one_factor():
     """swap_factor changes the named factor to another value and leaves the rest of the caption as it
     was (parsed back); a background is never swapped onto its event's background."""

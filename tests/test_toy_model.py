@@ -192,14 +192,35 @@ def test_training_times_mid_noise_band():
                                   sample_times(jax.random.key(5), 64, 8, T, 0.2, 0.3, 500, 0.0, (50, 450)))
     with pytest.raises(ValueError, match=r"mid_noise_range must satisfy 0 <= lo <= hi < 1000, got \(50, 1000\)"):
         sample_times(jax.random.key(0), 4, 8, T, 0.0, mid_noise_fraction=0.5, mid_noise_range=(50, 1000))
-    with pytest.raises(ValueError, match=r"high_noise_fraction \+ mid_noise_fraction must be <= 1, got 0.7 \+ 0.5"):
+    with pytest.raises(ValueError, match=r"high_noise_fraction \+ mid_noise_fraction \+ low_noise_fraction must be <= 1, "
+                                         r"got 0.7 \+ 0.5 \+ 0.0"):
         sample_times(jax.random.key(0), 4, 8, T, 0.0, 0.7, 500, 0.5, (50, 450))
-    with pytest.raises(ValueError, match=r"TrainConfig.high_noise_fraction \+ mid_noise_fraction must be <= 1"):
+    with pytest.raises(ValueError, match=r"TrainConfig.high_noise_fraction \+ mid_noise_fraction \+ low_noise_fraction must be <= 1"):
         TrainConfig(high_noise_fraction=0.7, mid_noise_fraction=0.5)
+    with pytest.raises(ValueError, match=r"got 0.5 \+ 0.4 \+ 0.2"):
+        TrainConfig(high_noise_fraction=0.5, mid_noise_fraction=0.4, low_noise_fraction=0.2)
     with pytest.raises(ValueError, match=r"TrainConfig.mid_noise_min must be <= mid_noise_max, got 300 > 200"):
         TrainConfig(mid_noise_min=300, mid_noise_max=200)
     with pytest.raises(ValueError, match=r"TrainConfig.mid_noise_max must be an integer >= 0, got '2.5'"):
         TrainConfig(mid_noise_max=2.5)
+
+
+def test_training_times_low_noise_band():
+    """The low band draws uniformly on {0, …, low_noise_max}; mixed with the other bands it adds its
+    share to the lowest times; without it the draws are those of runs recorded before it existed."""
+    T = 1000
+    t = np.asarray(sample_times(jax.random.key(3), 4000, 8, T, 0.0, low_noise_fraction=1.0, low_noise_max=60))
+    assert t.min() == 0 and t.max() == 60 and (t == t[:, :1]).all()
+    # 15 % on [500, T), 40 % on [50, 450], 20 % on [0, 60], 25 % uniform: P(t <= 60) = 0.20 + 0.25 · 0.061 + 0.40 · 11 / 401
+    t = np.asarray(sample_times(jax.random.key(4), 20000, 8, T, 0.0, 0.15, 500, 0.4, (50, 450), 0.2, 60))[:, 0]
+    assert abs((t <= 60).mean() - (0.20 + 0.25 * 0.061 + 0.40 * 11 / 401)) < 0.012
+    assert abs((t >= 500).mean() - (0.15 + 0.25 * 0.5)) < 0.012
+    np.testing.assert_array_equal(sample_times(jax.random.key(5), 64, 8, T, 0.2, 0.3, 500, 0.4, (50, 450)),
+                                  sample_times(jax.random.key(5), 64, 8, T, 0.2, 0.3, 500, 0.4, (50, 450), 0.0, 60))
+    with pytest.raises(ValueError, match=r"low_noise_max must be in \[0, 1000\), got 1000"):
+        sample_times(jax.random.key(0), 4, 8, T, 0.0, low_noise_fraction=0.5, low_noise_max=1000)
+    with pytest.raises(ValueError, match=r"TrainConfig.low_noise_max must be an integer >= 0, got '-1'"):
+        TrainConfig(low_noise_max=-1)
 
 
 def test_frame_conditioning_starts_as_noop_and_breaks_time_reversal(tmp_path):
@@ -617,7 +638,7 @@ def test_eval_judge_and_confusion_on_renders_and_on_a_swapped_clip():
     """On real renders every clip is judged right and the confusion matrices are diagonal; a clip
     of another shape and direction lands in the off-diagonal cell it should."""
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
-    from eval_toy_model import confusion, format_confusion, identity_histogram, judge, spread
+    from eval_toy_model import accuracies, confusion, format_confusion, identity_histogram, judge, spread
 
     from syncos_jax.backbones.toy import world
 
@@ -645,12 +666,46 @@ def test_eval_judge_and_confusion_on_renders_and_on_a_swapped_clip():
     tr = tr._replace(pattern=np.array([3, 3, 3, 0, 0, 0, 0, 0]))
     j = judge(text, world.render(tr))
     assert j["unprompted"] == 5 / 8 and not j["unprompted_clip"]
+    assert j["pattern_kept"] == 5 / 8 and j["shade_kept"] == 1.0 and j["still"] and not judged[0]["still"]
+    acc = accuracies(judged + [j])  # the still clips: judged[2] (kept) and j; the moving: judged[0], judged[1]
+    assert acc["unprompted_still"] == (1 + 5 / 8) / 2 and acc["unprompted_moving"] == 1.0
+    assert acc["unprompted_pattern"] == (3 + 5 / 8) / 4 and acc["unprompted_shade"] == 1.0
     assert j["identity"] == {"shade": world.SHADE_NAMES.index("mid"), "pattern": world.PATTERNS.index("plain")}
     hist = identity_histogram(judged + [j])
     assert hist["pattern"]["plain"] == 1 + sum(jj["identity"]["pattern"] == 0 for jj in judged)
     assert sum(hist["shade"].values()) == 4 and hist["shade"]["none"] == 0
+    from eval_toy_model import SHADE_SCALE_BINS, shade_scale_summary
+
+    summary = shade_scale_summary(judged)  # renders: one spike per shade drawn, no spread within a clip
+    assert sum(summary["counts"]) == 24 and summary["within_clip_std"] == pytest.approx(0.0, abs=1e-9)
+    for jj in judged:
+        shade = world.SHADES[world.SHADE_NAMES[jj["identity"]["shade"]]]
+        assert summary["counts"][int(np.searchsorted(SHADE_SCALE_BINS, shade, side="right")) - 1] >= 8
+    made = shade_scale_summary([{"shade_scale": [0.7, 0.9, np.nan]}, {"shade_scale": [2.0]}])  # NaN: no object
+    assert made["counts"][int(np.searchsorted(SHADE_SCALE_BINS, 0.7, side="right")) - 1] == 1
+    assert made["counts"][-1] == 1 and sum(made["counts"]) == 3 and made["within_clip_std"] == pytest.approx(0.1)
     even = {"shade": {"dark": 2, "mid": 2, "bright": 2, "none": 0}, "pattern": {"plain": 2, "capped": 1, "halved": 2, "spotted": 1, "none": 0}}
     assert spread(even) and not spread({**even, "shade": {"dark": 5, "mid": 0, "bright": 1, "none": 0}})
+
+
+def test_paired_differences_are_clip_by_clip_means_with_their_standard_error():
+    """paired_differences against hand-computed means and standard errors (ddof 1)."""
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    from eval_toy_model import PAIRED, paired_differences
+
+    def clip(right: bool, kept: float) -> dict:
+        return {**{k: right for k in PAIRED}, "unprompted": kept, "shade_kept": kept, "pattern_kept": 1.0}
+
+    a = [clip(True, 1.0), clip(True, 0.5), clip(False, 0.75)]
+    b = [clip(False, 0.5), clip(True, 0.5), clip(False, 1.0)]
+    got = paired_differences(a, b)
+    assert got["shape"]["mean"] == pytest.approx(1 / 3) and got["shape"]["n"] == 3
+    assert got["shape"]["se"] == pytest.approx(np.std([1, 0, 0], ddof=1) / np.sqrt(3))
+    assert got["unprompted"]["mean"] == pytest.approx((0.5 + 0.0 - 0.25) / 3)
+    assert got["pattern_kept"]["mean"] == 0.0 and got["pattern_kept"]["se"] == 0.0
+    assert all(v["mean"] == 0.0 for v in paired_differences(a, a).values())
+    with pytest.raises(ValueError, match="3 judged against 2"):
+        paired_differences(a, b[:2])
 
 
 def test_agreement_baselines_count_frame_pairs_within_and_across_clips():
@@ -807,6 +862,53 @@ def test_pixel_head_starts_at_zero_is_local_at_full_resolution_and_round_trips(t
     assert read_toy_config(str(tmp_path / "legacy.safetensors"))[0] == TINY
     with pytest.raises(ValueError, match="pixel_head"):
         ToyConfig(pixel_head=-1)
+
+
+def test_pixel_film_grows_from_a_pixel_head_file_as_a_noop_and_gates_the_pixel_path(tmp_path):
+    """``pixel_film``: ``--init`` grows it from a ``pixel_head`` file (every file parameter kept, the
+    FiLM projection zero), so the grown model computes exactly the file's function; a scale of −1
+    on the skip is the model whose input convolution is silenced, and on the hidden features the
+    model whose output convolution sees zeros; it round-trips, needs ``pixel_head``, and cannot be dropped
+    by ``--init``."""
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import train_toy
+
+    base = dataclasses.replace(TINY, pixel_head=4)
+    cfg = dataclasses.replace(base, pixel_film=True)
+    x, tok = _inputs()
+    t = jnp.array([10, 900])
+    path = str(tmp_path / "px.safetensors")
+    file_model = _randomised(base, seed=3)
+    save_toy_weights(path, base, nnx.state(file_model, nnx.Param))
+    state, record = train_toy.init_from_weights(path, cfg, TrainConfig(), seed=7)
+    assert record["grown"] == ["pixel_film"]
+    grown = nnx.merge(nnx.graphdef(ToyVideoDiT(cfg, rngs=nnx.Rngs(0))), state.params)
+    assert float(jnp.abs(grown.pixel_mod.kernel[...]).max()) == 0.0
+    np.testing.assert_array_equal(np.asarray(_apply(grown, x, t, tok)), np.asarray(_apply(file_model, x, t, tok)))
+
+    w = base.pixel_head
+    for part, silenced in ((0, "stem"), (2, "head_out")):  # scale −1 on the skip (s1) or the hidden features (s2)
+        bias = np.zeros(4 * w, np.float32)
+        bias[part * w:(part + 1) * w] = -1.0
+        grown.pixel_mod.bias[...] = jnp.asarray(bias)
+        reference = nnx.merge(*nnx.split(file_model))
+        layer = getattr(reference, silenced)  # its input is zero: only its bias is left (gelu(0) = 0 for the stem)
+        layer.kernel[...] = jnp.zeros_like(layer.kernel[...])
+        if silenced == "stem":
+            layer.bias[...] = jnp.zeros_like(layer.bias[...])
+        np.testing.assert_allclose(np.asarray(_apply(grown, x, t, tok)), np.asarray(_apply(reference, x, t, tok)),
+                                   atol=1e-6, err_msg=silenced)
+    grown.pixel_mod.kernel[...] = 0.1 * jax.random.normal(jax.random.key(1), grown.pixel_mod.kernel[...].shape)
+    film_path = str(tmp_path / "film.safetensors")
+    save_toy_weights(film_path, cfg, nnx.state(grown, nnx.Param))
+    loaded = load_toy_model(film_path)
+    assert loaded.cfg == cfg
+    np.testing.assert_array_equal(np.asarray(_apply(loaded, x, t, tok)), np.asarray(_apply(grown, x, t, tok)))
+    assert read_toy_config(path)[0].pixel_film is False  # files written before the field: off
+    with pytest.raises(ValueError, match="pixel_film \\(file True, config False\\)"):
+        train_toy.init_from_weights(film_path, base, TrainConfig())
+    with pytest.raises(ValueError, match="pixel_film=true .* needs pixel_head > 0"):
+        ToyConfig(pixel_film=True)
 
 
 def test_space_to_depth_layout_and_inverse():

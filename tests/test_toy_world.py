@@ -181,6 +181,31 @@ def test_probes_are_exact_on_renders(seed):
         assert np.abs(r.centre - tr.centre).max() <= 1.0
 
 
+def test_object_shade_scale_is_the_shade_factor_on_renders_and_continuous_between():
+    """On renders the scale is the shade's factor (world.SHADES) to float precision; an object
+    repainted at a scale between two shades reads that scale; no object gives NaN; bad input
+    names the argument."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        _, tr = world.random_track(rng, 4, event_probability=0.0)
+        colour = world.COLOUR_NAMES[tr.colour[0]]
+        want = world.SHADES[world.SHADE_NAMES[tr.shade[0]]]
+        np.testing.assert_allclose(metrics.object_shade_scale(world.render(tr), colour), want, atol=1e-6)
+    _, tr = world.random_track(rng, 2, event_probability=0.0)
+    tr = tr._replace(pattern=np.zeros_like(tr.pattern), shade=np.full_like(tr.shade, world.SHADE_NAMES.index("bright")))
+    frames = (world.render(tr) + 1.0) / 2.0
+    mask = world.object_masks(tr)
+    frames[mask] *= 0.9  # between mid (0.79) and bright (1.0)
+    colour = world.COLOUR_NAMES[tr.colour[0]]
+    np.testing.assert_allclose(metrics.object_shade_scale(2.0 * frames - 1.0, colour), 0.9, atol=1e-6)
+    empty = np.broadcast_to(2.0 * np.asarray(world.BACKGROUNDS["snow"]) - 1.0, (1, 32, 32, 3))  # flat: nothing found
+    assert np.isnan(metrics.object_shade_scale(empty, colour)).all()
+    with pytest.raises(ValueError, match="colour must be one of"):
+        metrics.object_shade_scale(world.render(tr), "mauve")
+    with pytest.raises(ValueError, match="frames must be"):
+        metrics.object_shade_scale(world.render(tr)[0], colour)
+
+
 def test_object_masks_are_the_pixels_painted_in_the_objects_colour_or_ink():
     """Oracle: the pixels of a render that hold the object's colour at its shade, or the ink
     (no background reaches either: the palettes are far apart)."""

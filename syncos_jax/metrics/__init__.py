@@ -56,6 +56,7 @@ from syncos_jax.metrics.shapes import (
     identity_agreement,
     identity_consistency,
     motion_direction,
+    object_shade_scale,
     object_descriptor,
     probe_frames,
     prompt_fidelity,

@@ -79,6 +79,7 @@ __all__ = [
     "identity_agreement",
     "identity_consistency",
     "motion_direction",
+    "object_shade_scale",
     "object_descriptor",
     "probe_frames",
     "prompt_fidelity",
@@ -226,6 +227,33 @@ def probe_frames(frames) -> FrameReadings:
         shade=np.array(shade),
         pattern=np.array(pattern),
     )
+
+
+def object_shade_scale(frames, colour: str) -> np.ndarray:
+    """How bright each frame's object is against the named colour: ``[F]`` float, the least-squares
+    scale ``s`` of ``world.COLOURS[colour]`` nearest the object's base colour (the median colour
+    of its non-ink pixels, as :func:`probe_frames` reads it), ``NaN`` where no object is found.
+
+    ``frames: [F, H, W, 3]`` in ``[−1, 1]``. On renders of that colour it is the shade's factor
+    exactly (:data:`world.SHADES <syncos_jax.backbones.toy.world.SHADES>`); on samples it is a
+    continuous reading, which shows whether a model draws the world's three shades or values in
+    between them (that the nearest-shade probe then splits at its thresholds).
+
+    Raises:
+      ValueError: for frames not ``[F, H, W, 3]`` or a colour not in ``world.COLOUR_NAMES``.
+    """
+    frames = np.asarray(frames, np.float64)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be [F, H, W, 3], got shape {frames.shape}")
+    if colour not in world.COLOURS:
+        raise ValueError(f"colour must be one of {world.COLOUR_NAMES}, got {colour!r}")
+    c = np.asarray(world.COLOURS[colour], np.float64)
+    out = np.full(len(frames), np.nan)
+    for i, img in enumerate(np.clip((frames + 1.0) / 2.0, 0.0, 1.0)):
+        _, labels, areas = _blobs(img)
+        if areas.size:
+            out[i] = float(_object_pixels(img, labels, areas)[2] @ c / (c @ c))
+    return out
 
 
 def motion_direction(centre, speed: float = world.MOTION_SPEED) -> int:

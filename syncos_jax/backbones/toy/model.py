@@ -34,6 +34,12 @@
   With a ``4×4`` patch and ``dim = 96`` the linear decoder must carry 48 pixel values per token
   through the residual stream; the skip gives every output pixel its own noisy input and its
   neighbours (a U-Net's long skip). Zero-initialised, it starts as exactly the model without it.
+* ``pixel_film`` (needs ``pixel_head``): the pixel path is FiLM-modulated by the per-frame
+  conditioning vector — ``(1 + s₁)·u + b₁`` on the skip's features and ``(1 + s₂)·z + b₂`` on the
+  hidden ones, ``(s₁, b₁, s₂, b₂)`` a zero-initialised linear map of ``silu(c)`` — so that the gain
+  from the noisy input to ``v`` can follow the noise level (``v ≈ (x_t − x_0)/σ_t`` near ``t = 0``
+  asks for a gain of ``1/σ_t`` on the input's noise, which the unmodulated path cannot give).
+  Zero-initialised, so ``train_toy --init`` grows it from a ``pixel_head`` file as a no-op.
 * ``joint_attention``: each block's spatial and temporal attentions are replaced by one attention
   over all ``f·P`` tokens of the clip (rotary embeddings of each token's frame index when
   ``temporal_rope``). A token then sees every other frame's object wherever it has moved to, in
@@ -97,6 +103,7 @@ class ToyConfig:
     pixel_head: int = 0
     unet: int = 0
     joint_attention: bool = False
+    pixel_film: bool = False
     vocab_size: int = len(VOCABULARY)
     num_train_timesteps: int = 1000
 
@@ -118,6 +125,8 @@ class ToyConfig:
             raise ValueError(f"unet={self.unet} needs patch=4 (two 2x levels below the token grid), got patch={self.patch}")
         if self.unet and self.pixel_head:
             raise ValueError(f"unet={self.unet} and pixel_head={self.pixel_head} are alternatives; set one of them to 0")
+        if self.pixel_film and not self.pixel_head:
+            raise ValueError("pixel_film=true modulates the pixel path; it needs pixel_head > 0, got pixel_head=0")
 
     @property
     def tokens_per_frame(self) -> int:
@@ -400,6 +409,8 @@ class ToyVideoDiT(nnx.Module):
             self.head_out = Conv3x3(w, cfg.channels, rngs=rngs, zero=True)
         else:
             self.stem = self.pixel_feat = self.head_mid = self.head_out = None
+        # FiLM of the pixel path by the per-frame conditioning vector; zero: starts as a no-op
+        self.pixel_mod = nnx.Linear(d, 4 * w, kernel_init=nnx.initializers.zeros_init(), rngs=rngs) if cfg.pixel_film else None
 
     def patchify(self, x: Array) -> Array:
         """``[B, f, H, W, C]`` → ``[B, f, (H/p)·(W/p), p·p·C]``."""
@@ -475,7 +486,13 @@ class ToyVideoDiT(nnx.Module):
             return out
         frames = x.reshape(B * f, H, W, C)  # the pixel path works frame by frame at full resolution
         feat = self.unpatchify(self.pixel_feat(y), H, W).reshape(B * f, H, W, -1)
-        z = nnx.gelu(self.head_mid(jnp.concatenate([feat, nnx.gelu(self.stem(frames))], axis=-1)))
+        skip = nnx.gelu(self.stem(frames))  # [Bf, H, W, w]
+        if self.pixel_mod is not None:  # (1 + scale)·u + shift per frame, from time and text
+            s1, b1, s2, b2 = jnp.split(self.pixel_mod(nnx.silu(c)).reshape(B * f, 1, 1, -1), 4, axis=-1)
+            skip = skip * (1 + s1) + b1
+        z = nnx.gelu(self.head_mid(jnp.concatenate([feat, skip], axis=-1)))
+        if self.pixel_mod is not None:
+            z = z * (1 + s2) + b2
         return out + self.head_out(z).reshape(B, f, H, W, C)
 
 

@@ -48,8 +48,8 @@ class TrainConfig:
     """Optimisation settings (static).
 
     The times a clip trains at: ``high_noise_fraction`` of the clips from ``{high_noise_min, …, 999}``,
-    ``mid_noise_fraction`` from ``{mid_noise_min, …, mid_noise_max}``, the rest uniform
-    (:func:`sample_times`). ``image_batch_size`` single frames join each step's clips.
+    ``mid_noise_fraction`` from ``{mid_noise_min, …, mid_noise_max}``, ``low_noise_fraction`` from
+    ``{0, …, low_noise_max}``, the rest uniform (:func:`sample_times`). ``image_batch_size`` single frames join each step's clips.
     ``object_weight`` (≥ 0) weighs the object's pixels ``1 + object_weight`` times the others in the
     loss (:func:`object_loss_weights`; 0, the default, is the plain mean); the loss a run logs is
     then the weighted one.
@@ -72,11 +72,13 @@ class TrainConfig:
     mid_noise_fraction: float = 0.0
     mid_noise_min: int = 50
     mid_noise_max: int = 450
+    low_noise_fraction: float = 0.0
+    low_noise_max: int = 60
     object_weight: float = 0.0
 
     def __post_init__(self):
         for name in ("uncond_fraction", "per_frame_fraction", "event_probability", "high_noise_fraction", "long_fraction",
-                     "mid_noise_fraction"):
+                     "mid_noise_fraction", "low_noise_fraction"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"TrainConfig.{name} must be a number in [0, 1], got {str(v)[:40]!r}")
@@ -90,10 +92,10 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {str(v)[:40]!r}")
         if not isinstance(self.image_batch_size, int) or isinstance(self.image_batch_size, bool) or self.image_batch_size < 0:
             raise ValueError(f"TrainConfig.image_batch_size must be an integer >= 0, got {str(self.image_batch_size)[:40]!r}")
-        if self.high_noise_fraction + self.mid_noise_fraction > 1.0:
-            raise ValueError(f"TrainConfig.high_noise_fraction + mid_noise_fraction must be <= 1, got "
-                             f"{self.high_noise_fraction} + {self.mid_noise_fraction}")
-        for name in ("high_noise_min", "mid_noise_min", "mid_noise_max"):
+        if self.high_noise_fraction + self.mid_noise_fraction + self.low_noise_fraction > 1.0:
+            raise ValueError(f"TrainConfig.high_noise_fraction + mid_noise_fraction + low_noise_fraction must be <= 1, got "
+                             f"{self.high_noise_fraction} + {self.mid_noise_fraction} + {self.low_noise_fraction}")
+        for name in ("high_noise_min", "mid_noise_min", "mid_noise_max", "low_noise_max"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {str(v)[:40]!r}")
@@ -154,26 +156,33 @@ def ema_decay(step: Array, decay: float) -> Array:
 
 def sample_times(key: Array, batch: int, frames: int, num_train_timesteps: int, per_frame_fraction: float,
                  high_noise_fraction: float = 0.0, high_noise_min: int = 0, mid_noise_fraction: float = 0.0,
-                 mid_noise_range: tuple[int, int] = (0, 0)) -> Array:
+                 mid_noise_range: tuple[int, int] = (0, 0), low_noise_fraction: float = 0.0, low_noise_max: int = 0) -> Array:
     """Training times ``[B, f]`` int32: one time per clip — for ``high_noise_fraction`` of the clips
     uniform on ``{high_noise_min, …, T − 1}``, for ``mid_noise_fraction`` of them uniform on
-    ``{lo, …, hi}`` (``mid_noise_range = (lo, hi)``), for the rest uniform on ``{0, …, T − 1}`` — or
-    for ``per_frame_fraction`` of the clips a random increasing ramp across frames (as in a FIFO queue)."""
+    ``{lo, …, hi}`` (``mid_noise_range = (lo, hi)``), for ``low_noise_fraction`` of them uniform on
+    ``{0, …, low_noise_max}``, for the rest uniform on ``{0, …, T − 1}`` — or for ``per_frame_fraction``
+    of the clips a random increasing ramp across frames (as in a FIFO queue)."""
     k1, k2, k3, k4, k5, k6 = jax.random.split(key, 6)
     k7 = jax.random.fold_in(key, 7)  # (not in the split: runs without a mid band keep their times)
+    k8 = jax.random.fold_in(key, 8)  # (likewise for the low band)
     T = num_train_timesteps
     if not 0 <= high_noise_min < T:
         raise ValueError(f"high_noise_min must be in [0, {T}), got {high_noise_min}")
     lo_mid, hi_mid = mid_noise_range
     if mid_noise_fraction and not 0 <= lo_mid <= hi_mid < T:
         raise ValueError(f"mid_noise_range must satisfy 0 <= lo <= hi < {T}, got {tuple(mid_noise_range)}")
-    if high_noise_fraction + mid_noise_fraction > 1.0:
-        raise ValueError(f"high_noise_fraction + mid_noise_fraction must be <= 1, got {high_noise_fraction} + {mid_noise_fraction}")
+    if low_noise_fraction and not 0 <= low_noise_max < T:
+        raise ValueError(f"low_noise_max must be in [0, {T}), got {low_noise_max}")
+    if high_noise_fraction + mid_noise_fraction + low_noise_fraction > 1.0:
+        raise ValueError(f"high_noise_fraction + mid_noise_fraction + low_noise_fraction must be <= 1, got "
+                         f"{high_noise_fraction} + {mid_noise_fraction} + {low_noise_fraction}")
     uniform = jax.random.randint(k1, (batch, 1), 0, T)
     high = jax.random.randint(k5, (batch, 1), high_noise_min, T)
     mid = jax.random.randint(k7, (batch, 1), lo_mid, hi_mid + 1)
     u = jax.random.uniform(k6, (batch, 1))
-    scalar = jnp.where(u < high_noise_fraction, high, jnp.where(u < high_noise_fraction + mid_noise_fraction, mid, uniform))
+    low = jax.random.randint(k8, (batch, 1), 0, low_noise_max + 1)
+    rest = jnp.where(u < high_noise_fraction + mid_noise_fraction + low_noise_fraction, low, uniform)
+    scalar = jnp.where(u < high_noise_fraction, high, jnp.where(u < high_noise_fraction + mid_noise_fraction, mid, rest))
     lo = jax.random.uniform(k2, (batch, 1), maxval=T)
     span = jax.random.uniform(k3, (batch, 1), maxval=T - lo)
     ramp = lo + span * jnp.linspace(0.0, 1.0, frames)[None]
@@ -193,14 +202,15 @@ def weighted_mean(values: Array, weights: Array | None) -> Array:
 
 def v_loss(model: ToyVideoDiT, schedule: Schedule, clips: Array, tokens: Array, key: Array, per_frame_fraction: float,
            high_noise_fraction: float = 0.0, high_noise_min: int = 0, mid_noise_fraction: float = 0.0,
-           mid_noise_range: tuple[int, int] = (0, 0), weights: Array | None = None) -> Array:
+           mid_noise_range: tuple[int, int] = (0, 0), low_noise_fraction: float = 0.0, low_noise_max: int = 0,
+           weights: Array | None = None) -> Array:
     """Mean squared error of the predicted velocity; ``clips: [B, f, H, W, C]``, ``tokens: [B, L]``.
     Times as :func:`sample_times` draws them. ``weights`` (``[B, f, H, W, 1]``, optional) weigh the
     pixels' squared errors (:func:`weighted_mean`)."""
     B, f = clips.shape[:2]
     kt, ke = jax.random.split(key)
     t = sample_times(kt, B, f, schedule.num_train_timesteps, per_frame_fraction, high_noise_fraction, high_noise_min,
-                     mid_noise_fraction, mid_noise_range)
+                     mid_noise_fraction, mid_noise_range, low_noise_fraction, low_noise_max)
     alpha = append_dims(schedule.train_alphas[t], clips.ndim)
     sigma = append_dims(schedule.train_sigmas[t], clips.ndim)
     eps = jax.random.normal(ke, clips.shape, clips.dtype)
@@ -224,7 +234,7 @@ def train_step(graphdef, train_cfg: TrainConfig, state: TrainState, clips: Array
     def loss_fn(params):
         model = nnx.merge(graphdef, params)
         times = (train_cfg.high_noise_fraction, train_cfg.high_noise_min, train_cfg.mid_noise_fraction,
-                 (train_cfg.mid_noise_min, train_cfg.mid_noise_max))
+                 (train_cfg.mid_noise_min, train_cfg.mid_noise_max), train_cfg.low_noise_fraction, train_cfg.low_noise_max)
         loss = v_loss(model, schedule, clips, tokens, key, train_cfg.per_frame_fraction, *times, weights=clip_weights)
         if images is not None and images.shape[0]:
             loss = 0.5 * (loss + v_loss(model, schedule, images, image_tokens, jax.random.fold_in(key, 1), 0.0, *times,
