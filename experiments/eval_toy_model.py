@@ -15,9 +15,9 @@ them with a background change), samples one 8-frame clip per caption with determ
 * unprompted identity (shade and pattern, which no caption names): the fraction of a clip's frames
   whose (shade, pattern) reading is the clip's majority pair (``unprompted``), and whether all of
   them are (``unprompted_clip``); split into shade and pattern alone (``unprompted_shade``,
-  ``unprompted_pattern``: the frames showing the clip's majority value of each) and by whether the
-  caption's object stays still (``unprompted_still``, ``unprompted_moving``); across clips, the histogram of the majority shade and pattern,
-  which must cover the whole range (``spread``: every shade and every pattern is the majority of
+  ``unprompted_pattern``: the frames showing the clip's majority value of each), and each of the
+  three by whether the caption's object stays still (``…_still``, ``…_moving``); across clips, the
+  histogram of the majority shade and pattern, which must cover the whole range (``spread``: every shade and every pattern is the majority of
   at least half its uniform share of the clips — no collapse onto one);
 * the brightness of the objects against their named colour (:func:`shade_scale_summary`): a
   histogram pooled over frames, which shows whether the model draws the world's three shades or
@@ -93,6 +93,7 @@ def sample_captions(backbone, texts, steps: int, guidance: float, seed: int, bat
                                    diagnostics)
 
 
+IDENTITY_KEYS = ("unprompted", "unprompted_shade", "unprompted_pattern")  # judge's per-clip identity fractions
 CONFUSED = {"shape": world.SHAPES, "motion": world.MOTION_NAMES, "size": world.SIZE_NAMES}
 
 
@@ -108,12 +109,8 @@ def judge(text: str, frames: np.ndarray) -> dict:
 
     bg = world.BACKGROUND_NAMES
     shape, size, motion = majority(r.shape), majority(r.size), metrics.motion_direction(r.centre)
-    ident = metrics.identity_consistency(r, ("unprompted",))["unprompted"]
-
-    def kept(v):  # the fraction of the frames with an object that show the clip's majority value
-        v = v[r.found & (v >= 0)]
-        return 0.0 if v.size == 0 else float(np.bincount(v).max() / v.size)
-
+    kept = metrics.identity_consistency(r, ("unprompted", "shade", "pattern"))
+    ident = kept["unprompted"]
     if c.then is None:
         background = majority(r.background) == bg.index(c.background)
     else:
@@ -127,8 +124,8 @@ def judge(text: str, frames: np.ndarray) -> dict:
         "event": c.then is not None,
         "unprompted": ident,
         "unprompted_clip": ident == 1.0,
-        "shade_kept": kept(r.shade),
-        "pattern_kept": kept(r.pattern),
+        "unprompted_shade": kept["shade"],
+        "unprompted_pattern": kept["pattern"],
         "still": c.motion == "still",
         "shade_scale": metrics.object_shade_scale(frames, c.colour),
         "identity": {"shade": majority(r.shade), "pattern": majority(r.pattern)},
@@ -158,6 +155,11 @@ def format_confusion(matrix: list[list[int]], names) -> str:
 
 
 def accuracies(judged: list[dict]) -> dict:
+    """The fractions over clips of :func:`judge`'s verdicts: each named factor right; the background
+    without and with an event (``None`` where there is no such clip); shape per asked shape; and the
+    unprompted identity — ``unprompted`` (frames showing the majority pair), ``unprompted_clip`` (all
+    of them), ``unprompted_shade``, ``unprompted_pattern`` (each attribute alone), each of these
+    three also over the clips whose object stays still (``_still``) and moves (``_moving``)."""
     keys = ("colour", "background", "shape", "motion", "size")
     out = {k: float(np.mean([j[k] for j in judged])) for k in keys}
     plain = [j for j in judged if not j["event"]]
@@ -169,10 +171,11 @@ def accuracies(judged: list[dict]) -> dict:
         out[f"shape_{name}"] = float(np.mean([j["shape"] for j in asked])) if asked else None
     out["unprompted"] = float(np.mean([j["unprompted"] for j in judged]))
     out["unprompted_clip"] = float(np.mean([j["unprompted_clip"] for j in judged]))
-    out["unprompted_shade"] = float(np.mean([j["shade_kept"] for j in judged]))
-    out["unprompted_pattern"] = float(np.mean([j["pattern_kept"] for j in judged]))
+    for key in IDENTITY_KEYS[1:]:
+        out[key] = float(np.mean([j[key] for j in judged]))
     for name, group in (("still", [j for j in judged if j["still"]]), ("moving", [j for j in judged if not j["still"]])):
-        out[f"unprompted_{name}"] = float(np.mean([j["unprompted"] for j in group])) if group else None
+        for key in IDENTITY_KEYS:
+            out[f"{key}_{name}"] = float(np.mean([j[key] for j in group])) if group else None
     out["count"] = len(judged)
     out["count_with_event"] = len(events)
     return out
@@ -241,7 +244,7 @@ def shade_scale_summary(judged: list[dict]) -> dict:
             "within_clip_std": float(np.median(spreads)) if spreads else None}
 
 
-PAIRED = ("colour", "background", "shape", "motion", "size", "unprompted", "shade_kept", "pattern_kept")
+PAIRED = ("colour", "background", "shape", "motion", "size", *IDENTITY_KEYS)
 
 
 def paired_differences(judged: list[dict], reference: list[dict]) -> dict:
@@ -288,7 +291,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default="experiments/results/eval_toy_model.json")
     ap.add_argument("--save-samples", default=None, help="write the sampled clips to this .npz")
     ap.add_argument("--from-samples", default=None, metavar="NPZ",
-                    help="judge the clips a --save-samples run wrote instead of sampling (same --num, --seed)")
+                    help="judge the clips a --save-samples run wrote instead of sampling "
+                         "(same --num, --seed, --batch, --steps, --guidance)")
     ap.add_argument("--paired-with", default=None, metavar="NPZ",
                     help="also judge another model's --save-samples clips of the same captions and print the paired "
                          "differences (this model − that one) with their standard errors")
@@ -300,11 +304,21 @@ def main(argv=None) -> int:
     texts = [world.random_caption(rng) for _ in range(args.num)]
     f = backbone.chunk_frames
     t0 = time.time()
+    # what decides a clip besides its caption: the starting noise (seed, and batch: the noise of a clip is
+    # drawn by the batch it is sampled in) and the sampler (steps, guidance)
+    settings = {"seed": args.seed, "batch": args.batch, "steps": args.steps, "guidance": float(guidance)}
+
     def load_samples(path: str, flag: str) -> np.ndarray:
         saved = np.load(path)
         if [str(t) for t in saved["texts"]] != texts:
             raise SystemExit(f"{flag} {path}: its captions are not those of --num {args.num} "
                              f"--seed {args.seed} (it holds {len(saved['texts'])} clips)")
+        for k, v in settings.items():
+            if k not in saved:
+                raise SystemExit(f"{flag} {path}: it does not record --{k} (written by an older version of this "
+                                 f"script); sample again with --save-samples")
+            if float(saved[k]) != float(v):
+                raise SystemExit(f"{flag} {path}: it was sampled with --{k} {saved[k]}, this run has --{k} {v}")
         return saved["clips"]
 
     other = load_samples(args.paired_with, "--paired-with") if args.paired_with else None
@@ -316,6 +330,8 @@ def main(argv=None) -> int:
             clips.append(np.clip(np.asarray(res.latents), -1, 1))
             print(f"  sampled {min(i + args.batch, args.num)}/{args.num} clips ({time.time() - t0:.0f} s)", flush=True)
         clips = np.concatenate(clips)
+        if args.save_samples:  # before judging: an error there loses no sampling
+            np.savez_compressed(args.save_samples, clips=clips, texts=np.array(texts), **settings)
     seconds = time.time() - t0
     judged = [judge(t, c) for t, c in zip(texts, clips)]
     model_acc = accuracies(judged)
@@ -326,14 +342,14 @@ def main(argv=None) -> int:
 
     print(f"\ntoy model {args.weights} (training step {backbone.info.get('step')}), {args.num} captions, "
           f"DDIM {args.steps} steps, guidance {guidance:g}, {seconds:.0f} s")
-    print(f"{'factor':<24}{'model':>8}{'renders':>9}{'bar':>7}")
+    print(f"{'factor':<28}{'model':>8}{'renders':>9}{'bar':>7}")
     for k in ("colour", "background", "shape", *(f"shape_{n}" for n in world.SHAPES), "motion", "size",
               "background_no_event", "background_with_event", "unprompted", "unprompted_clip",
-              "unprompted_shade", "unprompted_pattern", "unprompted_still", "unprompted_moving"):
+              *(f"{key}{split}" for split in ("", "_still", "_moving") for key in IDENTITY_KEYS if key + split != "unprompted")):
         m, r = model_acc[k], render_acc[k]
         bar = f"{BARS[k]:.0%}" if k in BARS else ""
         fmt = lambda v: "  n/a" if v is None else f"{v:.1%}"
-        print(f"{k:<24}{fmt(m):>8}{fmt(r):>9}{bar:>7}")
+        print(f"{k:<28}{fmt(m):>8}{fmt(r):>9}{bar:>7}")
     for k, names in CONFUSED.items():
         print(f"\n{k} (rows: asked for, columns: read by the probe)\n{format_confusion(confusions[k], names)}")
     hist = identity_histogram(judged)
@@ -342,12 +358,14 @@ def main(argv=None) -> int:
     spread_ok = spread(hist)
     print("unprompted identity spread over its whole range:", "yes" if spread_ok else "NO")
     scale, scale_renders = shade_scale_summary(judged), shade_scale_summary(render_judged)
-    print("\nobject brightness / its named colour (the world's shades: 0.58, 0.79, 1.00), frames per bin of 0.05 "
-          f"centred on {SHADE_SCALE_BINS[0] + 0.025:.2f}, …, {SHADE_SCALE_BINS[-1] - 0.025:.2f}:\n  model   {' '.join(f'{c:3d}' for c in scale['counts'])}"
-          f"\n  renders {' '.join(f'{c:3d}' for c in scale_renders['counts'])}"
-          f"\n  spread within a clip (median std): model {scale['within_clip_std']:.3f}, renders {scale_renders['within_clip_std']:.3f}")
-    baselines = agreement_baselines(judged)
     fmt2 = lambda v: "n/a" if v is None else f"{v:.3f}"
+    bins = f"centred on {SHADE_SCALE_BINS[0] + 0.025:.2f}, …, {SHADE_SCALE_BINS[-1] - 0.025:.2f}"
+    print(f"\nobject brightness / its named colour (the world's shades: 0.58, 0.79, 1.00), frames per bin of 0.05 {bins}:"
+          f"\n  model   {' '.join(f'{c:3d}' for c in scale['counts'])}"
+          f"\n  renders {' '.join(f'{c:3d}' for c in scale_renders['counts'])}"
+          f"\n  spread within a clip (median std): model {fmt2(scale['within_clip_std'])}, "
+          f"renders {fmt2(scale_renders['within_clip_std'])}")
+    baselines = agreement_baselines(judged)
     print(f"same shade and pattern: frame pairs within a clip {fmt2(baselines['within_clip'])}, "
           f"across clips (chance) {fmt2(baselines['across_clips'])}")
     paired = None
@@ -369,8 +387,6 @@ def main(argv=None) -> int:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as fh:
             json.dump(record, fh, indent=2)
-    if args.save_samples:
-        np.savez_compressed(args.save_samples, clips=clips, texts=np.array(texts))
     return 0
 
 

@@ -110,8 +110,12 @@ def x0_error_maps(backbone, clips: np.ndarray, texts, times, seed: int = 0, batc
 def x0_errors(backbone, clips: np.ndarray, texts, times, seed: int = 0, batch: int = 16) -> dict:
     """``{t: (mse of x̂_0, mse of x_t / α_t)}`` for ``clips: [N, F, H, W, 3]`` in ``[−1, 1]``
     captioned ``texts``, under the noise ``fold_in(key(seed), t)``."""
+    return mean_errors(x0_error_maps(backbone, clips, texts, times, seed, batch))
+
+
+def mean_errors(maps: dict) -> dict:
+    """``{t: (mean of the map, mse of x_t / α_t = σ_t² / α_t²)}`` for per-pixel error maps ``{t: [...]}``."""
     schedule = cogvideox_2b()
-    maps = x0_error_maps(backbone, clips, texts, times, seed, batch)
     return {t: (float(m.mean()), float(schedule.train_sigmas[t] / schedule.train_alphas[t]) ** 2) for t, m in maps.items()}
 
 
@@ -182,9 +186,10 @@ def main(argv=None) -> int:
     for w in args.weights:
         backbone = toy.load_default(w)
         f = backbone.chunk_frames
+        if regions and f != clips.shape[1]:  # the box filter and the regions are those of the whole clips
+            ap.error(f"--regions needs models of {clips.shape[1]} frames; {w} has chunks of {f}")
         maps = x0_error_maps(backbone, clips[:, :f], texts, args.times)
-        results[w] = {t: (float(m.mean()), float(schedule.train_sigmas[t] / schedule.train_alphas[t]) ** 2)
-                      for t, m in maps.items()}
+        results[w] = mean_errors(maps)
         by_region[w] = {t: {r: float(m[mask[:, :f]].mean()) for r, mask in regions.items()} for t, m in maps.items()}
         swapped[w] = {f: x0_errors(backbone, clips[:, : backbone.chunk_frames], [swap_factor(t, f) for t in texts], args.times)
                       for f in args.swap}

@@ -116,7 +116,11 @@ def test_toy_denoise_from_smoke(tmp_path, tiny_weights, capsys):
 
 def test_eval_toy_model_smoke_and_rejudging_saved_samples(tmp_path, tiny_weights):
     """The quality-bar script end to end on a tiny model; judging its saved samples again
-    (``--from-samples``) gives the same record, and samples of other captions are refused."""
+    (``--from-samples``) gives the same record; samples of other captions, other starting noise or
+    another sampler are refused, as are files that do not record them; ``--paired-with`` the same
+    samples gives zero differences."""
+    import numpy as np
+
     import eval_toy_model
 
     a, b, npz = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "s.npz"
@@ -130,6 +134,19 @@ def test_eval_toy_model_smoke_and_rejudging_saved_samples(tmp_path, tiny_weights
     assert rb["agreement_renders"]["within_clip"] == 1.0  # a render keeps its shade and pattern
     with pytest.raises(SystemExit, match="not those of --num 3 --seed 7"):
         eval_toy_model.main(common + ["--seed", "7", "--json", "", "--from-samples", str(npz)])
+    with pytest.raises(SystemExit, match="sampled with --batch 3, this run has --batch 2"):  # other starting noise
+        eval_toy_model.main(common + ["--batch", "2", "--json", "", "--from-samples", str(npz)])
+    with pytest.raises(SystemExit, match="--paired-with .* sampled with --steps 2, this run has --steps 3"):
+        eval_toy_model.main(common + ["--steps", "3", "--json", "", "--paired-with", str(npz)])
+    # paired with itself: every difference is zero, and the record names the other file
+    assert eval_toy_model.main(common + ["--json", str(b), "--from-samples", str(npz), "--paired-with", str(npz)]) == 0
+    paired = json.loads(b.read_text())["paired"]
+    assert paired.pop("with") == "s.npz" and all(v["mean"] == 0.0 for v in paired.values())
+    old = tmp_path / "old.npz"  # written before the settings were stored
+    saved = np.load(npz)
+    np.savez_compressed(old, clips=saved["clips"], texts=saved["texts"])
+    with pytest.raises(SystemExit, match="does not record --seed"):
+        eval_toy_model.main(common + ["--json", "", "--from-samples", str(old)])
 
 
 def test_eval_toy_images_smoke_reads_renders_exactly(tmp_path, tiny_weights, capsys):
@@ -201,8 +218,8 @@ def test_toy_x0_error_is_zero_for_an_oracle_and_one_for_a_do_nothing_model(tiny_
 def test_toy_x0_error_regions_partition_the_pixels_and_the_box_filter_matches_by_hand(tiny_weights):
     """pixel_regions partitions every pixel into flat background, flat object interior and detail
     (a pixel with a different neighbour within 3×3); the per-pixel maps of the do-nothing model are
-    (σ/α)² · ε² exactly; the box filter's error at an interior pixel is the 3×3 mean of the noise
-    there, squared, computed by hand."""
+    (σ/α)² · ε² exactly; the box filter's error, inside a frame and at a corner (edges replicated),
+    is that of the 3×3 mean of x_t / α_t there, computed by hand."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -242,10 +259,11 @@ def test_toy_x0_error_regions_partition_the_pixels_and_the_box_filter_matches_by
     np.testing.assert_allclose(maps, (s / a) ** 2 * np.mean(eps**2, axis=-1), rtol=1e-3, atol=1e-9)
     assert toy_x0_error.x0_errors(backbone, clips, texts, [t])[t][0] == pytest.approx(float(maps.mean()), rel=1e-6)
     box = toy_x0_error.box_filter_error_maps(clips, [t])[t]
-    n, k, i, j = 1, 3, 10, 20
-    by_hand = np.mean(((s / a) * eps[n, k, i - 1 : i + 2, j - 1 : j + 2].mean(axis=(0, 1))
-                       + clips[n, k, i - 1 : i + 2, j - 1 : j + 2].mean(axis=(0, 1)) - clips[n, k, i, j]) ** 2)
-    assert box[n, k, i, j] == pytest.approx(float(by_hand), rel=1e-4)
+    y = clips + (s / a) * eps  # x_t / α_t
+    n, k = 1, 3
+    for i, j, rows, cols in ((10, 20, [9, 10, 11], [19, 20, 21]), (0, 31, [0, 0, 1], [30, 31, 31])):  # inside; a corner
+        mean = y[n, k][np.ix_(rows, cols)].mean(axis=(0, 1))  # the corner's missing neighbours replicate its edge
+        assert box[n, k, i, j] == pytest.approx(float(np.mean((mean - clips[n, k, i, j]) ** 2)), rel=1e-4)
 
 
 def test_toy_x0_error_swap_factor_changes_exactly_one_factor():

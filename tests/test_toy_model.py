@@ -209,8 +209,10 @@ def test_training_times_low_noise_band():
     """The low band draws uniformly on {0, …, low_noise_max}; mixed with the other bands it adds its
     share to the lowest times; without it the draws are those of runs recorded before it existed."""
     T = 1000
-    t = np.asarray(sample_times(jax.random.key(3), 4000, 8, T, 0.0, low_noise_fraction=1.0, low_noise_max=60))
+    t = np.asarray(sample_times(jax.random.key(3), 30500, 8, T, 0.0, low_noise_fraction=1.0, low_noise_max=60))
     assert t.min() == 0 and t.max() == 60 and (t == t[:, :1]).all()
+    counts = np.bincount(t[:, 0], minlength=61)  # uniform: 500 per value, binomial s.d. 22
+    assert counts.size == 61 and np.abs(counts - 500).max() < 100 and abs(t.mean() - 30) < 0.3
     # 15 % on [500, T), 40 % on [50, 450], 20 % on [0, 60], 25 % uniform: P(t <= 60) = 0.20 + 0.25 · 0.061 + 0.40 · 11 / 401
     t = np.asarray(sample_times(jax.random.key(4), 20000, 8, T, 0.0, 0.15, 500, 0.4, (50, 450), 0.2, 60))[:, 0]
     assert abs((t <= 60).mean() - (0.20 + 0.25 * 0.061 + 0.40 * 11 / 401)) < 0.012
@@ -221,6 +223,7 @@ def test_training_times_low_noise_band():
         sample_times(jax.random.key(0), 4, 8, T, 0.0, low_noise_fraction=0.5, low_noise_max=1000)
     with pytest.raises(ValueError, match=r"TrainConfig.low_noise_max must be an integer >= 0, got '-1'"):
         TrainConfig(low_noise_max=-1)
+    TrainConfig(high_noise_fraction=0.34, mid_noise_fraction=0.56, low_noise_fraction=0.1)  # sums to 1 (1.0000000000000002)
 
 
 def test_frame_conditioning_starts_as_noop_and_breaks_time_reversal(tmp_path):
@@ -666,10 +669,11 @@ def test_eval_judge_and_confusion_on_renders_and_on_a_swapped_clip():
     tr = tr._replace(pattern=np.array([3, 3, 3, 0, 0, 0, 0, 0]))
     j = judge(text, world.render(tr))
     assert j["unprompted"] == 5 / 8 and not j["unprompted_clip"]
-    assert j["pattern_kept"] == 5 / 8 and j["shade_kept"] == 1.0 and j["still"] and not judged[0]["still"]
+    assert j["unprompted_pattern"] == 5 / 8 and j["unprompted_shade"] == 1.0 and j["still"] and not judged[0]["still"]
     acc = accuracies(judged + [j])  # the still clips: judged[2] (kept) and j; the moving: judged[0], judged[1]
     assert acc["unprompted_still"] == (1 + 5 / 8) / 2 and acc["unprompted_moving"] == 1.0
     assert acc["unprompted_pattern"] == (3 + 5 / 8) / 4 and acc["unprompted_shade"] == 1.0
+    assert acc["unprompted_pattern_still"] == (1 + 5 / 8) / 2 and acc["unprompted_shade_moving"] == 1.0
     assert j["identity"] == {"shade": world.SHADE_NAMES.index("mid"), "pattern": world.PATTERNS.index("plain")}
     hist = identity_histogram(judged + [j])
     assert hist["pattern"]["plain"] == 1 + sum(jj["identity"]["pattern"] == 0 for jj in judged)
@@ -694,7 +698,7 @@ def test_paired_differences_are_clip_by_clip_means_with_their_standard_error():
     from eval_toy_model import PAIRED, paired_differences
 
     def clip(right: bool, kept: float) -> dict:
-        return {**{k: right for k in PAIRED}, "unprompted": kept, "shade_kept": kept, "pattern_kept": 1.0}
+        return {**{k: right for k in PAIRED}, "unprompted": kept, "unprompted_shade": kept, "unprompted_pattern": 1.0}
 
     a = [clip(True, 1.0), clip(True, 0.5), clip(False, 0.75)]
     b = [clip(False, 0.5), clip(True, 0.5), clip(False, 1.0)]
@@ -702,7 +706,7 @@ def test_paired_differences_are_clip_by_clip_means_with_their_standard_error():
     assert got["shape"]["mean"] == pytest.approx(1 / 3) and got["shape"]["n"] == 3
     assert got["shape"]["se"] == pytest.approx(np.std([1, 0, 0], ddof=1) / np.sqrt(3))
     assert got["unprompted"]["mean"] == pytest.approx((0.5 + 0.0 - 0.25) / 3)
-    assert got["pattern_kept"]["mean"] == 0.0 and got["pattern_kept"]["se"] == 0.0
+    assert got["unprompted_pattern"]["mean"] == 0.0 and got["unprompted_pattern"]["se"] == 0.0
     assert all(v["mean"] == 0.0 for v in paired_differences(a, a).values())
     with pytest.raises(ValueError, match="3 judged against 2"):
         paired_differences(a, b[:2])

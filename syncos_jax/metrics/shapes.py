@@ -29,6 +29,10 @@ How a frame is read:
    highest intersection over union with the ink pixels. The smallest painted region (the top of
    a small triangle) is about a quarter of the object.
 
+:func:`object_shade_scale` reads step 3's base colour as a continuous brightness against a named
+colour (on renders, the shade's factor), to see whether a model draws the world's shades or values
+between them.
+
 Shade and pattern are the unprompted identity: no caption names them, so a long video keeps them
 only if its sampler keeps them.
 Built on the probes (every function reads pixels; none needs the track):
@@ -79,8 +83,8 @@ __all__ = [
     "identity_agreement",
     "identity_consistency",
     "motion_direction",
-    "object_shade_scale",
     "object_descriptor",
+    "object_shade_scale",
     "probe_frames",
     "prompt_fidelity",
     "read_segments",

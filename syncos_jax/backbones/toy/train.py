@@ -8,7 +8,9 @@ is in each frame, hence its motion, and its shape — is decided from the captio
 the caption's signal in the loss is weakest against the irreducible error; and a fraction
 ``mid_noise_fraction`` from ``{mid_noise_min, …, mid_noise_max}``: the middle noise levels (around
 SNR 1, ``t ≈ 200`` on this schedule) where an object's outline and pattern are drawn, which uniform
-times on a zero-terminal-SNR table visit rarely (``α_t ≤ 0.31`` for every ``t ≥ 500``). A fraction of the
+times on a zero-terminal-SNR table visit rarely (``α_t ≤ 0.31`` for every ``t ≥ 500``); and a fraction
+``low_noise_fraction`` from ``{0, …, low_noise_max}``: the last steps of sampling, where a denoiser
+should copy the object's colour and pattern from its input. A fraction of the
 batch (``per_frame_fraction``) gets per-frame
 times — a random ramp across the clip, as a FIFO-Diffusion queue presents — so the per-frame
 adaLN path is trained; a fraction of captions (``uncond_fraction``) is replaced by the empty text
@@ -49,7 +51,8 @@ class TrainConfig:
 
     The times a clip trains at: ``high_noise_fraction`` of the clips from ``{high_noise_min, …, 999}``,
     ``mid_noise_fraction`` from ``{mid_noise_min, …, mid_noise_max}``, ``low_noise_fraction`` from
-    ``{0, …, low_noise_max}``, the rest uniform (:func:`sample_times`). ``image_batch_size`` single frames join each step's clips.
+    ``{0, …, low_noise_max}``, the rest uniform (:func:`sample_times`). ``image_batch_size``
+    single frames join each step's clips.
     ``object_weight`` (≥ 0) weighs the object's pixels ``1 + object_weight`` times the others in the
     loss (:func:`object_loss_weights`; 0, the default, is the plain mean); the loss a run logs is
     then the weighted one.
@@ -92,7 +95,7 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {str(v)[:40]!r}")
         if not isinstance(self.image_batch_size, int) or isinstance(self.image_batch_size, bool) or self.image_batch_size < 0:
             raise ValueError(f"TrainConfig.image_batch_size must be an integer >= 0, got {str(self.image_batch_size)[:40]!r}")
-        if self.high_noise_fraction + self.mid_noise_fraction + self.low_noise_fraction > 1.0:
+        if self.high_noise_fraction + self.mid_noise_fraction + self.low_noise_fraction > 1.0 + 1e-9:  # (float sums)
             raise ValueError(f"TrainConfig.high_noise_fraction + mid_noise_fraction + low_noise_fraction must be <= 1, got "
                              f"{self.high_noise_fraction} + {self.mid_noise_fraction} + {self.low_noise_fraction}")
         for name in ("high_noise_min", "mid_noise_min", "mid_noise_max", "low_noise_max"):
@@ -173,7 +176,7 @@ def sample_times(key: Array, batch: int, frames: int, num_train_timesteps: int, 
         raise ValueError(f"mid_noise_range must satisfy 0 <= lo <= hi < {T}, got {tuple(mid_noise_range)}")
     if low_noise_fraction and not 0 <= low_noise_max < T:
         raise ValueError(f"low_noise_max must be in [0, {T}), got {low_noise_max}")
-    if high_noise_fraction + mid_noise_fraction + low_noise_fraction > 1.0:
+    if high_noise_fraction + mid_noise_fraction + low_noise_fraction > 1.0 + 1e-9:  # (float sums of fractions)
         raise ValueError(f"high_noise_fraction + mid_noise_fraction + low_noise_fraction must be <= 1, got "
                          f"{high_noise_fraction} + {mid_noise_fraction} + {low_noise_fraction}")
     uniform = jax.random.randint(k1, (batch, 1), 0, T)
