@@ -344,8 +344,8 @@ def main(argv=None) -> int:
           f"DDIM {args.steps} steps, guidance {guidance:g}, {seconds:.0f} s")
     print(f"{'factor':<28}{'model':>8}{'renders':>9}{'bar':>7}")
     for k in ("colour", "background", "shape", *(f"shape_{n}" for n in world.SHAPES), "motion", "size",
-              "background_no_event", "background_with_event", "unprompted", "unprompted_clip",
-              *(f"{key}{split}" for split in ("", "_still", "_moving") for key in IDENTITY_KEYS if key + split != "unprompted")):
+              "background_no_event", "background_with_event", "unprompted", "unprompted_clip", *IDENTITY_KEYS[1:],
+              *(f"{key}_{group}" for group in ("still", "moving") for key in IDENTITY_KEYS)):
         m, r = model_acc[k], render_acc[k]
         bar = f"{BARS[k]:.0%}" if k in BARS else ""
         fmt = lambda v: "  n/a" if v is None else f"{v:.1%}"

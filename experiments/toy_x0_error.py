@@ -123,17 +123,19 @@ def _noise(seed: int, t: int, shape) -> Array:
     return jax.random.normal(jax.random.fold_in(jax.random.key(seed), t), shape)
 
 
+def _neighbours_3x3(x: np.ndarray) -> list[np.ndarray]:
+    """The nine shifts of ``x: [N, F, H, W, C]`` that put each pixel's ``3×3`` neighbours (edges
+    replicated) at its place."""
+    H, W = x.shape[2:4]
+    pad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    return [pad[:, :, dy : dy + H, dx : dx + W] for dy in (0, 1, 2) for dx in (0, 1, 2)]
+
+
 def neighbourhood_changes(clips: np.ndarray, tol: float = 0.05) -> np.ndarray:
     """``[N, F, H, W]`` bool: the pixels whose ``3×3`` neighbourhood (edges replicated) holds a pixel
     differing from them by more than ``tol`` in some channel — outlines, pattern borders and the
     backgrounds' texture; the rest is flat."""
-    H, W = clips.shape[2:4]
-    pad = np.pad(clips, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-    out = np.zeros(clips.shape[:4], bool)
-    for dy in (0, 1, 2):
-        for dx in (0, 1, 2):
-            out |= np.abs(pad[:, :, dy : dy + H, dx : dx + W] - clips).max(-1) > tol
-    return out
+    return np.any([np.abs(n - clips).max(-1) > tol for n in _neighbours_3x3(clips)], axis=0)
 
 
 def pixel_regions(clips: np.ndarray, tracks) -> dict:
@@ -150,13 +152,10 @@ def box_filter_error_maps(clips: np.ndarray, times, seed: int = 0) -> dict:
     """The reference that knows nothing of the world: ``{t: squared error per pixel [N, F, H, W]}``
     of the ``3×3`` mean (edges replicated) of ``x_t / α_t``, under the noise of :func:`x0_error_maps`."""
     schedule = cogvideox_2b()
-    H, W = clips.shape[2:4]
     out = {}
     for t in times:
         a, s = float(schedule.train_alphas[t]), float(schedule.train_sigmas[t])
-        y = clips + (s / a) * np.asarray(_noise(seed, t, clips.shape))
-        pad = np.pad(y, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-        box = sum(pad[:, :, dy : dy + H, dx : dx + W] for dy in (0, 1, 2) for dx in (0, 1, 2)) / 9
+        box = sum(_neighbours_3x3(clips + (s / a) * np.asarray(_noise(seed, t, clips.shape)))) / 9
         out[int(t)] = np.mean((box - clips) ** 2, axis=-1)
     return out
 
@@ -190,7 +189,7 @@ def main(argv=None) -> int:
             ap.error(f"--regions needs models of {clips.shape[1]} frames; {w} has chunks of {f}")
         maps = x0_error_maps(backbone, clips[:, :f], texts, args.times)
         results[w] = mean_errors(maps)
-        by_region[w] = {t: {r: float(m[mask[:, :f]].mean()) for r, mask in regions.items()} for t, m in maps.items()}
+        by_region[w] = {t: {r: float(m[mask].mean()) for r, mask in regions.items()} for t, m in maps.items()}
         swapped[w] = {f: x0_errors(backbone, clips[:, : backbone.chunk_frames], [swap_factor(t, f) for t in texts], args.times)
                       for f in args.swap}
     try:
