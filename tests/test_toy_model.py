@@ -156,6 +156,27 @@ def test_shipped_weights_load_without_network():
     assert float(jnp.abs(out).mean()) > 0.1  # trained, not the zero-initialised output layer
 
 
+def test_shipped_weights_match_the_committed_training_config():
+    """The shipped file is what ``python experiments/train_toy.py --config experiments/configs/toy.yaml``
+    exports at its last step: its model, training settings, seed and step are that config's, and
+    the config file it records (a repository path) says the same as the committed one. Changing
+    ``toy.yaml`` without retraining and shipping the new weights fails here."""
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    import train_toy
+
+    seed, model_cfg, train_cfg, run = train_toy.load_config(train_toy.DEFAULT_CONFIG)
+    shipped_cfg, extra = read_toy_config(DEFAULT_WEIGHTS)
+    assert shipped_cfg == model_cfg
+    assert extra["seed"] == seed and extra["step"] == train_cfg.total_steps
+    assert {**train_toy.LEGACY_FIELDS["train"], **extra["train"]} == train_cfg.to_dict()
+    recorded = extra["config"]
+    assert not os.path.isabs(recorded) and os.path.exists(os.path.join(ROOT, recorded)), recorded
+    assert train_toy.load_config(os.path.join(ROOT, recorded)) == (seed, model_cfg, train_cfg, run)
+    # the backbone is built from the same file: its model has the config's shapes
+    backbone = toy.load_default()
+    assert backbone.model.cfg == model_cfg and backbone.info["step"] == train_cfg.total_steps
+
+
 def test_training_times_mix_scalar_and_ramps():
     t = np.asarray(sample_times(jax.random.key(0), 400, 8, 1000, 0.5))
     assert t.min() >= 0 and t.max() <= 999 and t.dtype == np.int32
