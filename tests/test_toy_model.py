@@ -164,14 +164,18 @@ def test_shipped_weights_match_the_committed_training_config():
     sys.path.insert(0, os.path.join(ROOT, "experiments"))
     import train_toy
 
-    seed, model_cfg, train_cfg, run = train_toy.load_config(train_toy.DEFAULT_CONFIG)
+    seed, model_cfg, train_cfg, _ = train_toy.load_config(train_toy.DEFAULT_CONFIG)
     shipped_cfg, extra = read_toy_config(DEFAULT_WEIGHTS)
     assert shipped_cfg == model_cfg
     assert extra["seed"] == seed and extra["step"] == train_cfg.total_steps
+    # fields added to TrainConfig after the run take the value that means what the run did
+    # (a new field must be added to train_toy.LEGACY_FIELDS, or this fails)
     assert {**train_toy.LEGACY_FIELDS["train"], **extra["train"]} == train_cfg.to_dict()
+    assert "init" not in extra  # from scratch, not a fine-tune of another file
     recorded = extra["config"]
     assert not os.path.isabs(recorded) and os.path.exists(os.path.join(ROOT, recorded)), recorded
-    assert train_toy.load_config(os.path.join(ROOT, recorded)) == (seed, model_cfg, train_cfg, run)
+    # the run section (checkpointing, time limit) does not change the weights, so it may differ
+    assert train_toy.load_config(os.path.join(ROOT, recorded))[:3] == (seed, model_cfg, train_cfg)
     # the backbone is built from the same file: its model has the config's shapes
     backbone = toy.load_default()
     assert backbone.model.cfg == model_cfg and backbone.info["step"] == train_cfg.total_steps
