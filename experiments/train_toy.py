@@ -73,6 +73,12 @@ LEGACY_FIELDS = {"model": {"pixel_head": 0, "unet": 0, "joint_attention": False,
                            "object_weight": 0.0, "low_noise_fraction": 0.0, "low_noise_max": 60}}
 
 
+def with_legacy_fields(section: str, fields: dict) -> dict:
+    """``fields`` of a recorded ``section`` ("model" or "train") with the fields added since it was
+    recorded filled in (:data:`LEGACY_FIELDS`): comparable with today's ``to_dict()``."""
+    return {**LEGACY_FIELDS[section], **fields}
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=DEFAULT_CONFIG, help="the YAML training config")
@@ -229,9 +235,9 @@ def main(argv=None) -> int:
         with open(settings_path) as f:
             saved = json.load(f)
         # what decides the result must match; the run section (checkpoint spacing, time limit) may change
-        for section, fields in LEGACY_FIELDS.items():
+        for section in LEGACY_FIELDS:
             if isinstance(saved.get(section), dict):
-                saved[section] = {**fields, **saved[section]}
+                saved[section] = with_legacy_fields(section, saved[section])
         # the init counts by its content (the same file moved or renamed is the same run); --export-only
         # needs no --init: the run's own record says where it started
         digest = lambda record: (record.get("init") or {}).get("sha256_16")  # noqa: E731
