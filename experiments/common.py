@@ -220,6 +220,28 @@ def judge(frames, name: str) -> dict:
     return metrics.shapes_report(frames, segments, texts)
 
 
+READING_FIELDS = ("found", "background", "colour", "shape", "size", "shade", "pattern")
+
+
+def frame_readings(frames) -> dict:
+    """The probes' per-frame readings of a video (``syncos_jax.metrics.probe_frames``) as JSON-ready
+    lists: ``{field: [F] ints}`` for :data:`READING_FIELDS` (``found`` as 0/1; ``−1`` where no object
+    was found) and ``"centre": [F] [x, y]`` in pixels to 0.1 (``None`` where none). Kept beside the
+    metrics in the run cache, so analyses that the metrics do not foresee (say, agreement split by
+    whether two frames share a prompt, or by where the object is) need no new sampling.
+
+    Args:
+      frames: ``[F, H, W, 3]`` uint8 or float in ``[−1, 1]``.
+    """
+    from syncos_jax import metrics
+
+    r = metrics.probe_frames(2.0 * metrics.unit_frames(frames) - 1.0)
+    out = {k: np.asarray(getattr(r, k)).astype(int).tolist() for k in READING_FIELDS}
+    out["centre"] = [None if not np.all(np.isfinite(c)) else [round(float(c[0]), 1), round(float(c[1]), 1)]
+                     for c in np.asarray(r.centre, np.float64)]
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # The run cache
 # ---------------------------------------------------------------------------------------------
@@ -252,7 +274,8 @@ def _settings(variant: Variant) -> dict:
 
 
 def read_cache(results: str, variant: Variant) -> dict:
-    """``{(scenario, seed, steps, stride): record}`` of ``variant``'s finished runs whose settings match."""
+    """``{(scenario, seed, steps, stride): record}`` of ``variant``'s finished runs whose settings match
+    (the last line of a key, where one was sampled again)."""
     path = _cache_path(results, variant)
     out = {}
     if not os.path.exists(path):
@@ -269,9 +292,11 @@ def read_cache(results: str, variant: Variant) -> dict:
 
 
 def runs(variant: Variant, names: Sequence[str], seed_list: Sequence[int], *, results: str, steps: int = 50,
-         progress=None, cached_only: bool = False) -> list[dict]:
+         progress=None, cached_only: bool = False, require: Sequence[str] = ()) -> list[dict]:
     """The records of ``variant`` on every (scenario, seed), sampling (and caching) the missing ones
     (``cached_only``: skipping them instead, so a table can be written from a partial run).
+    ``require``: record keys (say ``"readings"``) that a cached record must have to count; one
+    without them is sampled again and the new record appended (:func:`read_cache` keeps the last).
 
     ``wall_seconds`` is the batch's wall time divided by its videos; the first scenario of a
     variant (and each new video length) includes compilation, so :mod:`table4_cost` times warm runs.
@@ -282,14 +307,15 @@ def runs(variant: Variant, names: Sequence[str], seed_list: Sequence[int], *, re
     os.makedirs(os.path.dirname(path), exist_ok=True)
     out = []
     for name in names:
-        todo = [s for s in seed_list if (name, s, steps, stride) not in cache]
+        todo = [s for s in seed_list
+                if (name, s, steps, stride) not in cache or any(k not in cache[(name, s, steps, stride)] for k in require)]
         if todo and not cached_only:
             frames, nfe, wall, _ = sample_scenario(variant, name, todo, steps=steps)
             with open(path, "a") as fh:
                 for s, fr, n in zip(todo, frames, nfe):
                     rec = {"scenario": name, "seed": int(s), "steps": steps, "stride": stride,
                            "settings": _settings(variant), "nfe": int(n), "wall_seconds": round(wall, 3),
-                           "metrics": judge(fr, name)}
+                           "metrics": judge(fr, name), "readings": frame_readings(fr)}
                     cache[(name, s, steps, stride)] = rec
                     fh.write(json.dumps(rec, allow_nan=False) + "\n")
         out += [cache[(name, s, steps, stride)] for s in seed_list if (name, s, steps, stride) in cache]

@@ -34,6 +34,12 @@ variants, same cache). Writes ``identity_drift.{json,md,png}``::
 
 ``--sample-only gen_l_video syncos`` samples only those samplers (in that order) and writes the
 table from the cache, so a long run can be spent where it matters first and the rest added later.
+
+The same agreement is also split by prompt (:func:`with_prompt_split`): over the frame pairs under
+the same prompt and over those under different prompts, because the suite's prompts often repeat
+(A, B, A, B) and a model that picks the shade and pattern partly from the prompt makes far pairs of
+one prompt agree without carrying anything (``identity_drift_by_prompt.png``; only over the videos
+whose per-frame readings are cached: records made before they were kept lack them).
 """
 
 from __future__ import annotations
@@ -82,6 +88,50 @@ def paired_by_seed(records: dict, reference: str, metric_names=tuple(m for m, _ 
             for name, recs in records.items() if name != reference}
 
 
+PROMPT_SPLITS = (("same", "same prompt"), ("different", "different prompts"))
+PROMPT_METRICS = tuple((f"identity_{pairs}_prompt_agreement_{lo}", f"{label}, d in [{lo}, {hi})")
+                       for pairs, label in PROMPT_SPLITS
+                       for lo, hi in zip(AGREEMENT_BINS, [*AGREEMENT_BINS[1:], "inf"]))
+
+
+def prompt_groups(name: str, frames: int) -> np.ndarray:
+    """``[frames]`` int: for each frame of a video of scenario ``name``, the index of its segment's
+    prompt among the scenario's distinct prompts (equal prompts, equal index; first seen, first)."""
+    sc = C.load(name)
+    texts = sc.prompt.texts()
+    index = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+    out = np.full(frames, -1, np.int64)
+    for (a, b), t in zip(sc.prompt.segments(frames), texts):
+        out[a:b] = index[t]
+    return out
+
+
+def with_prompt_split(record: dict) -> dict:
+    """``record`` with :data:`PROMPT_METRICS` added to its metrics: the identity agreement by distance
+    counted only over the frame pairs under the same prompt, and only over those under different
+    prompts (:func:`syncos_jax.metrics.identity_agreement` with ``groups``). In scenarios whose
+    prompts repeat (A, B, A, B), far pairs often share a prompt, and a model that picks the
+    unprompted identity partly from the prompt makes them agree without carrying anything; this
+    split keeps that apart from carried identity. Records cached without per-frame ``readings``
+    (made before they were kept) are returned unchanged."""
+    from syncos_jax import metrics
+
+    rd = record.get("readings")
+    if rd is None:
+        return record
+    found = np.asarray(rd["found"], bool)
+    z = np.zeros(found.size, np.int64)
+    readings = metrics.FrameReadings(np.asarray(rd["background"]), found, np.asarray(rd["colour"]),
+                                     np.asarray(rd["shape"]), np.asarray(rd["size"]), np.zeros((found.size, 2)), z,
+                                     np.asarray(rd["shade"]), np.asarray(rd["pattern"]))
+    groups = prompt_groups(record["scenario"], found.size)
+    extra = {}
+    for pairs, _ in PROMPT_SPLITS:
+        agree = metrics.identity_agreement(readings, groups=groups, pairs=pairs)
+        extra.update({f"identity_{pairs}_prompt_{k}": v for k, v in agree.items() if k.startswith("agreement_")})
+    return {**record, "metrics": {**record["metrics"], **extra}}
+
+
 def long_scenarios(min_frames: int = MIN_FRAMES) -> list[str]:
     """The suite's scenarios of at least ``min_frames`` frames, in the suite's round-robin order."""
     return [n for n in C.scenario_names(False) if int(n.rsplit("-", 1)[1].rstrip("f")) >= min_frames]
@@ -96,23 +146,32 @@ def main(argv=None) -> dict:
     p.add_argument("--sample-only", nargs="+", default=None, metavar="SAMPLER", choices=[v.name for v in VARIANTS],
                    help="sample only these samplers now, in this order (of: %(choices)s); the table is then written "
                         "from the cache, every sampler with the videos it has")
+    p.add_argument("--refresh-readings", action="store_true",
+                   help="with --sample-only: sample again those samplers' cached videos that lack per-frame readings "
+                        "(records made before they were kept), for the split by prompt")
     args = p.parse_args(argv)
+    if args.refresh_readings and not args.sample_only:
+        p.error("--refresh-readings needs --sample-only (which samplers to sample again)")
     if args.sample_only and args.cached_only:
         p.error("--sample-only samples; --cached-only forbids sampling: give one of them")
     if not args.quick and args.names is None and args.scenarios is None:
         args.names = long_scenarios()
     st = C.setup(args)
     if args.sample_only:  # sample these now; then table every sampler from the cache (whatever it holds)
-        C.collect(st, [v for name in dict.fromkeys(args.sample_only) for v in VARIANTS if v.name == name], "identity_drift")
+        C.collect(st, [v for name in dict.fromkeys(args.sample_only) for v in VARIANTS if v.name == name], "identity_drift",
+                  require=("readings",) if args.refresh_readings else ())
         st = dataclasses.replace(st, cached_only=True)
     labels = {v.name: v.label for v in VARIANTS}
 
     def seed_section(records: dict) -> tuple[dict, str]:
         by_seed = paired_by_seed(records, C.GEN_L_VIDEO.name)
         rows = [(f"{labels[name]}, seed {seed}", stats) for name, seeds in by_seed.items() for seed, stats in seeds.items()]
-        return {"paired_by_seed": by_seed}, ("\nPaired differences against Gen-L-Video seed by seed (mean ± s.e. over "
-                                             "the scenarios of that seed):\n\n"
-                                             + C.markdown_table(rows, SEED_METRICS, signed=True) + "\n")
+        fields, more = prompt_section(records, labels)
+        far_fields, far_md = far_drift_section(records, labels)
+        more = far_md + more
+        return {"paired_by_seed": by_seed, **far_fields, **fields}, ("\nPaired differences against Gen-L-Video seed by seed (mean ± s.e. over "
+                                                       "the scenarios of that seed):\n\n"
+                                                       + C.markdown_table(rows, SEED_METRICS, signed=True) + "\n" + more)
 
     payload = C.compare(st, "identity_drift", "The unprompted identity over long videos", VARIANTS, C.GEN_L_VIDEO,
                         metric_names=METRICS,
@@ -125,7 +184,98 @@ def main(argv=None) -> dict:
         with open(args.agreement_reference) as fh:
             reference = json.load(fh)["agreement"]
     distance_plot(os.path.join(st.results, "identity_drift_distance.png"), payload, reference)
+    prompt_distance_plot(os.path.join(st.results, "identity_drift_by_prompt.png"), payload)
     return payload
+
+
+FAR_DRIFT_METRICS = (
+    ("identity_agreement_16", "agreement, d in [16, 32)"),
+    ("identity_agreement_32", "agreement, d in [32, 64)"),
+    ("identity_agreement_64", "agreement, d >= 64"),
+    ("identity_far_drift", "far drift: [32, 64) - [64, inf)"),
+)
+
+
+def with_far_drift(record: dict) -> dict:
+    """``record`` with ``identity_far_drift`` added to its metrics: the agreement of frame pairs
+    ``[32, 64)`` apart minus that of pairs ``>= 64`` apart, within the one video (``None`` where the
+    video has no pair 64 apart, as the 64-frame ones). Drift slower than :data:`DRIFT_FAR` frames
+    shows here and not in ``identity_drift``."""
+    m = record["metrics"]
+    a, b = m.get("identity_agreement_32"), m.get("identity_agreement_64")
+    return {**record, "metrics": {**m, "identity_far_drift": None if a is None or b is None else a - b}}
+
+
+def far_drift_section(records: dict, labels: dict) -> tuple[dict, str]:
+    """``(fields, markdown)``: :data:`FAR_DRIFT_METRICS` over the videos that have pairs 64 apart
+    (the 96-frame ones), mean ± s.e. per sampler and paired against Gen-L-Video."""
+    names = tuple(m for m, _ in FAR_DRIFT_METRICS)
+    far = {name: [with_far_drift(r) for r in recs if r["metrics"].get("identity_agreement_64") is not None]
+           for name, recs in records.items()}
+    summary = {name: C.summarise(recs, names) for name, recs in far.items()}
+    diff = {name: C.paired(recs, far[C.GEN_L_VIDEO.name], names) for name, recs in far.items()
+            if name != C.GEN_L_VIDEO.name}
+    md = ("\n## Slow drift: the videos long enough to have pairs 64 frames apart\n\n`identity_drift` compares "
+          "pairs 16–31 apart with pairs 32 or more apart; drift slower than that shows between pairs 32–63 and "
+          "pairs 64 or more apart, inside the same (96-frame) videos:\n\n"
+          + C.markdown_table([(labels[n], summary[n]) for n in far], FAR_DRIFT_METRICS + (("videos", "videos"),))
+          + "\n\nPaired differences against Gen-L-Video (same scenario and seed):\n\n"
+          + C.markdown_table([(labels[n], diff[n]) for n in diff], FAR_DRIFT_METRICS, signed=True) + "\n")
+    return {"far_drift": {"summary": summary, "paired_vs_reference": diff}}, md
+
+
+def prompt_section(records: dict, labels: dict) -> tuple[dict, str]:
+    """``(fields, markdown)`` of the agreement split by prompt (:func:`with_prompt_split`), over the
+    videos cached with per-frame readings: mean ± s.e. per sampler and the paired differences
+    against Gen-L-Video. ``records``: ``{variant name: run records}``; ``labels``: their table names."""
+    names = tuple(m for m, _ in PROMPT_METRICS)
+    split = {name: [with_prompt_split(r) for r in recs if "readings" in r] for name, recs in records.items()}
+    summary = {name: C.summarise(recs, names) for name, recs in split.items()}
+    diff = {name: C.paired(recs, split[C.GEN_L_VIDEO.name], names) for name, recs in split.items()
+            if name != C.GEN_L_VIDEO.name}
+    if not any(split.values()):
+        return {"prompt_split": None}, ("\n## The agreement split by prompt\n\nNo video of this run has per-frame "
+                                        "readings cached (they are kept since the split was added), so there is no "
+                                        "split by prompt.\n")
+    cols = PROMPT_METRICS + (("videos", "videos"),)
+    md = ("\n## The agreement split by prompt\n\nThe agreement above counts every pair of frames. In a scenario "
+          "whose prompts repeat (A, B, A, B), frames two events apart share a prompt, and if the model picks the "
+          "shade and pattern partly from the prompt they agree more without any identity carried between them. "
+          "Here the pairs under the same prompt and the pairs under different prompts are counted apart (over the "
+          "videos cached with per-frame readings; pairs of one prompt closer than 16 frames are mostly inside one "
+          "event, those farther apart are in different events of the same prompt):\n\n"
+          + C.markdown_table([(labels[n], summary[n]) for n in split], cols) + "\n\n"
+          "Paired differences against Gen-L-Video (same scenario and seed):\n\n"
+          + C.markdown_table([(labels[n], diff[n]) for n in diff], PROMPT_METRICS, signed=True) + "\n")
+    return {"prompt_split": {"summary": summary, "paired_vs_reference": diff}}, md
+
+
+def prompt_distance_plot(path: str, payload: dict) -> None:
+    """Two panels of :func:`distance_plot`'s agreement against distance, over the frame pairs under
+    the same prompt (left) and under different prompts (right); one line per sampler. Draws nothing
+    where no video has per-frame readings (``payload["prompt_split"]`` is ``None``)."""
+    import plotting
+
+    if not payload.get("prompt_split"):
+        return  # no video with per-frame readings: nothing to draw
+    split = payload["prompt_split"]["summary"]
+    plt = plotting.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9.4, 3.4), sharey=True)
+    x = np.arange(len(AGREEMENT_BINS))
+    edges = [str(b) for b in AGREEMENT_BINS] + ["∞"]
+    for ax, (pairs, title) in zip(axes, PROMPT_SPLITS):
+        for i, (name, summ) in enumerate(split.items()):
+            stats = [summ[f"identity_{pairs}_prompt_agreement_{lo}"] for lo in AGREEMENT_BINS]
+            mu = np.array([s["mean"] for s in stats], float)
+            se = np.nan_to_num(np.array([s["se"] for s in stats], float))
+            label = f'{payload["variants"][name]["label"]} ({summ["videos"]["n"]} videos)'
+            ax.errorbar(x + 0.05 * (i - (len(split) - 1) / 2), mu, yerr=se, marker="o", capsize=3, label=label)
+        ax.set_xticks(x, [f"[{a}, {b})" for a, b in zip(edges, edges[1:])], fontsize=8)
+        ax.set_xlabel("distance between the two frames (frames)")
+        ax.set_title(f"pairs under {title}", fontsize=10)
+    axes[0].set_ylabel("same shade and pattern (fraction of pairs)")
+    axes[0].legend(fontsize=8)
+    plotting.save(fig, path)
 
 
 def distance_plot(path: str, payload: dict, reference: dict | None = None) -> None:

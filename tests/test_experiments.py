@@ -496,6 +496,7 @@ def test_identity_pooling_main_writes_its_table_and_picture(tmp_path, tiny_weigh
 
 
 def test_identity_drift_sample_only_samples_those_samplers_and_tables_the_cache(tmp_path, tiny_weights):
+    import common
     import identity_drift
 
     argv = ["--quick", "--names", "motion-2ev-32f", "--seeds", "0", "--steps", "2", "--weights", tiny_weights,
@@ -506,10 +507,62 @@ def test_identity_drift_sample_only_samples_those_samplers_and_tables_the_cache(
     assert payload["summary"]["syncos"]["videos"]["n"] == 1 and payload["summary"]["gen_l_video"]["videos"]["n"] == 0
     saved = json.load(open(tmp_path / "identity_drift.json"))  # strict JSON with a sampler that has no videos
     assert saved["summary"]["fifo"]["videos"]["n"] == 0
+    rec = json.loads(open(tmp_path / "runs" / "syncos.jsonl").readline())
+    assert set(rec["readings"]) == {*common.READING_FIELDS, "centre"} and all(len(v) == 32 for v in rec["readings"].values())
+    split = saved["prompt_split"]["summary"]
+    assert split["syncos"]["videos"]["n"] == 1 and split["gen_l_video"]["videos"]["n"] == 0
+    assert (tmp_path / "identity_drift_by_prompt.png").stat().st_size > 1000
+    # A record cached without readings (made before they were kept) is sampled again only on request.
+    bare = {k: v for k, v in rec.items() if k != "readings"}
+    (tmp_path / "runs" / "syncos.jsonl").write_text(json.dumps(bare) + "\n")
+    assert identity_drift.main(argv)["prompt_split"] is None  # no video with readings: no split
+    refreshed = identity_drift.main(argv + ["--refresh-readings"])
+    lines = [json.loads(x) for x in open(tmp_path / "runs" / "syncos.jsonl")]
+    assert len(lines) == 2 and "readings" not in lines[0] and lines[1]["readings"] == rec["readings"]
+    assert refreshed["prompt_split"]["summary"]["syncos"]["videos"]["n"] == 1
+    with pytest.raises(SystemExit):
+        identity_drift.main(argv[:-2] + ["--refresh-readings"])  # which samplers to sample again?
     with pytest.raises(SystemExit):
         identity_drift.main(argv[:-1] + ["dpm"])  # not a sampler of this table
     with pytest.raises(SystemExit):
         identity_drift.main(argv + ["--cached-only"])  # sampling and not sampling
+
+
+def test_identity_drift_splits_the_agreement_by_prompt():
+    """prompt_groups numbers a scenario's distinct prompts per frame (a repeated prompt keeps its
+    number); with_prompt_split on an identity that follows the prompt (A, B, C, A) finds same-prompt
+    pairs agreeing at every distance and different-prompt pairs never, and leaves a record without
+    readings as it was."""
+    import identity_drift
+
+    groups = identity_drift.prompt_groups("colour-4ev-64f", 64)  # orange, purple, yellow, orange
+    assert groups.tolist() == [0] * 16 + [1] * 16 + [2] * 16 + [0] * 16
+    shade = (groups % 3).tolist()
+    readings = {"found": [1] * 64, "background": [0] * 64, "colour": [0] * 64, "shape": [0] * 64,
+                "size": [0] * 64, "shade": shade, "pattern": [0] * 64}
+    rec = {"scenario": "colour-4ev-64f", "seed": 0, "metrics": {"identity_unprompted": 0.5}, "readings": readings}
+    m = identity_drift.with_prompt_split(rec)["metrics"]
+    assert m["identity_unprompted"] == 0.5
+    assert [m[f"identity_same_prompt_agreement_{lo}"] for lo in (1, 8, 16, 32, 64)] == [1.0, 1.0, None, 1.0, None]  # no same-prompt pair is 16-31 apart
+    assert [m[f"identity_different_prompt_agreement_{lo}"] for lo in (1, 8, 16, 32)] == [0.0, 0.0, 0.0, 0.0]
+    bare = {k: v for k, v in rec.items() if k != "readings"}
+    assert identity_drift.with_prompt_split(bare) is bare
+
+
+def test_identity_drift_far_drift_is_the_in_video_difference_of_the_two_far_bins():
+    import identity_drift
+
+    rec = {"scenario": "x", "seed": 0, "nfe": 1, "wall_seconds": 1.0,
+           "metrics": {"identity_agreement_32": 0.25, "identity_agreement_64": 0.125}}
+    assert identity_drift.with_far_drift(rec)["metrics"]["identity_far_drift"] == 0.125
+    short = {**rec, "metrics": {"identity_agreement_32": 0.25, "identity_agreement_64": None}}
+    assert identity_drift.with_far_drift(short)["metrics"]["identity_far_drift"] is None
+    records = {"gen_l_video": [rec, {**short, "scenario": "y"}],
+               "syncos": [{**rec, "metrics": {"identity_agreement_32": 0.5, "identity_agreement_64": 0.5}}]}
+    fields, md = identity_drift.far_drift_section(records, {"gen_l_video": "GLV", "syncos": "SynCoS"})
+    assert fields["far_drift"]["summary"]["gen_l_video"]["videos"]["n"] == 1  # the 64-frame video is left out
+    assert fields["far_drift"]["paired_vs_reference"]["syncos"]["identity_far_drift"]["mean"] == -0.125
+    assert "Slow drift" in md
 
 
 def test_identity_drift_pairs_seed_by_seed():

@@ -374,3 +374,34 @@ def test_identity_agreement_tells_drift_from_flicker():
                       (dict(near=8, far=8), "near and far"), (dict(near=0), "near and far"), (dict(far=32.5), "near and far")]:
         with pytest.raises(ValueError, match=match):
             metrics.identity_agreement(_readings(np.full(8, 2)), **kw)
+
+
+def test_identity_agreement_split_by_prompt_matches_a_pair_by_pair_count():
+    """``pairs="same"`` / ``"different"`` against a brute-force count over every pair (i < j), on
+    random readings, gaps and labels; and the confound they exist for: when the identity follows the
+    prompt and the prompts repeat (A, B, A, B over 64 frames), all pairs agree *more* at distance
+    >= 32 than at [16, 32) (a negative "drift" with no drift at all), while same-prompt pairs agree
+    everywhere and different-prompt pairs nowhere."""
+    rng = np.random.default_rng(3)
+    ids, found, groups = rng.integers(0, 4, 70), rng.uniform(size=70) < 0.85, rng.integers(0, 3, 70)
+    bins = (1, 8, 16, 32, 64)
+    for pairs in metrics.AGREEMENT_PAIRS:
+        got = metrics.identity_agreement(_readings(ids, found), bins, groups=groups, pairs=pairs)
+        edges = list(bins) + [70]
+        for lo, hi in zip(edges, edges[1:]):
+            hits = [ids[i] == ids[j] for i in range(70) for j in range(i + 1, 70)
+                    if lo <= j - i < hi and found[i] and found[j]
+                    and {"all": True, "same": groups[i] == groups[j], "different": groups[i] != groups[j]}[pairs]]
+            assert got[f"agreement_{lo}"] == (pytest.approx(np.mean(hits), abs=1e-12) if hits else None), (pairs, lo)
+    abab = np.repeat([0, 1, 0, 1], 16)  # the prompt index per frame; the identity follows it
+    every = metrics.identity_agreement(_readings(np.where(abab == 0, 3, 7)))
+    assert every["drift"] < -0.1 and every["agreement_32"] > every["agreement_16"]  # -0.145
+    same = metrics.identity_agreement(_readings(np.where(abab == 0, 3, 7)), groups=abab, pairs="same")
+    other = metrics.identity_agreement(_readings(np.where(abab == 0, 3, 7)), groups=abab, pairs="different")
+    assert same["agreement_32"] == same["agreement_16"] == 1.0 and same["drift"] == 0.0
+    assert other["agreement_16"] == other["agreement_32"] == 0.0
+    for kw, match in [(dict(pairs="near"), "pairs must be one of"), (dict(pairs="same"), "groups is needed"),
+                      (dict(pairs="same", groups=np.zeros(7, int)), "8 integer labels"),
+                      (dict(pairs="different", groups=np.zeros(8)), "8 integer labels")]:
+        with pytest.raises(ValueError, match=match):
+            metrics.identity_agreement(_readings(np.full(8, 2)), **kw)

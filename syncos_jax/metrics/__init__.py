@@ -36,6 +36,7 @@ from syncos_jax.metrics.video import (
 )
 from syncos_jax.metrics.shapes import (
     AGREEMENT_BINS,
+    AGREEMENT_PAIRS,
     DRIFT_FAR,
     DRIFT_NEAR,
     FACTORS,

@@ -81,6 +81,7 @@ __all__ = [
     "DRIFT_FAR",
     "DRIFT_NEAR",
     "identity_agreement",
+    "AGREEMENT_PAIRS",
     "identity_consistency",
     "motion_direction",
     "object_descriptor",
@@ -624,8 +625,11 @@ DRIFT_NEAR = 16
 DRIFT_FAR = 32
 
 
+AGREEMENT_PAIRS = ("all", "same", "different")
+
+
 def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_BINS, near: int = DRIFT_NEAR,
-                       far: int = DRIFT_FAR) -> dict:
+                       far: int = DRIFT_FAR, *, groups=None, pairs: str = "all") -> dict:
     """How often two frames show the same unprompted identity, by how far apart they are: what tells
     drift from flicker.
 
@@ -639,6 +643,13 @@ def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_
     ``d >= far`` apart. It is ≈ 0 without drift and > 0 with drift. The near bins (``d < near``)
     also show the flicker within a chunk, which ``drift`` leaves out on purpose.
 
+    ``groups`` and ``pairs`` restrict the pairs counted, to control for what else two frames share.
+    A model may choose the unprompted identity partly from the prompt (a shade that suits the named
+    colour), so in a video whose prompts repeat (A, B, A, B) frames under the same prompt agree more
+    even without any carried identity, and where the repeats fall at one distance the agreement
+    *rises* there. With ``groups`` the frames' prompt indices, ``pairs="same"`` counts only pairs
+    under the same prompt and ``pairs="different"`` only pairs under different prompts.
+
     Returns:
       ``{f"agreement_{lo}": float | None for each bin's lower edge lo, "drift": float | None}``;
       ``None`` where the video has no such pair (too short, or too few frames with an object).
@@ -647,6 +658,10 @@ def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_
       readings: :func:`probe_frames` of a video.
       bins: increasing integer distances ``>= 1``, the bins' lower edges.
       near, far: integers with ``1 <= near < far``: the distances ``drift`` compares.
+      groups: ``[F]`` integer labels, one per frame (say, the index of the frame's prompt), or
+        ``None``; needed unless ``pairs == "all"``.
+      pairs: ``"all"`` (every pair; ``groups`` ignored), ``"same"`` (pairs whose two frames have the
+        same label) or ``"different"`` (pairs whose labels differ).
 
     Raises:
       ValueError: naming the argument that is not as above.
@@ -655,13 +670,23 @@ def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_
         raise ValueError(f"bins must be increasing integer distances >= 1, got {tuple(bins)}")
     if int(near) != near or int(far) != far or not 1 <= near < far:
         raise ValueError(f"near and far must be integers with 1 <= near < far, got near={near}, far={far}")
+    if pairs not in AGREEMENT_PAIRS:
+        raise ValueError(f"pairs must be one of {AGREEMENT_PAIRS}, got {pairs!r}")
     found = np.asarray(readings.found, bool)
     pair = np.asarray(readings.shade) * len(world.PATTERNS) + np.asarray(readings.pattern)
     n = found.size
+    if pairs != "all":
+        if groups is None:
+            raise ValueError(f"groups is needed for pairs={pairs!r} (one integer label per frame), got None")
+        g = np.asarray(groups)
+        if g.shape != (n,) or not np.issubdtype(g.dtype, np.integer):
+            raise ValueError(f"groups must be {n} integer labels (one per frame), got dtype {g.dtype} shape {g.shape}")
     both = np.zeros(n, np.int64)  # both[d]: pairs d apart with an object in both frames; same[d]: of those, agreeing
     same = np.zeros(n, np.int64)
     for d in range(1, n):
         ok = found[d:] & found[:-d]
+        if pairs != "all":
+            ok &= (g[d:] == g[:-d]) if pairs == "same" else (g[d:] != g[:-d])
         both[d], same[d] = ok.sum(), (ok & (pair[d:] == pair[:-d])).sum()
 
     def mean(lo, hi):
