@@ -3,7 +3,8 @@
 A **variant** is a named sampler setting (:class:`Variant`); a **run** is one variant on one
 scenario of ``experiments/scenarios/`` with one seed. Every run is sampled with the shipped toy
 weights, decoded, and judged from pixels by :func:`syncos_jax.metrics.shapes_report`; its record
-(the metrics, the NFE, the wall time per video) is appended to a JSON-lines cache
+(the metrics, the NFE, the wall time per video, and the probes' per-frame readings,
+:func:`frame_readings`) is appended to a JSON-lines cache
 ``<results>/runs/<variant>.jsonl`` as soon as it is done. Scripts read the cache first, so a killed
 run loses at most the scenario in flight, and tables that share a variant (Table 3 and Table 1,
 the sweeps and SynCoS's defaults) sample it once.
@@ -242,6 +243,33 @@ def frame_readings(frames) -> dict:
     return out
 
 
+def has_readings(record: dict) -> bool:
+    """Whether a cached record keeps the per-frame readings (:func:`frame_readings`): records made
+    before they were kept do not."""
+    return record.get("readings") is not None
+
+
+def readings_from_record(record: dict):
+    """The :class:`syncos_jax.metrics.FrameReadings` of a cached record's ``readings`` (the inverse of
+    :func:`frame_readings`; the object's pixel count, which is not kept, is 0; a centre not found
+    is NaN).
+
+    Raises:
+      ValueError: the record has no readings (:func:`has_readings`).
+    """
+    from syncos_jax import metrics
+
+    if not has_readings(record):
+        raise ValueError(f"record {record.get('scenario')!r} seed {record.get('seed')!r} has no per-frame readings "
+                         "(made before they were kept: sample it again with identity_drift.py --refresh-readings)")
+    rd = record["readings"]
+    arrays = {k: np.asarray(rd[k], np.int64) for k in READING_FIELDS}
+    centre = np.array([[np.nan, np.nan] if c is None else c for c in rd["centre"]], np.float64)
+    return metrics.FrameReadings(background=arrays["background"], found=arrays["found"].astype(bool),
+                                 colour=arrays["colour"], shape=arrays["shape"], size=arrays["size"], centre=centre,
+                                 area=np.zeros_like(arrays["found"]), shade=arrays["shade"], pattern=arrays["pattern"])
+
+
 # ---------------------------------------------------------------------------------------------
 # The run cache
 # ---------------------------------------------------------------------------------------------
@@ -295,8 +323,10 @@ def runs(variant: Variant, names: Sequence[str], seed_list: Sequence[int], *, re
          progress=None, cached_only: bool = False, require: Sequence[str] = ()) -> list[dict]:
     """The records of ``variant`` on every (scenario, seed), sampling (and caching) the missing ones
     (``cached_only``: skipping them instead, so a table can be written from a partial run).
-    ``require``: record keys (say ``"readings"``) that a cached record must have to count; one
-    without them is sampled again and the new record appended (:func:`read_cache` keeps the last).
+    ``require``: record keys (say ``"readings"``) that a cached record must have (not ``None``) to
+    count as sampled; unless ``cached_only``, one without them is sampled again and the new record
+    appended, whose metrics then replace the old ones (:func:`read_cache` keeps the last line; the
+    same seed gives the same video up to float rounding, so they agree to a few 1e-5 on one machine).
 
     ``wall_seconds`` is the batch's wall time divided by its videos; the first scenario of a
     variant (and each new video length) includes compilation, so :mod:`table4_cost` times warm runs.
@@ -307,8 +337,8 @@ def runs(variant: Variant, names: Sequence[str], seed_list: Sequence[int], *, re
     os.makedirs(os.path.dirname(path), exist_ok=True)
     out = []
     for name in names:
-        todo = [s for s in seed_list
-                if (name, s, steps, stride) not in cache or any(k not in cache[(name, s, steps, stride)] for k in require)]
+        todo = [s for s in seed_list if (name, s, steps, stride) not in cache
+                or any(cache[(name, s, steps, stride)].get(k) is None for k in require)]
         if todo and not cached_only:
             frames, nfe, wall, _ = sample_scenario(variant, name, todo, steps=steps)
             with open(path, "a") as fh:

@@ -39,7 +39,10 @@ The same agreement is also split by prompt (:func:`with_prompt_split`): over the
 the same prompt and over those under different prompts, because the suite's prompts often repeat
 (A, B, A, B) and a model that picks the shade and pattern partly from the prompt makes far pairs of
 one prompt agree without carrying anything (``identity_drift_by_prompt.png``; only over the videos
-whose per-frame readings are cached: records made before they were kept lack them).
+whose per-frame readings are cached: records made before they were kept lack them, and
+``--refresh-readings`` samples those again). A last table compares the two farthest bins inside the
+96-frame videos (``identity_far_drift``, :func:`with_far_drift`), where drift slower than 32 frames
+shows.
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ PROMPT_METRICS = tuple((f"identity_{pairs}_prompt_agreement_{lo}", f"{label}, d 
                        for pairs, label in PROMPT_SPLITS
                        for lo, hi in zip(AGREEMENT_BINS, [*AGREEMENT_BINS[1:], "inf"]))
 
+FAR_BINS = AGREEMENT_BINS[-2:]  # (32, 64): the two farthest bins, compared inside the longest videos
 
 def prompt_groups(name: str, frames: int) -> np.ndarray:
     """``[frames]`` int: for each frame of a video of scenario ``name``, the index of its segment's
@@ -109,26 +113,24 @@ def prompt_groups(name: str, frames: int) -> np.ndarray:
 def with_prompt_split(record: dict) -> dict:
     """``record`` with :data:`PROMPT_METRICS` added to its metrics: the identity agreement by distance
     counted only over the frame pairs under the same prompt, and only over those under different
-    prompts (:func:`syncos_jax.metrics.identity_agreement` with ``groups``). In scenarios whose
-    prompts repeat (A, B, A, B), far pairs often share a prompt, and a model that picks the
-    unprompted identity partly from the prompt makes them agree without carrying anything; this
-    split keeps that apart from carried identity. Records cached without per-frame ``readings``
-    (made before they were kept) are returned unchanged."""
+    prompts (:func:`syncos_jax.metrics.identity_agreement` with ``groups``), and
+    ``identity_different_prompt_far_drift`` (:func:`with_far_drift` over the pairs under different
+    prompts). In scenarios whose prompts repeat (A, B, A, B), far pairs often share a prompt, and a
+    model that picks the unprompted identity partly from the prompt makes them agree without
+    carrying anything; this split keeps that apart from carried identity. Records cached without
+    per-frame readings (:func:`common.has_readings`) are returned unchanged."""
     from syncos_jax import metrics
 
-    rd = record.get("readings")
-    if rd is None:
+    if not C.has_readings(record):
         return record
-    found = np.asarray(rd["found"], bool)
-    z = np.zeros(found.size, np.int64)
-    readings = metrics.FrameReadings(np.asarray(rd["background"]), found, np.asarray(rd["colour"]),
-                                     np.asarray(rd["shape"]), np.asarray(rd["size"]), np.zeros((found.size, 2)), z,
-                                     np.asarray(rd["shade"]), np.asarray(rd["pattern"]))
-    groups = prompt_groups(record["scenario"], found.size)
+    readings = C.readings_from_record(record)
+    groups = prompt_groups(record["scenario"], readings.found.size)
     extra = {}
     for pairs, _ in PROMPT_SPLITS:
         agree = metrics.identity_agreement(readings, groups=groups, pairs=pairs)
         extra.update({f"identity_{pairs}_prompt_{k}": v for k, v in agree.items() if k.startswith("agreement_")})
+    lo, hi = (extra[f"identity_different_prompt_agreement_{b}"] for b in FAR_BINS)
+    extra["identity_different_prompt_far_drift"] = None if lo is None or hi is None else lo - hi
     return {**record, "metrics": {**record["metrics"], **extra}}
 
 
@@ -148,7 +150,8 @@ def main(argv=None) -> dict:
                         "from the cache, every sampler with the videos it has")
     p.add_argument("--refresh-readings", action="store_true",
                    help="with --sample-only: sample again those samplers' cached videos that lack per-frame readings "
-                        "(records made before they were kept), for the split by prompt")
+                        "(records made before they were kept), for the split by prompt; the new records' metrics "
+                        "replace the old ones in the cache (the same up to float rounding)")
     args = p.parse_args(argv)
     if args.refresh_readings and not args.sample_only:
         p.error("--refresh-readings needs --sample-only (which samplers to sample again)")
@@ -163,22 +166,21 @@ def main(argv=None) -> dict:
         st = dataclasses.replace(st, cached_only=True)
     labels = {v.name: v.label for v in VARIANTS}
 
-    def seed_section(records: dict) -> tuple[dict, str]:
+    def sections(records: dict) -> tuple[dict, str]:
         by_seed = paired_by_seed(records, C.GEN_L_VIDEO.name)
         rows = [(f"{labels[name]}, seed {seed}", stats) for name, seeds in by_seed.items() for seed, stats in seeds.items()]
-        fields, more = prompt_section(records, labels)
         far_fields, far_md = far_drift_section(records, labels)
-        more = far_md + more
-        return {"paired_by_seed": by_seed, **far_fields, **fields}, ("\nPaired differences against Gen-L-Video seed by seed (mean ± s.e. over "
-                                                       "the scenarios of that seed):\n\n"
-                                                       + C.markdown_table(rows, SEED_METRICS, signed=True) + "\n" + more)
+        prompt_fields, prompt_md = prompt_section(records, labels)
+        md = ("\nPaired differences against Gen-L-Video seed by seed (mean ± s.e. over the scenarios of that seed):\n\n"
+              + C.markdown_table(rows, SEED_METRICS, signed=True) + "\n" + far_md + prompt_md)
+        return {"paired_by_seed": by_seed, **far_fields, **prompt_fields}, md
 
     payload = C.compare(st, "identity_drift", "The unprompted identity over long videos", VARIANTS, C.GEN_L_VIDEO,
                         metric_names=METRICS,
                         notes="Shade and pattern are never prompted: a sampler keeps them only if it carries them "
                               "from chunk to chunk. The paper's claim: fusion alone lets them drift, SynCoS keeps "
                               "them. Frames that flicker within a chunk lower the agreement at every distance; "
-                              "drift lowers it only between far frames.", section=seed_section)
+                              "drift lowers it only between far frames.", section=sections)
     reference = None
     if args.agreement_reference:
         with open(args.agreement_reference) as fh:
@@ -189,35 +191,41 @@ def main(argv=None) -> dict:
 
 
 FAR_DRIFT_METRICS = (
-    ("identity_agreement_16", "agreement, d in [16, 32)"),
-    ("identity_agreement_32", "agreement, d in [32, 64)"),
-    ("identity_agreement_64", "agreement, d >= 64"),
-    ("identity_far_drift", "far drift: [32, 64) - [64, inf)"),
+    (f"identity_agreement_{DRIFT_NEAR}", f"agreement, d in [{DRIFT_NEAR}, {DRIFT_FAR})"),
+    (f"identity_agreement_{FAR_BINS[0]}", f"agreement, d in [{FAR_BINS[0]}, {FAR_BINS[1]})"),
+    (f"identity_agreement_{FAR_BINS[1]}", f"agreement, d >= {FAR_BINS[1]}"),
+    ("identity_far_drift", f"far drift: [{FAR_BINS[0]}, {FAR_BINS[1]}) - [{FAR_BINS[1]}, inf)"),
+    ("identity_different_prompt_far_drift", "far drift, pairs under different prompts"),
 )
 
 
 def with_far_drift(record: dict) -> dict:
     """``record`` with ``identity_far_drift`` added to its metrics: the agreement of frame pairs
-    ``[32, 64)`` apart minus that of pairs ``>= 64`` apart, within the one video (``None`` where the
-    video has no pair 64 apart, as the 64-frame ones). Drift slower than :data:`DRIFT_FAR` frames
-    shows here and not in ``identity_drift``."""
+    ``[32, 64)`` apart minus that of pairs ``>= 64`` apart (:data:`FAR_BINS`), within the one video
+    (``None`` where the video has no pair 64 apart, as the 64-frame ones). ``identity_drift``
+    compares ``[16, 32)`` with everything ``>= 32``, which pools these two bins, so drift slower than
+    32 frames shows more plainly here. Both bins count pairs under a repeated prompt too; the split
+    by prompt (:func:`with_prompt_split`) gives the same over pairs under different prompts only."""
     m = record["metrics"]
-    a, b = m.get("identity_agreement_32"), m.get("identity_agreement_64")
+    a, b = (m.get(f"identity_agreement_{lo}") for lo in FAR_BINS)
     return {**record, "metrics": {**m, "identity_far_drift": None if a is None or b is None else a - b}}
 
 
 def far_drift_section(records: dict, labels: dict) -> tuple[dict, str]:
     """``(fields, markdown)``: :data:`FAR_DRIFT_METRICS` over the videos that have pairs 64 apart
-    (the 96-frame ones), mean ± s.e. per sampler and paired against Gen-L-Video."""
+    (the 96-frame ones), mean ± s.e. per sampler and paired against Gen-L-Video (the column over the
+    pairs under different prompts only over the videos with per-frame readings)."""
     names = tuple(m for m, _ in FAR_DRIFT_METRICS)
-    far = {name: [with_far_drift(r) for r in recs if r["metrics"].get("identity_agreement_64") is not None]
+    far = {name: [with_far_drift(with_prompt_split(r)) for r in recs
+                  if r["metrics"].get(f"identity_agreement_{FAR_BINS[1]}") is not None]
            for name, recs in records.items()}
     summary = {name: C.summarise(recs, names) for name, recs in far.items()}
     diff = {name: C.paired(recs, far[C.GEN_L_VIDEO.name], names) for name, recs in far.items()
             if name != C.GEN_L_VIDEO.name}
     md = ("\n## Slow drift: the videos long enough to have pairs 64 frames apart\n\n`identity_drift` compares "
-          "pairs 16–31 apart with pairs 32 or more apart; drift slower than that shows between pairs 32–63 and "
-          "pairs 64 or more apart, inside the same (96-frame) videos:\n\n"
+          "pairs 16–31 apart with all pairs 32 or more apart; drift slower than that shows between pairs 32–63 and "
+          "pairs 64 or more apart, inside the same (96-frame) videos. Both bins include pairs under a repeated "
+          "prompt; the last column counts only pairs under different prompts (videos with per-frame readings):\n\n"
           + C.markdown_table([(labels[n], summary[n]) for n in far], FAR_DRIFT_METRICS + (("videos", "videos"),))
           + "\n\nPaired differences against Gen-L-Video (same scenario and seed):\n\n"
           + C.markdown_table([(labels[n], diff[n]) for n in diff], FAR_DRIFT_METRICS, signed=True) + "\n")
@@ -229,7 +237,7 @@ def prompt_section(records: dict, labels: dict) -> tuple[dict, str]:
     videos cached with per-frame readings: mean ± s.e. per sampler and the paired differences
     against Gen-L-Video. ``records``: ``{variant name: run records}``; ``labels``: their table names."""
     names = tuple(m for m, _ in PROMPT_METRICS)
-    split = {name: [with_prompt_split(r) for r in recs if "readings" in r] for name, recs in records.items()}
+    split = {name: [with_prompt_split(r) for r in recs if C.has_readings(r)] for name, recs in records.items()}
     summary = {name: C.summarise(recs, names) for name, recs in split.items()}
     diff = {name: C.paired(recs, split[C.GEN_L_VIDEO.name], names) for name, recs in split.items()
             if name != C.GEN_L_VIDEO.name}
@@ -250,28 +258,37 @@ def prompt_section(records: dict, labels: dict) -> tuple[dict, str]:
     return {"prompt_split": {"summary": summary, "paired_vs_reference": diff}}, md
 
 
+def _agreement_panel(ax, payload: dict, summaries: dict, key: str) -> None:
+    """One panel of agreement against distance: a line per sampler in ``summaries`` (``{name:
+    summary}``) of the metrics ``key.format(lo)`` over :data:`AGREEMENT_BINS`, mean ± s.e., with the
+    sampler's number of videos in its label."""
+    x = np.arange(len(AGREEMENT_BINS))
+    for i, (name, summ) in enumerate(summaries.items()):
+        stats = [summ[key.format(lo)] for lo in AGREEMENT_BINS]
+        mu = np.array([s["mean"] for s in stats], float)
+        se = np.nan_to_num(np.array([s["se"] for s in stats], float))
+        label = f'{payload["variants"][name]["label"]} ({summ["videos"]["n"]} videos)'
+        ax.errorbar(x + 0.05 * (i - (len(summaries) - 1) / 2), mu, yerr=se, marker="o", capsize=3, label=label)
+    edges = [str(b) for b in AGREEMENT_BINS] + ["∞"]
+    ax.set_xticks(x, [f"[{a}, {b})" for a, b in zip(edges, edges[1:])], fontsize=8)
+    ax.set_xlabel("distance between the two frames (frames)")
+
+
 def prompt_distance_plot(path: str, payload: dict) -> None:
     """Two panels of :func:`distance_plot`'s agreement against distance, over the frame pairs under
-    the same prompt (left) and under different prompts (right); one line per sampler. Draws nothing
-    where no video has per-frame readings (``payload["prompt_split"]`` is ``None``)."""
+    the same prompt (left) and under different prompts (right); one line per sampler. Where no video
+    has per-frame readings (``payload["prompt_split"]`` is ``None``) it draws nothing and removes a
+    picture left at ``path`` by an earlier run, so no stale picture sits beside the tables."""
     import plotting
 
     if not payload.get("prompt_split"):
-        return  # no video with per-frame readings: nothing to draw
-    split = payload["prompt_split"]["summary"]
+        if os.path.exists(path):
+            os.remove(path)
+        return
     plt = plotting.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.4, 3.4), sharey=True)
-    x = np.arange(len(AGREEMENT_BINS))
-    edges = [str(b) for b in AGREEMENT_BINS] + ["∞"]
     for ax, (pairs, title) in zip(axes, PROMPT_SPLITS):
-        for i, (name, summ) in enumerate(split.items()):
-            stats = [summ[f"identity_{pairs}_prompt_agreement_{lo}"] for lo in AGREEMENT_BINS]
-            mu = np.array([s["mean"] for s in stats], float)
-            se = np.nan_to_num(np.array([s["se"] for s in stats], float))
-            label = f'{payload["variants"][name]["label"]} ({summ["videos"]["n"]} videos)'
-            ax.errorbar(x + 0.05 * (i - (len(split) - 1) / 2), mu, yerr=se, marker="o", capsize=3, label=label)
-        ax.set_xticks(x, [f"[{a}, {b})" for a, b in zip(edges, edges[1:])], fontsize=8)
-        ax.set_xlabel("distance between the two frames (frames)")
+        _agreement_panel(ax, payload, payload["prompt_split"]["summary"], f"identity_{pairs}_prompt_agreement_{{}}")
         ax.set_title(f"pairs under {title}", fontsize=10)
     axes[0].set_ylabel("same shade and pattern (fraction of pairs)")
     axes[0].legend(fontsize=8)
@@ -288,19 +305,10 @@ def distance_plot(path: str, payload: dict, reference: dict | None = None) -> No
 
     plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    x = np.arange(len(AGREEMENT_BINS))
-    for i, (name, summ) in enumerate(payload["summary"].items()):
-        stats = [summ[f"identity_agreement_{lo}"] for lo in AGREEMENT_BINS]
-        mu = np.array([s["mean"] for s in stats], float)
-        se = np.nan_to_num(np.array([s["se"] for s in stats], float))
-        label = f'{payload["variants"][name]["label"]} ({summ["videos"]["n"]} videos)'
-        ax.errorbar(x + 0.05 * (i - (len(payload["summary"]) - 1) / 2), mu, yerr=se, marker="o", capsize=3, label=label)
+    _agreement_panel(ax, payload, payload["summary"], "identity_agreement_{}")
     for key, text, style in (("within_clip", "one chunk, single DDIM", "--"), ("across_clips", "unrelated clips (chance)", ":")):
         if reference and reference.get(key) is not None:
             ax.axhline(reference[key], color="0.4", ls=style, lw=1, label=text)
-    edges = [str(b) for b in AGREEMENT_BINS] + ["∞"]
-    ax.set_xticks(x, [f"[{a}, {b})" for a, b in zip(edges, edges[1:])], fontsize=8)
-    ax.set_xlabel("distance between the two frames (frames)")
     ax.set_ylabel("same shade and pattern (fraction of pairs)")
     ax.set_title("Unprompted identity: agreement against distance", fontsize=10)
     ax.legend(fontsize=8)

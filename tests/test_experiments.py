@@ -9,6 +9,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -495,7 +496,7 @@ def test_identity_pooling_main_writes_its_table_and_picture(tmp_path, tiny_weigh
         identity_pooling.main(["--weights", tiny_weights, "--times", "999"])
 
 
-def test_identity_drift_sample_only_samples_those_samplers_and_tables_the_cache(tmp_path, tiny_weights):
+def test_identity_drift_sample_only_samples_those_samplers_and_tables_the_cache(tmp_path, tiny_weights, capsys):
     import common
     import identity_drift
 
@@ -516,12 +517,17 @@ def test_identity_drift_sample_only_samples_those_samplers_and_tables_the_cache(
     bare = {k: v for k, v in rec.items() if k != "readings"}
     (tmp_path / "runs" / "syncos.jsonl").write_text(json.dumps(bare) + "\n")
     assert identity_drift.main(argv)["prompt_split"] is None  # no video with readings: no split
+    assert not (tmp_path / "identity_drift_by_prompt.png").exists()  # no stale picture beside "no split"
     refreshed = identity_drift.main(argv + ["--refresh-readings"])
     lines = [json.loads(x) for x in open(tmp_path / "runs" / "syncos.jsonl")]
     assert len(lines) == 2 and "readings" not in lines[0] and lines[1]["readings"] == rec["readings"]
     assert refreshed["prompt_split"]["summary"]["syncos"]["videos"]["n"] == 1
+    identity_drift.main(argv + ["--refresh-readings"])  # nothing left to refresh: nothing appended
+    assert sum(1 for _ in open(tmp_path / "runs" / "syncos.jsonl")) == 2
+    capsys.readouterr()
     with pytest.raises(SystemExit):
         identity_drift.main(argv[:-2] + ["--refresh-readings"])  # which samplers to sample again?
+    assert "--refresh-readings needs --sample-only" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         identity_drift.main(argv[:-1] + ["dpm"])  # not a sampler of this table
     with pytest.raises(SystemExit):
@@ -539,14 +545,37 @@ def test_identity_drift_splits_the_agreement_by_prompt():
     assert groups.tolist() == [0] * 16 + [1] * 16 + [2] * 16 + [0] * 16
     shade = (groups % 3).tolist()
     readings = {"found": [1] * 64, "background": [0] * 64, "colour": [0] * 64, "shape": [0] * 64,
-                "size": [0] * 64, "shade": shade, "pattern": [0] * 64}
+                "size": [0] * 64, "shade": shade, "pattern": [0] * 64, "centre": [[16.0, 16.0]] * 64}
     rec = {"scenario": "colour-4ev-64f", "seed": 0, "metrics": {"identity_unprompted": 0.5}, "readings": readings}
     m = identity_drift.with_prompt_split(rec)["metrics"]
     assert m["identity_unprompted"] == 0.5
     assert [m[f"identity_same_prompt_agreement_{lo}"] for lo in (1, 8, 16, 32, 64)] == [1.0, 1.0, None, 1.0, None]  # no same-prompt pair is 16-31 apart
     assert [m[f"identity_different_prompt_agreement_{lo}"] for lo in (1, 8, 16, 32)] == [0.0, 0.0, 0.0, 0.0]
+    assert m["identity_different_prompt_far_drift"] is None  # a 64-frame video has no pair 64 apart
     bare = {k: v for k, v in rec.items() if k != "readings"}
     assert identity_drift.with_prompt_split(bare) is bare
+    assert identity_drift.with_prompt_split({**rec, "readings": None})["metrics"] is rec["metrics"]
+
+
+def test_frame_readings_round_trip_through_the_cache_record():
+    """common.frame_readings → JSON → common.readings_from_record gives back probe_frames' readings
+    (but the pixel count, which is not kept) on a render with and without an object."""
+    import common
+    from syncos_jax import metrics
+    from syncos_jax.backbones.toy import world
+
+    rng = np.random.default_rng(0)
+    _, track = world.random_track(rng, frames=6)
+    clip = world.render(track)
+    frames = np.concatenate([clip, -np.ones_like(clip[:2])])  # two black frames: no object
+    rec = json.loads(json.dumps({"scenario": "x", "seed": 0, "readings": common.frame_readings(frames)}))
+    back, want = common.readings_from_record(rec), metrics.probe_frames(frames)
+    for field in common.READING_FIELDS:
+        np.testing.assert_array_equal(getattr(back, field), getattr(want, field), err_msg=field)
+    np.testing.assert_allclose(back.centre, want.centre, atol=0.05)
+    assert not back.found[-1] and np.isnan(back.centre[-1]).all()
+    with pytest.raises(ValueError, match="no per-frame readings"):
+        common.readings_from_record({"scenario": "x", "seed": 0})
 
 
 def test_identity_drift_far_drift_is_the_in_video_difference_of_the_two_far_bins():

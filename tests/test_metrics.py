@@ -386,13 +386,18 @@ def test_identity_agreement_split_by_prompt_matches_a_pair_by_pair_count():
     ids, found, groups = rng.integers(0, 4, 70), rng.uniform(size=70) < 0.85, rng.integers(0, 3, 70)
     bins = (1, 8, 16, 32, 64)
     for pairs in metrics.AGREEMENT_PAIRS:
-        got = metrics.identity_agreement(_readings(ids, found), bins, groups=groups, pairs=pairs)
+        got = metrics.identity_agreement(_readings(ids, found), bins, groups=None if pairs == "all" else groups, pairs=pairs)
         edges = list(bins) + [70]
         for lo, hi in zip(edges, edges[1:]):
             hits = [ids[i] == ids[j] for i in range(70) for j in range(i + 1, 70)
                     if lo <= j - i < hi and found[i] and found[j]
                     and {"all": True, "same": groups[i] == groups[j], "different": groups[i] != groups[j]}[pairs]]
             assert got[f"agreement_{lo}"] == (pytest.approx(np.mean(hits), abs=1e-12) if hits else None), (pairs, lo)
+        near, far = (np.mean([ids[i] == ids[j] for i in range(70) for j in range(i + 1, 70)
+                              if lo <= j - i < hi and found[i] and found[j]
+                              and {"all": True, "same": groups[i] == groups[j], "different": groups[i] != groups[j]}[pairs]])
+                     for lo, hi in ((16, 32), (32, 70)))
+        assert got["drift"] == pytest.approx(near - far, abs=1e-12), pairs
     abab = np.repeat([0, 1, 0, 1], 16)  # the prompt index per frame; the identity follows it
     every = metrics.identity_agreement(_readings(np.where(abab == 0, 3, 7)))
     assert every["drift"] < -0.1 and every["agreement_32"] > every["agreement_16"]  # -0.145
@@ -401,6 +406,7 @@ def test_identity_agreement_split_by_prompt_matches_a_pair_by_pair_count():
     assert same["agreement_32"] == same["agreement_16"] == 1.0 and same["drift"] == 0.0
     assert other["agreement_16"] == other["agreement_32"] == 0.0
     for kw, match in [(dict(pairs="near"), "pairs must be one of"), (dict(pairs="same"), "groups is needed"),
+                      (dict(groups=np.zeros(8, int)), "only used with"),
                       (dict(pairs="same", groups=np.zeros(7, int)), "8 integer labels"),
                       (dict(pairs="different", groups=np.zeros(8)), "8 integer labels")]:
         with pytest.raises(ValueError, match=match):

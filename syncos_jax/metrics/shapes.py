@@ -78,10 +78,10 @@ __all__ = [
     "clean_frames",
     "ghost_frames",
     "AGREEMENT_BINS",
+    "AGREEMENT_PAIRS",
     "DRIFT_FAR",
     "DRIFT_NEAR",
     "identity_agreement",
-    "AGREEMENT_PAIRS",
     "identity_consistency",
     "motion_direction",
     "object_descriptor",
@@ -659,9 +659,9 @@ def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_
       bins: increasing integer distances ``>= 1``, the bins' lower edges.
       near, far: integers with ``1 <= near < far``: the distances ``drift`` compares.
       groups: ``[F]`` integer labels, one per frame (say, the index of the frame's prompt), or
-        ``None``; needed unless ``pairs == "all"``.
-      pairs: ``"all"`` (every pair; ``groups`` ignored), ``"same"`` (pairs whose two frames have the
-        same label) or ``"different"`` (pairs whose labels differ).
+        ``None``; needed for ``pairs`` ``"same"`` and ``"different"``, refused with ``"all"``.
+      pairs: ``"all"`` (every pair), ``"same"`` (pairs whose two frames have the same label) or
+        ``"different"`` (pairs whose labels differ).
 
     Raises:
       ValueError: naming the argument that is not as above.
@@ -673,11 +673,13 @@ def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_
     if pairs not in AGREEMENT_PAIRS:
         raise ValueError(f"pairs must be one of {AGREEMENT_PAIRS}, got {pairs!r}")
     found = np.asarray(readings.found, bool)
-    pair = np.asarray(readings.shade) * len(world.PATTERNS) + np.asarray(readings.pattern)
+    ident = np.asarray(readings.shade) * len(world.PATTERNS) + np.asarray(readings.pattern)
     n = found.size
-    if pairs != "all":
-        if groups is None:
-            raise ValueError(f"groups is needed for pairs={pairs!r} (one integer label per frame), got None")
+    if pairs == "all" and groups is not None:
+        raise ValueError("groups is only used with pairs='same' or 'different'; got groups with pairs='all'")
+    if pairs != "all" and groups is None:
+        raise ValueError(f"groups is needed for pairs={pairs!r} (one integer label per frame), got None")
+    if groups is not None:
         g = np.asarray(groups)
         if g.shape != (n,) or not np.issubdtype(g.dtype, np.integer):
             raise ValueError(f"groups must be {n} integer labels (one per frame), got dtype {g.dtype} shape {g.shape}")
@@ -687,7 +689,7 @@ def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_
         ok = found[d:] & found[:-d]
         if pairs != "all":
             ok &= (g[d:] == g[:-d]) if pairs == "same" else (g[d:] != g[:-d])
-        both[d], same[d] = ok.sum(), (ok & (pair[d:] == pair[:-d])).sum()
+        both[d], same[d] = ok.sum(), (ok & (ident[d:] == ident[:-d])).sum()
 
     def mean(lo, hi):
         lo, hi = min(int(lo), n), min(hi, n)
