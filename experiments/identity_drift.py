@@ -171,9 +171,10 @@ def main(argv=None) -> dict:
         rows = [(f"{labels[name]}, seed {seed}", stats) for name, seeds in by_seed.items() for seed, stats in seeds.items()]
         far_fields, far_md = far_drift_section(records, labels)
         prompt_fields, prompt_md = prompt_section(records, labels)
+        noise_fields, noise_md = shared_noise_section(records, labels)
         md = ("\nPaired differences against Gen-L-Video seed by seed (mean ± s.e. over the scenarios of that seed):\n\n"
-              + C.markdown_table(rows, SEED_METRICS, signed=True) + "\n" + far_md + prompt_md)
-        return {"paired_by_seed": by_seed, **far_fields, **prompt_fields}, md
+              + C.markdown_table(rows, SEED_METRICS, signed=True) + "\n" + far_md + prompt_md + noise_md)
+        return {"paired_by_seed": by_seed, **far_fields, **prompt_fields, **noise_fields}, md
 
     payload = C.compare(st, "identity_drift", "The unprompted identity over long videos", VARIANTS, C.GEN_L_VIDEO,
                         metric_names=METRICS,
@@ -230,6 +231,57 @@ def far_drift_section(records: dict, labels: dict) -> tuple[dict, str]:
           + "\n\nPaired differences against Gen-L-Video (same scenario and seed):\n\n"
           + C.markdown_table([(labels[n], diff[n]) for n in diff], FAR_DRIFT_METRICS, signed=True) + "\n")
     return {"far_drift": {"summary": summary, "paired_vs_reference": diff}}, md
+
+
+AGREEMENT_METRICS = tuple((f"identity_agreement_{lo}", f"agreement, d in [{lo}, {hi})")
+                          for lo, hi in zip(AGREEMENT_BINS, [*AGREEMENT_BINS[1:], "inf"]))
+
+
+def same_frame_agreement(records) -> dict:
+    """Whether the videos of one seed share their identity: over every two videos of equal length
+    with per-frame readings, the fraction of frame indices where both show the same (shade,
+    pattern) (frames where both found the object), averaged over the pairs of videos of the same
+    seed and over those of different seeds: ``{"same_seed": {"mean", "se", "n"}, "different_seeds":
+    ...}`` (``n``: pairs of videos). The sampling key is the seed alone (:func:`common.sample_scenario`),
+    so the videos of one seed and length start from the same noise; if that noise fixed the
+    identity, same-seed pairs would agree more than different-seed ones, and the videos of one seed
+    would not be independent draws."""
+    videos = []
+    for r in records:
+        if C.has_readings(r):
+            rd = C.readings_from_record(r)
+            ident = np.where(rd.found, rd.shade * 100 + rd.pattern, -1)
+            videos.append((r["seed"], ident))
+    out = {"same_seed": [], "different_seeds": []}
+    for i, (seed_a, a) in enumerate(videos):
+        for seed_b, b in videos[i + 1:]:
+            if a.size != b.size:
+                continue
+            both = (a >= 0) & (b >= 0)
+            if both.any():
+                out["same_seed" if seed_a == seed_b else "different_seeds"].append(float(np.mean(a[both] == b[both])))
+    return {k: dict(zip(("mean", "se", "n"), C.mean_se(v))) for k, v in out.items()}
+
+
+def shared_noise_section(records: dict, labels: dict) -> tuple[dict, str]:
+    """``(fields, markdown)``: the agreement bins seed by seed (mean ± s.e. over the scenarios of each
+    seed) and :func:`same_frame_agreement` per sampler: whether one seed's videos share anything."""
+    by_seed = {name: {str(seed): C.summarise([r for r in recs if r["seed"] == seed], [m for m, _ in AGREEMENT_METRICS])
+                      for seed in sorted({r["seed"] for r in recs})}
+               for name, recs in records.items()}
+    same = {name: same_frame_agreement(recs) for name, recs in records.items()}
+    rows = [(f"{labels[name]}, seed {seed}", summ) for name, seeds in by_seed.items() for seed, summ in seeds.items()]
+    lines = [f"| {labels[n]} | {C.fmt(v['same_seed'], 3)} ({v['same_seed']['n']}) | "
+             f"{C.fmt(v['different_seeds'], 3)} ({v['different_seeds']['n']}) |" for n, v in same.items()]
+    md = ("\n## Seed by seed, and whether one seed's videos share their identity\n\nThe agreement by distance, "
+          "mean ± s.e. over the scenarios of each seed:\n\n"
+          + C.markdown_table(rows, AGREEMENT_METRICS + (("videos", "videos"),)) + "\n\n"
+          "The sampling key is the seed alone, so the videos of one seed and length start from the same noise. "
+          "Over every two videos of equal length with per-frame readings, the fraction of frame indices showing "
+          "the same shade and pattern in both (pairs of videos in brackets; each video is in many pairs, so the "
+          "s.e. over pairs is only a rough guide):\n\n"
+          "| variant | same seed | different seeds |\n|---|---|---|\n" + "\n".join(lines) + "\n")
+    return {"agreement_by_seed": by_seed, "same_frame_agreement": same}, md
 
 
 def prompt_section(records: dict, labels: dict) -> tuple[dict, str]:

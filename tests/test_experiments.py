@@ -557,6 +557,26 @@ def test_identity_drift_splits_the_agreement_by_prompt():
     assert identity_drift.with_prompt_split({**rec, "readings": None})["metrics"] is rec["metrics"]
 
 
+def test_same_frame_agreement_counts_frames_across_videos_by_seed():
+    """Two videos of seed 0 equal at 3 of 4 frames (one frame without an object left out), a video of
+    seed 1 equal to the first at no frame, a video of another length and one without readings left
+    out: closed forms."""
+    import identity_drift
+
+    def rec(seed, shade, found=None):
+        n = len(shade)
+        return {"scenario": "x", "seed": seed, "readings": {
+            "found": list(found or [1] * n), "background": [0] * n, "colour": [0] * n, "shape": [0] * n, "size": [0] * n,
+            "shade": list(shade), "pattern": [0] * n, "centre": [[1.0, 1.0]] * n}}
+
+    records = [rec(0, (0, 1, 2, 0)), rec(0, (0, 1, 1, 0), found=(1, 1, 1, 0)), rec(1, (2, 2, 0, 1)),
+               rec(1, (0, 1, 2)), {"scenario": "x", "seed": 1}]
+    out = identity_drift.same_frame_agreement(records)
+    assert out["same_seed"]["n"] == 1 and out["same_seed"]["mean"] == pytest.approx(2 / 3, abs=1e-12)
+    # seed 1 against the first: frames (0,2),(1,2),(2,0),(0,1) → 0 of 4; against the second: 0 of 3
+    assert out["different_seeds"]["n"] == 2 and out["different_seeds"]["mean"] == 0.0
+
+
 def test_frame_readings_round_trip_through_the_cache_record():
     """common.frame_readings → JSON → common.readings_from_record gives back probe_frames' readings
     (but the pixel count, which is not kept) on a render with and without an object."""
