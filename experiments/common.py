@@ -326,7 +326,8 @@ def runs(variant: Variant, names: Sequence[str], seed_list: Sequence[int], *, re
     ``require``: record keys (say ``"readings"``) that a cached record must have (not ``None``) to
     count as sampled; unless ``cached_only``, one without them is sampled again and the new record
     appended, whose metrics then replace the old ones (:func:`read_cache` keeps the last line; the
-    same seed gives the same video up to float rounding, so they agree to a few 1e-5 on one machine).
+    same seed gives the same video up to float rounding: on one machine the probe readings agree
+    exactly and the flow-based metrics to about 1e-3).
 
     ``wall_seconds`` is the batch's wall time divided by its videos; the first scenario of a
     variant (and each new video length) includes compilation, so :mod:`table4_cost` times warm runs.
