@@ -221,7 +221,7 @@ def judge(frames, name: str) -> dict:
     return metrics.shapes_report(frames, segments, texts)
 
 
-READING_FIELDS = ("found", "background", "colour", "shape", "size", "shade", "pattern")
+READING_FIELDS = ("found", "background", "colour", "shape", "size", "shade", "pattern", "light")
 
 
 def frame_readings(frames) -> dict:
@@ -252,7 +252,7 @@ def has_readings(record: dict) -> bool:
 def readings_from_record(record: dict):
     """The :class:`syncos_jax.metrics.FrameReadings` of a cached record's ``readings`` (the inverse of
     :func:`frame_readings`; the object's pixel count, which is not kept, is 0; a centre not found
-    is NaN).
+    is NaN; the light of a record made before it was kept is −1, not read).
 
     Raises:
       ValueError: the record has no readings (:func:`has_readings`).
@@ -263,11 +263,13 @@ def readings_from_record(record: dict):
         raise ValueError(f"record {record.get('scenario')!r} seed {record.get('seed')!r} has no per-frame readings "
                          "(made before they were kept: sample it again with identity_drift.py --refresh-readings)")
     rd = record["readings"]
-    arrays = {k: np.asarray(rd[k], np.int64) for k in READING_FIELDS}
+    # a field added to READING_FIELDS later (the light) is −1 (not read) in older records
+    arrays = {k: np.asarray(rd[k] if k in rd else np.full(len(rd["found"]), -1), np.int64) for k in READING_FIELDS}
     centre = np.array([[np.nan, np.nan] if c is None else c for c in rd["centre"]], np.float64)
     return metrics.FrameReadings(background=arrays["background"], found=arrays["found"].astype(bool),
                                  colour=arrays["colour"], shape=arrays["shape"], size=arrays["size"], centre=centre,
-                                 area=np.zeros_like(arrays["found"]), shade=arrays["shade"], pattern=arrays["pattern"])
+                                 area=np.zeros_like(arrays["found"]), shade=arrays["shade"], pattern=arrays["pattern"],
+                                 light=arrays["light"])
 
 
 # ---------------------------------------------------------------------------------------------

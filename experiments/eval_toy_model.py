@@ -12,13 +12,15 @@ them with a background change), samples one 8-frame clip per caption with determ
 * background: the majority equals the caption's; with a ``then`` clause, the first frame shows
   the first background and the last frame the second;
 * motion: :func:`~syncos_jax.metrics.motion_direction` of the centre track equals the caption's;
-* unprompted identity (shade and pattern, which no caption names): the fraction of a clip's frames
-  whose (shade, pattern) reading is the clip's majority pair (``unprompted``), and whether all of
-  them are (``unprompted_clip``); split into shade and pattern alone (``unprompted_shade``,
-  ``unprompted_pattern``: the frames showing the clip's majority value of each), and each of the
-  three by whether the caption's object stays still (``…_still``, ``…_moving``); across clips, the
-  histogram of the majority shade and pattern, which must cover the whole range (``spread``: every shade and every pattern is the majority of
-  at least half its uniform share of the clips — no collapse onto one);
+* unprompted identity (shade, pattern and light, which no caption names): the fraction of a clip's
+  frames whose (shade, pattern) reading — the object's identity — is the clip's majority pair
+  (``unprompted``), and whether all of them are (``unprompted_clip``); split into shade and pattern
+  alone (``unprompted_shade``, ``unprompted_pattern``: the frames showing the clip's majority value
+  of each); the frames showing the clip's majority light (``unprompted_light``, the scene's; on the
+  bar too); each of these by whether the caption's object stays still (``…_still``, ``…_moving``);
+  across clips, the histogram of the majority shade, pattern and light, which must cover the whole
+  range (``spread``: every value is the majority of at least half its uniform share of the clips —
+  no collapse onto one);
 * the brightness of the objects against their named colour (:func:`shade_scale_summary`): a
   histogram pooled over frames, which shows whether the model draws the world's three shades or
   values between them, and its spread within a clip;
@@ -93,7 +95,7 @@ def sample_captions(backbone, texts, steps: int, guidance: float, seed: int, bat
                                    diagnostics)
 
 
-IDENTITY_KEYS = ("unprompted", "unprompted_shade", "unprompted_pattern")  # judge's per-clip identity fractions
+IDENTITY_KEYS = ("unprompted", "unprompted_shade", "unprompted_pattern", "unprompted_light")  # judge's per-clip identity fractions
 CONFUSED = {"shape": world.SHAPES, "motion": world.MOTION_NAMES, "size": world.SIZE_NAMES}
 
 
@@ -109,7 +111,7 @@ def judge(text: str, frames: np.ndarray) -> dict:
 
     bg = world.BACKGROUND_NAMES
     shape, size, motion = majority(r.shape), majority(r.size), metrics.motion_direction(r.centre)
-    kept = metrics.identity_consistency(r, ("unprompted", "shade", "pattern"))
+    kept = metrics.identity_consistency(r, ("unprompted", "shade", "pattern", "light"))
     ident = kept["unprompted"]
     if c.then is None:
         background = majority(r.background) == bg.index(c.background)
@@ -126,10 +128,11 @@ def judge(text: str, frames: np.ndarray) -> dict:
         "unprompted_clip": ident == 1.0,
         "unprompted_shade": kept["shade"],
         "unprompted_pattern": kept["pattern"],
+        "unprompted_light": kept["light"],
         "still": c.motion == "still",
         "shade_scale": metrics.object_shade_scale(frames, c.colour),
-        "identity": {"shade": majority(r.shade), "pattern": majority(r.pattern)},
-        "frame_identity": np.where(r.found, r.shade * len(world.PATTERNS) + r.pattern, -1).tolist(),
+        "identity": {"shade": majority(r.shade), "pattern": majority(r.pattern), "light": majority(r.light)},
+        "frame_identity": metrics.identity_code(r).tolist(),
         "pairs": {"shape": (world.SHAPES.index(c.shape), shape), "size": (world.SIZE_NAMES.index(c.size), size),
                   "motion": (world.MOTION_NAMES.index(c.motion), motion)},
     }
@@ -202,20 +205,20 @@ def agreement_baselines(judged: list[dict]) -> dict:
 
 
 def identity_histogram(judged: list[dict]) -> dict:
-    """``{"shade": {name: count}, "pattern": {name: count}}`` of the clips' majority readings
-    (``"none"``: no object found)."""
+    """``{"shade": {name: count}, "pattern": {name: count}, "light": {name: count}}`` of the clips'
+    majority readings (``"none"``: no object found)."""
     out = {}
-    for key, names in (("shade", world.SHADE_NAMES), ("pattern", world.PATTERNS)):
+    for key, names in (("shade", world.SHADE_NAMES), ("pattern", world.PATTERNS), ("light", world.LIGHT_NAMES)):
         counts = dict.fromkeys(list(names) + ["none"], 0)
         for j in judged:
-            v = j["identity"][key]
+            v = j["identity"].get(key, -1)
             counts[names[v] if v >= 0 else "none"] += 1
         out[key] = counts
     return out
 
 
 def spread(hist: dict) -> bool:
-    """Whether every shade and every pattern is the majority reading of at least half its uniform
+    """Whether every shade, every pattern and every light is the majority reading of at least half its uniform
     share of the clips (``1 / (2·n)`` of them for ``n`` values): no collapse onto a few values."""
     ok = True
     for counts in hist.values():
@@ -267,6 +270,7 @@ def paired_differences(judged: list[dict], reference: list[dict]) -> dict:
 
 
 BARS = {"colour": 0.95, "background": 0.95, "size": 0.95, "shape": 0.90, "motion": 0.90, "unprompted": 0.95,
+        "unprompted_light": 0.95,
         **{f"shape_{name}": 0.85 for name in world.SHAPES}}
 
 

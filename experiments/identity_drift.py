@@ -22,6 +22,10 @@ chunks of 8 at stride 4), three seeds, 50 steps. Per video, from
   pairs agree less than near ones. So this is the measure that still means something when the
   model itself flickers. (The ``[64, ∞)`` bin exists only in the 96-frame videos, the others average
   the 64- and 96-frame ones: compare it with care);
+* the same three for the scene's light alone (``identity_light``, ``identity_light_ends``,
+  ``identity_light_agreement_*``, ``identity_light_drift``): a large, low-frequency unprompted
+  attribute, which a model settles in its first steps (``experiments/settling.py``), unlike the
+  object's shade and pattern; ``identity_drift_distance.png`` then has a second panel for it;
 * for context: subject consistency, all five prompted factors right, ghost frames.
 
 Mean ± s.e., and the paired differences against Gen-L-Video on the same scenario and seed, pooled
@@ -50,11 +54,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 
 import numpy as np
 
 import common as C
+from syncos_jax import metrics
+from syncos_jax.backbones.toy import world
 from syncos_jax.metrics import AGREEMENT_BINS, DRIFT_FAR, DRIFT_NEAR
 
 VARIANTS = (C.GEN_L_VIDEO, C.FIFO, C.CSD_ONLY, C.SYNCOS)
@@ -67,6 +74,11 @@ METRICS = (
     ("identity_drift", f"drift: agreement [{DRIFT_NEAR}, {DRIFT_FAR}) - [{DRIFT_FAR}, inf)"),
     ("identity_shade", "shade identity"),
     ("identity_pattern", "pattern identity"),
+    ("identity_light", "light identity (the scene's)"),
+    ("identity_light_ends", "same light at both ends"),
+    *((f"identity_light_agreement_{lo}", f"same light, d in [{lo}, {hi})")
+      for lo, hi in zip(AGREEMENT_BINS, [*AGREEMENT_BINS[1:], "inf"])),
+    ("identity_light_drift", f"light drift: [{DRIFT_NEAR}, {DRIFT_FAR}) - [{DRIFT_FAR}, inf)"),
     ("subject_consistency", "subject cons."),
     ("fidelity_all", "segments all 5 right"),
     ("ghost_fraction", "ghost frames (fraction)"),
@@ -79,6 +91,7 @@ SEED_METRICS = (
     ("identity_drift", "drift"),
     ("identity_shade", "shade identity"),
     ("identity_pattern", "pattern identity"),
+    ("identity_light", "light identity"),
 )
 
 
@@ -178,8 +191,8 @@ def main(argv=None) -> dict:
 
     payload = C.compare(st, "identity_drift", "The unprompted identity over long videos", VARIANTS, C.GEN_L_VIDEO,
                         metric_names=METRICS,
-                        notes="Shade and pattern are never prompted: a sampler keeps them only if it carries them "
-                              "from chunk to chunk. The paper's claim: fusion alone lets them drift, SynCoS keeps "
+                        notes="Shade, pattern and light are never prompted: a sampler keeps them only if it carries them "
+                              "from chunk to chunk (the light only where the world has one: see the light rows). The paper's claim: fusion alone lets them drift, SynCoS keeps "
                               "them. Frames that flicker within a chunk lower the agreement at every distance; "
                               "drift lowers it only between far frames.", section=sections)
     reference = None
@@ -250,7 +263,7 @@ def same_frame_agreement(records) -> dict:
     for r in records:
         if C.has_readings(r):
             rd = C.readings_from_record(r)
-            ident = np.where(rd.found, rd.shade * 100 + rd.pattern, -1)
+            ident = metrics.identity_code(rd)
             videos.append((r["seed"], ident))
     out = {"same_seed": [], "different_seeds": []}
     for i, (seed_a, a) in enumerate(videos):
@@ -352,18 +365,34 @@ def distance_plot(path: str, payload: dict, reference: dict | None = None) -> No
     per sampler (its number of videos in the legend): flat lines (from 16 frames on) are flicker,
     falling lines are drift. The last bin averages only the videos long enough to have it.
     ``reference`` (``eval_toy_model.agreement_baselines``: ``within_clip``, ``across_clips``) adds
-    the model's agreement inside one single-chunk sample and between unrelated samples (chance)."""
+    the model's agreement inside one single-chunk sample and between unrelated samples (chance).
+    Where the videos were read with the scene's light (``identity_light_agreement_*`` in the
+    summary), a second panel shows the light alone."""
     import plotting
 
+    def has_light(summ):
+        return math.isfinite(summ.get("identity_light_agreement_1", {}).get("mean", math.nan))
+
+    light = any(has_light(summ) for summ in payload["summary"].values())
     plt = plotting.pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    fig, axes = plt.subplots(1, 2 if light else 1, figsize=(9.4 if light else 5.2, 3.4), squeeze=False)
+    ax = axes[0, 0]
     _agreement_panel(ax, payload, payload["summary"], "identity_agreement_{}")
     for key, text, style in (("within_clip", "one chunk, single DDIM", "--"), ("across_clips", "unrelated clips (chance)", ":")):
         if reference and reference.get(key) is not None:
             ax.axhline(reference[key], color="0.4", ls=style, lw=1, label=text)
     ax.set_ylabel("same shade and pattern (fraction of pairs)")
-    ax.set_title("Unprompted identity: agreement against distance", fontsize=10)
+    ax.set_title("The object's unprompted identity", fontsize=10)
     ax.legend(fontsize=8)
+    if light:
+        ax = axes[0, 1]
+        _agreement_panel(ax, payload, {k: v for k, v in payload["summary"].items() if has_light(v)},
+                         "identity_light_agreement_{}")
+        ax.axhline(1 / len(world.LIGHTS), color="0.4", ls=":", lw=1, label="chance (4 lights, uniform)")
+        ax.set_ylabel("same light (fraction of pairs)")
+        ax.set_title("The scene's light", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle("Unprompted identity: agreement against distance", fontsize=10)
     plotting.save(fig, path)
 
 

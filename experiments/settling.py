@@ -3,14 +3,14 @@
     python experiments/settling.py [--num 48] [--steps 50] [--weights FILE]
 
 SynCoS couples its chunks only in stage 2, which runs at the steps with ``t > t_min`` (800: where
-``α_t ≤ 0.07``). Its coupling can keep an unprompted attribute (shade, pattern) the same across a
+``α_t ≤ 0.07``). Its coupling can keep an unprompted attribute (shade, pattern, light) the same across a
 long video only if that attribute is still being decided there. This script measures where it is.
 
 It samples ``--num`` random captions as single 8-frame chunks with deterministic DDIM (as
 ``eval_toy_model.py``: default guidance, ``--steps`` steps), records every step's ``x̂_0`` (the
 sampler's ``x0`` diagnostic), and reads each with the probes. Per step and attribute it reports
 the fraction of frames whose reading of that step's ``x̂_0`` agrees with the final clip's
-(shade, pattern, colour, shape, size, background; centre within 2 px), and the **settle step**:
+(shade, pattern, light, colour, shape, size, background; centre within 2 px), and the **settle step**:
 the first step from which at least :data:`SETTLE_FRACTION` of the frames agree to the end, with
 its model time ``t`` and ``α_t``.
 
@@ -38,21 +38,22 @@ from mechanism import settle_step as _settle_at  # noqa: E402
 
 SETTLE_FRACTION = 0.9
 CENTRE_TOLERANCE = 2.0  # px
-ATTRIBUTES = ("shade", "pattern", "colour", "shape", "size", "background", "centre")
+ATTRIBUTES = ("shade", "pattern", "light", "colour", "shape", "size", "background", "centre")
 T_MIN = 800
 
 
 def agreement(readings: metrics.FrameReadings, final: metrics.FrameReadings) -> dict:
     """``{attribute: fraction of frames}`` whose reading equals the final clip's (an object must be
-    found in both for the object's attributes; the centre within :data:`CENTRE_TOLERANCE` px)."""
+    found in both for the object's attributes, not for the scene's background and light; the centre
+    within :data:`CENTRE_TOLERANCE` px)."""
     both = readings.found & final.found
     out = {}
     for a in ATTRIBUTES:
         if a == "centre":
             d = np.linalg.norm(np.nan_to_num(readings.centre - final.centre, nan=1e9), axis=-1)
             out[a] = float((both & (d <= CENTRE_TOLERANCE)).mean())
-        elif a == "background":
-            out[a] = float((readings.background == final.background).mean())
+        elif a in ("background", "light"):
+            out[a] = float((getattr(readings, a) == getattr(final, a)).mean())
         else:
             out[a] = float((both & (getattr(readings, a) == getattr(final, a))).mean())
     return out
@@ -130,7 +131,8 @@ def main(argv=None) -> int:
     plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for a, c in curves.items():
-        ax.plot(ts, c, label=a, lw=2.2 if a in ("shade", "pattern") else 1.2, ls="-" if a in ("shade", "pattern") else "--")
+        unprompted = a in metrics.UNPROMPTED_ATTRIBUTES
+        ax.plot(ts, c, label=a, lw=2.2 if unprompted else 1.2, ls="-" if unprompted else "--")
     ax.axvspan(T_MIN, ts.max(), color="0.9", label=f"stage 2 (t > {T_MIN})")
     ax.invert_xaxis()
     ax.set_xlabel("model time t (sampling goes left to right)")

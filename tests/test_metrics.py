@@ -292,9 +292,11 @@ def test_shapes_report_on_a_clean_render():
     v, texts = _four_turns()
     rep = metrics.shapes_report(v, _SEGMENTS, texts)
     json.dumps(rep)  # plain JSON types only
-    assert all(isinstance(x, (int, float, bool)) or (x is None and k.startswith(("identity_agreement", "identity_drift")))
-               for k, x in rep.items())
+    assert all(isinstance(x, (int, float, bool)) or (x is None and k.startswith(
+        ("identity_agreement", "identity_drift", "identity_light_agreement", "identity_light_drift"))) for k, x in rep.items())
     assert rep["identity_agreement_1"] == 1.0 and rep["identity_drift"] == (0.0 if rep["frames"] > 32 else None)
+    assert rep["identity_light"] == rep["identity_light_ends"] == rep["identity_light_agreement_1"] == 1.0
+    assert rep["identity_light_drift"] == rep["identity_drift"]
     assert rep["fidelity_all"] == rep["motion_fidelity"] == 1.0
     assert rep["identity_colour"] == rep["identity_shape"] == rep["identity_size"] == 1.0
     assert rep["ghost_fraction"] == 0.0 and rep["clean_fraction"] == rep["object_found_fraction"] == 1.0
@@ -337,7 +339,7 @@ def _readings(pair_ids, found=None):
     n = len(world.PATTERNS)
     found = np.ones(p.size, bool) if found is None else np.asarray(found)
     z = np.zeros(p.size, int)
-    return metrics.FrameReadings(z, found, z, z, z, np.zeros((p.size, 2)), z, p // n, p % n)
+    return metrics.FrameReadings(z, found, z, z, z, np.zeros((p.size, 2)), z, p // n, p % n, z)
 
 
 def test_identity_agreement_tells_drift_from_flicker():
@@ -411,3 +413,50 @@ def test_identity_agreement_split_by_prompt_matches_a_pair_by_pair_count():
                       (dict(pairs="different", groups=np.zeros(8)), "8 integer labels")]:
         with pytest.raises(ValueError, match=match):
             metrics.identity_agreement(_readings(np.full(8, 2)), **kw)
+
+
+def test_identity_code_is_one_joint_reading_per_frame_and_light_is_read_without_an_object():
+    rng = np.random.default_rng(0)
+    f = 40
+    shade, pattern, light = rng.integers(0, 3, f), rng.integers(0, 4, f), rng.integers(0, 4, f)
+    found = rng.uniform(size=f) < 0.7
+    z = np.zeros(f, int)
+    r = metrics.FrameReadings(z, found, z, z, z, np.zeros((f, 2)), z, np.where(found, shade, -1), np.where(found, pattern, -1),
+                              light)
+    np.testing.assert_array_equal(metrics.identity_code(r), np.where(found, shade * 4 + pattern, -1))
+    np.testing.assert_array_equal(metrics.identity_code(r, ("light",)), light)  # the scene's: read in every frame
+    joint = metrics.identity_code(r, ("shade", "pattern", "light"))
+    for i in range(f):  # equal codes exactly when all three readings are equal (brute force over pairs)
+        for j in range(f):
+            if found[i] and found[j]:
+                same = (shade[i], pattern[i], light[i]) == (shade[j], pattern[j], light[j])
+                assert (joint[i] == joint[j]) == same
+    assert np.all(joint[~found] == -1) and np.all(joint[found] >= 0)
+    old = r._replace(light=np.full(f, -1))  # a record made before the light was read
+    assert np.all(metrics.identity_code(old, ("light",)) == -1)
+    for bad in ((), ("colour",), ("light", "light")):
+        with pytest.raises(ValueError, match="attributes must be distinct names among"):
+            metrics.identity_code(r, bad)
+
+
+def test_light_agreement_and_ends_follow_a_light_that_turns_once():
+    """64 frames lit from the west, then 32 from the east, no object anywhere: the light alone is
+    counted (closed form), the object's identity has no pair at all."""
+    f, k = 96, 64
+    z = np.zeros(f, int)
+    light = np.where(np.arange(f) < k, 0, 1)
+    r = metrics.FrameReadings(z, np.zeros(f, bool), z, z, z, np.zeros((f, 2)), z, -np.ones(f, int), -np.ones(f, int), light)
+    agree = metrics.identity_agreement(r, attributes=("light",))
+
+    def frac(lo, hi):  # pairs lo <= d < hi apart on the same side of the turn
+        n = sum(f - d for d in range(lo, hi))
+        same = sum(max(0, k - d) + max(0, f - k - d) for d in range(lo, hi))
+        return same / n
+
+    for lo, hi in zip(metrics.AGREEMENT_BINS, [*metrics.AGREEMENT_BINS[1:], f]):
+        assert agree[f"agreement_{lo}"] == pytest.approx(frac(lo, hi), abs=1e-12)
+    assert agree["drift"] == pytest.approx(frac(16, 32) - frac(32, f), abs=1e-12)
+    assert metrics.same_identity_at_the_ends(r, 8, ("light",)) == 0.0
+    assert metrics.same_identity_at_the_ends(r._replace(light=z), 8, ("light",)) == 1.0
+    assert all(v is None for v in metrics.identity_agreement(r).values())  # no object: no (shade, pattern) pair
+    assert metrics.identity_consistency(r, ("light",)) == {"light": k / f}

@@ -79,18 +79,47 @@ def test_each_pattern_paints_its_region_and_each_shade_scales_the_colour(pattern
         np.testing.assert_allclose(ca / world.SHADES[a], cb / world.SHADES[b], atol=1e-12)
 
 
+@pytest.mark.parametrize("light", world.LIGHT_NAMES)
+def test_the_light_is_a_linear_ramp_of_the_background_toward_its_side(light):
+    """Closed form: a lit background minus the unlit field is LIGHT_AMPLITUDE · (d · u) in every
+    channel where nothing clips (31/32 · LIGHT_AMPLITUDE at the lit edge's pixel centres, zero on
+    average); the object's pixels are not lit; the probe reads the light through pixel noise; an
+    unknown light names the argument."""
+    tr = world.track_from_caption("a small red circle stays still on grass", 1, np.random.default_rng(0),
+                                  light=light)._replace(centre=np.array([[16.0, 16.0]]))
+    img = (world.render(tr)[0].astype(np.float64) + 1) / 2
+    unlit = world.background_field("grass", tr.phase)  # lit grass never clips: 0.09 <= every channel <= 0.69
+    delta = img - unlit
+    obj = world.object_masks(tr)[0]
+    ramp = world.light_field(light)
+    np.testing.assert_allclose(delta[~obj], np.repeat(ramp[~obj][:, None], 3, axis=1), atol=1e-6)
+    d = np.asarray(world.LIGHTS[light])
+    u = (np.arange(32) + 0.5 - 16) / 16  # pixel centres in half-widths
+    edge = (ramp[:, 0] if d[0] < 0 else ramp[:, -1]) if d[0] else (ramp[0] if d[1] < 0 else ramp[-1])
+    np.testing.assert_allclose(edge, world.LIGHT_AMPLITUDE * abs(u[0]), atol=1e-12)  # the lit edge, every pixel along it
+    assert abs(ramp.mean()) < 1e-12 and ramp.max() == pytest.approx(world.LIGHT_AMPLITUDE * abs(u[0]))
+    noisy = world.render(tr) + np.random.default_rng(1).normal(0.0, 0.2, (1, 32, 32, 3)).astype(np.float32)
+    assert metrics.probe_frames(noisy).light[0] == world.LIGHT_NAMES.index(light)
+    with pytest.raises(ValueError, match="unknown light 'dusk'"):
+        world.light_field("dusk")
+
+
 def test_unprompted_identity_is_drawn_uniformly_and_never_captioned():
     rng = np.random.default_rng(3)
-    shades, patterns = np.zeros(3, int), np.zeros(4, int)
+    shades, patterns, lights = np.zeros(3, int), np.zeros(4, int), np.zeros(4, int)
     for _ in range(1200):
         text, tr = world.random_track(rng, 2, event_probability=0.0)
-        assert len(set(tr.shade)) == 1 and len(set(tr.pattern)) == 1
+        assert len(set(tr.shade)) == 1 and len(set(tr.pattern)) == 1 and len(set(tr.light)) == 1
         shades[tr.shade[0]] += 1
         patterns[tr.pattern[0]] += 1
-        assert not set(text.split()) & (set(world.SHADE_NAMES) | set(world.PATTERNS))
+        lights[tr.light[0]] += 1
+        assert not set(text.split()) & (set(world.SHADE_NAMES) | set(world.PATTERNS) | set(world.LIGHT_NAMES))
     # multinomial counts: 1200/3 ± 4.5 sd and 1200/4 ± 4.5 sd
     assert np.all(np.abs(shades - 400) < 4.5 * np.sqrt(1200 * (1 / 3) * (2 / 3)))
     assert np.all(np.abs(patterns - 300) < 4.5 * np.sqrt(1200 * 0.25 * 0.75))
+    assert np.all(np.abs(lights - 300) < 4.5 * np.sqrt(1200 * 0.25 * 0.75))
+    with pytest.raises(ValueError, match="unknown light 'dusk'"):
+        world.track_from_caption("a large blue square stays still on grass", 2, rng, light="dusk")
     with pytest.raises(ValueError, match="unknown shade 'pale'"):
         world.track_from_caption("a large blue square stays still on grass", 2, rng, shade="pale")
     with pytest.raises(ValueError, match="unknown pattern 'stripes'"):
@@ -102,14 +131,15 @@ def test_a_long_track_keeps_its_identity_across_events():
               world.Event(9, "left", "sand", colour="yellow")]
     for seed in range(6):
         tr = world.long_track("red", "triangle", "large", events, seed=seed)
-        assert len(set(tr.shade)) == 1 and len(set(tr.pattern)) == 1
+        assert len(set(tr.shade)) == 1 and len(set(tr.pattern)) == 1 and len(set(tr.light)) == 1
         r = metrics.probe_frames(world.render(tr))
         np.testing.assert_array_equal(r.shade, tr.shade)
         np.testing.assert_array_equal(r.pattern, tr.pattern)
-        assert metrics.identity_consistency(r, ("shade", "pattern", "unprompted")) == {"shade": 1.0, "pattern": 1.0,
-                                                                                        "unprompted": 1.0}
-    given = world.long_track("red", "triangle", "large", events, shade="bright", pattern="spotted")
-    assert set(given.shade) == {2} and set(given.pattern) == {3}
+        np.testing.assert_array_equal(r.light, tr.light)  # through the four backgrounds, night and snow clipping
+        assert metrics.identity_consistency(r, ("shade", "pattern", "light", "unprompted")) == {
+            "shade": 1.0, "pattern": 1.0, "light": 1.0, "unprompted": 1.0}
+    given = world.long_track("red", "triangle", "large", events, shade="bright", pattern="spotted", light="north")
+    assert set(given.shade) == {2} and set(given.pattern) == {3} and set(given.light) == {world.LIGHT_NAMES.index("north")}
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -177,6 +207,7 @@ def test_probes_are_exact_on_renders(seed):
         np.testing.assert_array_equal(r.size, tr.size)
         np.testing.assert_array_equal(r.shade, tr.shade)
         np.testing.assert_array_equal(r.pattern, tr.pattern)
+        np.testing.assert_array_equal(r.light, tr.light)
         assert metrics.motion_direction(r.centre) == tr.motion[0]
         assert np.abs(r.centre - tr.centre).max() <= 1.0
 

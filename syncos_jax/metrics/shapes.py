@@ -23,7 +23,13 @@ How a frame is read:
    one reaches at most about 0.8 (a circle inside its square). Template matching reads ragged
    generated objects by their overall form; a reading from a few boundary pixels (such as whether
    the box's corners are filled) flips on one stray pixel;
-6. pattern: ``plain`` where fewer than :data:`PLAIN_INK_FRACTION` of the component's pixels are
+6. light: a least-squares plane ``a + b·u_x + c·u_y`` through the brightness (the mean of the
+   three channels) of the background pixels (those step 2 does not call far), ``u`` the pixel's
+   offset from the image centre in half-widths; the light is the entry of
+   :data:`world.LIGHTS <syncos_jax.backbones.toy.world.LIGHTS>` whose direction ``d`` has the largest
+   ``(b, c) · d``. The texture and the clipping at the palette's ends bend the plane a little; the
+   ramp (``±LIGHT_AMPLITUDE``) outweighs them on every render;
+7. pattern: ``plain`` where fewer than :data:`PLAIN_INK_FRACTION` of the component's pixels are
    ink; otherwise the pattern whose region within the component (``world.pattern_mask`` at the
    read size, centred within ±2 px of the box centre, intersected with the component) has the
    highest intersection over union with the ink pixels. The smallest painted region (the top of
@@ -33,8 +39,10 @@ How a frame is read:
 colour (on renders, the shade's factor), to see whether a model draws the world's shades or values
 between them.
 
-Shade and pattern are the unprompted identity: no caption names them, so a long video keeps them
-only if its sampler keeps them.
+Shade, pattern and light are the unprompted identity: no caption names them, so a long video keeps
+them only if its sampler keeps them. Shade and pattern are the object's (:data:`OBJECT_IDENTITY`,
+what "unprompted identity" means where no attributes are named); the light is the scene's.
+:func:`identity_code` is the one place that turns readings into one identity per frame.
 Built on the probes (every function reads pixels; none needs the track):
 
 * :func:`object_descriptor` and :func:`background_descriptor`: exact per-frame features for the
@@ -82,6 +90,9 @@ __all__ = [
     "DRIFT_FAR",
     "DRIFT_NEAR",
     "identity_agreement",
+    "identity_code",
+    "OBJECT_IDENTITY",
+    "UNPROMPTED_ATTRIBUTES",
     "identity_consistency",
     "motion_direction",
     "object_descriptor",
@@ -124,7 +135,9 @@ class FrameReadings(NamedTuple):
       centre: ``[F, 2]`` float ``(x, y)`` bounding-box centre in pixels (NaN where none).
       area: ``[F]`` int object pixel count.
       shade, pattern: ``[F]`` int indices into ``world.SHADE_NAMES`` / ``world.PATTERNS`` (``−1``
-        where no object was found): the unprompted identity.
+        where no object was found): the object's unprompted identity.
+      light: ``[F]`` int index into ``world.LIGHT_NAMES``: the scene's unprompted light (read in
+        every frame, with or without an object).
     """
 
     background: np.ndarray
@@ -136,6 +149,7 @@ class FrameReadings(NamedTuple):
     area: np.ndarray
     shade: np.ndarray
     pattern: np.ndarray
+    light: np.ndarray
 
 
 def _nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -160,7 +174,7 @@ def _nearest_shape(mask: np.ndarray, centre, half_width: float) -> int:
 
 def _nearest_pattern(mask: np.ndarray, ink: np.ndarray, centre, half_width: float) -> int:
     """The index into ``world.PATTERNS`` read from the object's pixels ``mask: [H, W]`` bool and
-    its ink pixels ``ink: [H, W]`` bool (step 6 of the module docstring)."""
+    its ink pixels ``ink: [H, W]`` bool (step 7 of the module docstring)."""
     if ink.sum() < PLAIN_INK_FRACTION * mask.sum():
         return world.PATTERNS.index("plain")
     ox, oy = np.meshgrid(_TEMPLATE_OFFSETS, _TEMPLATE_OFFSETS)
@@ -173,6 +187,21 @@ def _nearest_pattern(mask: np.ndarray, ink: np.ndarray, centre, half_width: floa
         union = (t | ink).sum((1, 2))
         best[pattern] = (inter / np.maximum(union, 1)).max()
     return world.PATTERNS.index(max(best, key=best.get))
+
+
+_LIGHT_DIRECTIONS = np.array(list(world.LIGHTS.values()))  # [L, 2]
+
+
+def _read_light(img: np.ndarray, background: np.ndarray) -> int:
+    """The index into ``world.LIGHT_NAMES`` read from ``img: [H, W, 3]`` in ``[0, 1]`` over the
+    pixels ``background: [H, W]`` bool (step 6 of the module docstring; all pixels if none)."""
+    size = img.shape[0]
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    c = size / 2.0
+    sel = background if background.any() else np.ones_like(background)
+    design = np.stack([np.ones(int(sel.sum())), (x[sel] - c) / c, (y[sel] - c) / c], axis=1)  # [N, 3]
+    coef = np.linalg.lstsq(design, img[sel].mean(-1), rcond=None)[0]
+    return int(np.argmax(_LIGHT_DIRECTIONS @ coef[1:]))
 
 
 def _blobs(img: np.ndarray):
@@ -196,11 +225,13 @@ def _object_pixels(img: np.ndarray, labels: np.ndarray, areas: np.ndarray):
 
 
 def _read_frame(img: np.ndarray):
-    """``img: [H, W, 3]`` in ``[0, 1]`` → (background, found, colour, shape, size, centre, area, shade, pattern)."""
+    """``img: [H, W, 3]`` in ``[0, 1]`` → (background, found, colour, shape, size, centre, area, shade,
+    pattern, light)."""
     bg_colour, labels, sizes = _blobs(img)
     background = int(_nearest(bg_colour, _BG))
+    light = _read_light(img, labels == 0)
     if sizes.size == 0:
-        return background, False, -1, -1, -1, (np.nan, np.nan), 0, -1, -1
+        return background, False, -1, -1, -1, (np.nan, np.nan), 0, -1, -1, light
     mask, ink, base = _object_pixels(img, labels, sizes)
     colour, shade = divmod(int(_nearest(base, _SHADED)), len(world.SHADES))
     ys, xs = np.nonzero(mask)
@@ -210,7 +241,7 @@ def _read_frame(img: np.ndarray):
     hw = world.SIZES[world.SIZE_NAMES[size]]
     shape = _nearest_shape(mask, (cx, cy), hw)
     pattern = _nearest_pattern(mask, ink, (cx, cy), hw)
-    return background, True, colour, shape, size, (cx, cy), int(mask.sum()), shade, pattern
+    return background, True, colour, shape, size, (cx, cy), int(mask.sum()), shade, pattern, light
 
 
 def probe_frames(frames) -> FrameReadings:
@@ -220,7 +251,7 @@ def probe_frames(frames) -> FrameReadings:
         raise ValueError(f"frames must be [F, H, W, 3], got shape {frames.shape}")
     imgs = np.clip((frames + 1.0) / 2.0, 0.0, 1.0)
     rows = [_read_frame(img) for img in imgs]
-    bg, found, col, shp, size, centre, area, shade, pattern = zip(*rows)
+    bg, found, col, shp, size, centre, area, shade, pattern, light = zip(*rows)
     return FrameReadings(
         background=np.array(bg),
         found=np.array(found),
@@ -231,6 +262,7 @@ def probe_frames(frames) -> FrameReadings:
         area=np.array(area),
         shade=np.array(shade),
         pattern=np.array(pattern),
+        light=np.array(light),
     )
 
 
@@ -302,6 +334,7 @@ class SegmentReading(NamedTuple):
     object_frames: int
     shade: str | None = None
     pattern: str | None = None
+    light: str | None = None
 
     def as_dict(self) -> dict:
         """The reading as a plain dict (JSON-ready)."""
@@ -334,6 +367,7 @@ def _read_segments(r: FrameReadings, segments: Sequence[tuple[int, int]]) -> lis
                 object_frames=int(r.found[a:b].sum()),
                 shade=name(world.SHADE_NAMES, _majority(r.shade[a:b])),
                 pattern=name(world.PATTERNS, _majority(r.pattern[a:b])),
+                light=world.LIGHT_NAMES[_majority(r.light[a:b])],
             )
         )
     return out
@@ -434,7 +468,34 @@ def background_descriptor(frames) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-_IDENTITY_ATTRIBUTES = ("colour", "shape", "size", "background", "shade", "pattern", "unprompted")
+_IDENTITY_ATTRIBUTES = ("colour", "shape", "size", "background", "shade", "pattern", "light", "unprompted")
+UNPROMPTED_ATTRIBUTES = ("shade", "pattern", "light")  # what no caption names
+OBJECT_IDENTITY = ("shade", "pattern")  # the object's part of it: "the unprompted identity" by default
+
+
+def identity_code(readings: FrameReadings, attributes: Sequence[str] = OBJECT_IDENTITY) -> np.ndarray:
+    """One integer per frame for the joint reading of some unprompted attributes: ``[F]`` int, equal
+    in two frames exactly when every attribute's reading is, and ``−1`` where any of them was not
+    read (an object attribute where no object was found; the scene's light is read in every frame).
+
+    Args:
+      readings: :func:`probe_frames` of a video.
+      attributes: a non-empty subset of :data:`UNPROMPTED_ATTRIBUTES`, in any order.
+
+    Raises:
+      ValueError: for an empty or unknown attribute list.
+    """
+    attributes = tuple(attributes)
+    if not attributes or any(a not in UNPROMPTED_ATTRIBUTES for a in attributes) or len(set(attributes)) < len(attributes):
+        raise ValueError(f"attributes must be distinct names among {UNPROMPTED_ATTRIBUTES}, got {attributes}")
+    sizes = {"shade": len(world.SHADES), "pattern": len(world.PATTERNS), "light": len(world.LIGHTS)}
+    code = np.zeros(np.asarray(readings.found).shape, np.int64)
+    object_attributes = any(a != "light" for a in attributes)  # the scene's light is read in every frame
+    read = np.asarray(readings.found, bool) if object_attributes else np.ones(code.shape, bool)
+    for a in attributes:
+        v = np.asarray(getattr(readings, a), np.int64)
+        code, read = code * sizes[a] + v, read & (v >= 0)
+    return np.where(read, code, -1)
 
 
 def identity_consistency(readings: FrameReadings, attributes: Sequence[str] = ("colour", "shape", "size")) -> dict:
@@ -442,25 +503,22 @@ def identity_consistency(readings: FrameReadings, attributes: Sequence[str] = ("
     (``1.0`` = it never changes): ``{attribute: float}``.
 
     ``colour``, ``shape`` and ``size`` (the attributes a global prompt fixes) and ``shade`` and
-    ``pattern`` (the unprompted identity: no prompt names them) count the frames where an object
-    was found; ``unprompted`` is the fraction of those frames whose (shade, pattern) pair is the
-    majority pair; ``background`` counts every frame. With no such frame the value is ``0.0`` (an
+    ``pattern`` (the object's unprompted identity: no prompt names them) count the frames where an
+    object was found; ``unprompted`` is the fraction of those frames whose (shade, pattern) pair is
+    the majority pair; ``background`` and ``light`` (the scene's) count every frame. With no such frame the value is ``0.0`` (an
     object that never appears keeps no identity).
 
     Args:
       readings: :func:`probe_frames` of a video.
       attributes: a subset of ``("colour", "shape", "size", "background", "shade", "pattern",
-        "unprompted")``.
+        "light", "unprompted")``.
     """
     out = {}
     for a in attributes:
         if a not in _IDENTITY_ATTRIBUTES:
             raise ValueError(f"attributes: unknown attribute {a!r}; expected some of {_IDENTITY_ATTRIBUTES}")
-        if a == "unprompted":  # one int per (shade, pattern) pair
-            v = np.where(np.asarray(readings.found, bool), readings.shade * len(world.PATTERNS) + readings.pattern, -1)
-        else:
-            v = np.asarray(getattr(readings, a))
-        if a != "background":
+        v = identity_code(readings) if a == "unprompted" else np.asarray(getattr(readings, a))
+        if a not in ("background", "light"):  # the scene's: read in every frame
             v = v[np.asarray(readings.found, bool)]
         out[a] = 0.0 if v.size == 0 else float(np.mean(v == _majority(v)))
     return out
@@ -601,19 +659,22 @@ def prompt_fidelity(frames, segments: Sequence[tuple[int, int]], texts: Sequence
     return _prompt_fidelity(r, list(segments), captions)
 
 
-def same_identity_at_the_ends(readings: FrameReadings, end_frames: int = 8) -> float:
-    """``1.0`` if the majority (shade, pattern) reading of the first ``end_frames`` frames equals that
-    of the last ``end_frames`` (frames where an object was found), else ``0.0`` (also where either end
-    shows no object): whether the object a long video ends with is the one it started with, however
-    far apart the two ends are.
+def same_identity_at_the_ends(readings: FrameReadings, end_frames: int = 8,
+                              attributes: Sequence[str] = OBJECT_IDENTITY) -> float:
+    """``1.0`` if the majority unprompted identity (:func:`identity_code` of ``attributes``; by
+    default the object's shade and pattern) of the first ``end_frames`` frames equals that of the
+    last ``end_frames`` (frames where it was read), else ``0.0`` (also where either end shows no
+    object): whether the object a long video ends with is the one it started with, however far
+    apart the two ends are.
 
     Args:
       readings: :func:`probe_frames` of a video.
       end_frames: frames at each end, ``>= 1`` (a chunk of the toy model: 8).
+      attributes: as :func:`identity_code`.
     """
     if end_frames < 1:
         raise ValueError(f"end_frames must be >= 1, got {end_frames}")
-    pair = np.where(np.asarray(readings.found, bool), readings.shade * len(world.PATTERNS) + readings.pattern, -1)
+    pair = identity_code(readings, attributes)
     first, last = _majority(pair[:end_frames]), _majority(pair[-end_frames:])
     return float(first >= 0 and first == last)
 
@@ -629,12 +690,14 @@ AGREEMENT_PAIRS = ("all", "same", "different")
 
 
 def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_BINS, near: int = DRIFT_NEAR,
-                       far: int = DRIFT_FAR, *, groups=None, pairs: str = "all") -> dict:
+                       far: int = DRIFT_FAR, *, groups=None, pairs: str = "all",
+                       attributes: Sequence[str] = OBJECT_IDENTITY) -> dict:
     """How often two frames show the same unprompted identity, by how far apart they are: what tells
     drift from flicker.
 
-    Over the pairs of frames ``i < j`` where an object was found, the fraction whose (shade, pattern)
-    readings are equal, pooled by distance ``d = j − i`` into ``[bins[0], bins[1]), …, [bins[-1], ∞)``.
+    Over the pairs of frames ``i < j`` where the identity was read (:func:`identity_code` of
+    ``attributes``; by default the object's (shade, pattern), read where an object was found), the
+    fraction whose readings are equal, pooled by distance ``d = j − i`` into ``[bins[0], bins[1]), …, [bins[-1], ∞)``.
     A video that keeps its identity scores 1 at every distance. One whose identity flickers around
     a fixed identity scores below 1. If the flicker is correlated over fewer than ``near`` frames
     (a wrong identity held for a few frames inside one chunk, say), the agreement is flat from
@@ -662,6 +725,7 @@ def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_
         ``None``; needed for ``pairs`` ``"same"`` and ``"different"``, refused with ``"all"``.
       pairs: ``"all"`` (every pair), ``"same"`` (pairs whose two frames have the same label) or
         ``"different"`` (pairs whose labels differ).
+      attributes: as :func:`identity_code` (``("light",)``: the scene's light alone).
 
     Raises:
       ValueError: naming the argument that is not as above.
@@ -672,8 +736,8 @@ def identity_agreement(readings: FrameReadings, bins: Sequence[int] = AGREEMENT_
         raise ValueError(f"near and far must be integers with 1 <= near < far, got near={near}, far={far}")
     if pairs not in AGREEMENT_PAIRS:
         raise ValueError(f"pairs must be one of {AGREEMENT_PAIRS}, got {pairs!r}")
-    found = np.asarray(readings.found, bool)
-    ident = np.asarray(readings.shade) * len(world.PATTERNS) + np.asarray(readings.pattern)
+    ident = identity_code(readings, attributes)
+    found = ident >= 0
     n = found.size
     if pairs == "all" and groups is not None:
         raise ValueError("groups is only used with pairs='same' or 'different'; got groups with pairs='all'")
@@ -714,10 +778,12 @@ def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[s
       ``motion_fidelity`` repeats ``fidelity_motion`` (the fraction of segments whose motion reads
       as asked).
       ``identity_{colour,shape,size}``: :func:`identity_consistency`; ``identity_{shade,pattern}``
-      and ``identity_unprompted`` (both at once): the same for the unprompted identity;
+      and ``identity_unprompted`` (both at once): the same for the object's unprompted identity;
       ``identity_unprompted_ends``: :func:`same_identity_at_the_ends` (1.0 or 0.0).
       ``identity_agreement_{1,8,16,32,64}`` and ``identity_drift``: :func:`identity_agreement` at its
       default bins (``None`` where the video has no pair for a bin).
+      ``identity_light``, ``identity_light_ends``, ``identity_light_agreement_{1,8,16,32,64}`` and
+      ``identity_light_drift``: the same three for the scene's light alone.
       ``centre_jump_at_boundary``, ``centre_jump_away``: :func:`centre_jumps`, boundaries the segment
       starts but 0, ``window = 0``.
       ``object_found_fraction``, ``ghost_fraction``, ``clean_fraction``: fractions of frames.
@@ -743,9 +809,11 @@ def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[s
     x = _video.uint8_frames(frames)
     r = probe_frames(2.0 * u - 1.0)
     fid = _prompt_fidelity(r, segments, captions)
-    ident = identity_consistency(r, ("colour", "shape", "size", "shade", "pattern", "unprompted"))
+    ident = identity_consistency(r, ("colour", "shape", "size", "shade", "pattern", "light", "unprompted"))
     ends = same_identity_at_the_ends(r, end_frames)
     agree = identity_agreement(r)
+    light_ends = same_identity_at_the_ends(r, end_frames, ("light",))
+    light_agree = identity_agreement(r, attributes=("light",))
     jumps = centre_jumps(r, sorted({a for a, _ in segments if a != 0}))
     blobs = _object_blob_counts(u)
     dyn = _video.dynamic_degree(x, fps=fps)
@@ -760,6 +828,8 @@ def shapes_report(frames, segments: Sequence[tuple[int, int]], texts: Sequence[s
         **{f"identity_{k}": v for k, v in ident.items()},
         "identity_unprompted_ends": ends,
         **{f"identity_{k}": v for k, v in agree.items()},
+        "identity_light_ends": light_ends,
+        **{f"identity_light_{k}": v for k, v in light_agree.items()},
         "centre_jump_at_boundary": jumps.at_boundary,
         "centre_jump_away": jumps.away,
         "object_found_fraction": float(np.mean(r.found)),

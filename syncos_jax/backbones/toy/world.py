@@ -15,15 +15,19 @@ Factors::
     motion      left right up down still  (MOTION_SPEED px per frame, bouncing off walls)
     background  grass snow sand night     (colour fields with a little texture)
 
-and two attributes no caption names — the object's unprompted identity, drawn uniformly per clip
+and three attributes no caption names — the unprompted identity, drawn uniformly per clip
 (per long track) and kept through every event of a long track:
 
-    shade       dark mid bright           (the named colour scaled by 0.58, 0.79, 1)
+    shade       dark mid bright           (the object's named colour scaled by 0.58, 0.79, 1)
     pattern     plain capped halved spotted  (upper half / left half / a centred disc in magenta ink)
+    light       west east north south     (the side the scene is lit from: a linear brightness
+                                           ramp of ±LIGHT_AMPLITUDE across the background)
 
-Both are large, low-frequency features of the whole object, the kind a diffusion model settles
-early in sampling, and the probes read them exactly from renders. They stand in for what drifts
-in real long videos: the face, the coat's pattern, the exact shade of the car.
+The probes read all three exactly from renders. They stand in for what drifts in real long
+videos: the face, the coat's pattern, the exact shade of the car, the scene's lighting. The shade
+and the pattern are details of a small object (10–16 px), which the toy models of issue 13 decide
+late in sampling (t ≈ 60–180) and frame by frame; the light is the large, low-frequency kind
+that a diffusion model settles in its first steps, jointly for the frames it denoises together.
 
 The within-clip event is a background change: ``"... on snow then grass"`` switches the scene
 at a frame inside the clip. Captions follow one small grammar::
@@ -53,6 +57,8 @@ __all__ = [
     "MOTIONS",
     "MOTION_SPEED",
     "INK",
+    "LIGHTS",
+    "LIGHT_AMPLITUDE",
     "PATTERNS",
     "SHADES",
     "SHAPES",
@@ -60,6 +66,7 @@ __all__ = [
     "Track",
     "background_field",
     "caption",
+    "light_field",
     "long_track",
     "object_colour",
     "object_masks",
@@ -90,6 +97,12 @@ BACKGROUNDS = {
     "night": (0.03, 0.03, 0.10),
 }
 SHAPES = ("circle", "square", "triangle")
+# The scene's light (unprompted): the side it comes from, as a unit direction d in image axes (y
+# grows downwards). A background pixel at u = ((x − c)/c, (y − c)/c), c = size/2, is brightened by
+# LIGHT_AMPLITUDE · (d · u) in every channel (then clipped to [0, 1]): ±LIGHT_AMPLITUDE at the
+# lit and the far edge — larger than the texture, smaller than every palette separation.
+LIGHTS = {"west": (-1.0, 0.0), "east": (1.0, 0.0), "north": (0.0, -1.0), "south": (0.0, 1.0)}
+LIGHT_AMPLITUDE = 0.08
 # Unprompted identity: no caption names these; they are drawn per clip (per long track) and persist.
 # A shade scales the named colour (the palette entry is the brightest shade).
 SHADES = {"dark": 0.58, "mid": 0.79, "bright": 1.0}
@@ -114,6 +127,7 @@ COLOUR_NAMES = tuple(COLOURS)
 BACKGROUND_NAMES = tuple(BACKGROUNDS)
 SIZE_NAMES = tuple(SIZES)
 SHADE_NAMES = tuple(SHADES)
+LIGHT_NAMES = tuple(LIGHTS)
 MOTION_NAMES = tuple(MOTIONS)
 
 TEXTURE_AMPLITUDE = 0.06  # in [0, 1] units; well below the palette separations
@@ -132,6 +146,7 @@ class Track(NamedTuple):
       phase: ``[2]`` float, the texture phase of the background (constant over the clip).
       shade: ``[F]`` int, index into :data:`SHADE_NAMES` (unprompted; constant over a track).
       pattern: ``[F]`` int, index into :data:`PATTERNS` (unprompted; constant over a track).
+      light: ``[F]`` int, index into :data:`LIGHT_NAMES` (unprompted; constant over a track).
     """
 
     colour: np.ndarray
@@ -143,6 +158,7 @@ class Track(NamedTuple):
     phase: np.ndarray
     shade: np.ndarray
     pattern: np.ndarray
+    light: np.ndarray
 
     @property
     def num_frames(self) -> int:
@@ -229,6 +245,18 @@ def background_field(background: str, phase, size: int = IMAGE_SIZE) -> np.ndarr
     return np.clip(base + delta, 0.0, 1.0)
 
 
+def light_field(light: str, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The scene light's brightening of the background, ``[size, size]`` in ``[0, 1]`` units:
+    ``LIGHT_AMPLITUDE · (d · u)`` with ``d = LIGHTS[light]`` and ``u`` the pixel centre's offset
+    from the image centre in half-widths (so ``+LIGHT_AMPLITUDE`` at the lit edge)."""
+    if light not in LIGHTS:
+        raise ValueError(f"unknown light {light!r}; expected one of {', '.join(LIGHT_NAMES)}")
+    x, y = _grid(size)
+    c = size / 2.0
+    dx, dy = LIGHTS[light]
+    return LIGHT_AMPLITUDE * (dx * (x - c) / c + dy * (y - c) / c)
+
+
 def object_colour(colour: str, shade: str) -> np.ndarray:
     """The ``[3]`` RGB in ``[0, 1]`` of a colour name at a shade: ``SHADES[shade] · COLOURS[colour]``."""
     return SHADES[shade] * np.asarray(COLOURS[colour], np.float64)
@@ -254,17 +282,20 @@ def pattern_mask(pattern: str, centre, half_width: float, size: int = IMAGE_SIZE
 def render(track: Track, size: int = IMAGE_SIZE) -> np.ndarray:
     """Renders a track to pixels ``[F, size, size, 3]`` float32 in ``[−1, 1]``.
 
-    Each frame: the background field, then the object's shape in its colour at its shade, then
-    its pattern's pixels inside the shape in :data:`INK`. Deterministic: the same track gives the
-    same pixels, bit for bit.
+    Each frame: the background field lit by the scene's light (:func:`light_field`, clipped to
+    ``[0, 1]``), then the object's shape in its colour at its shade, then its pattern's pixels
+    inside the shape in :data:`INK`. Deterministic: the same track gives the same pixels, bit for
+    bit.
     """
     frames = np.empty((track.num_frames, size, size, 3), np.float64)
     cache = {}
     for i in range(track.num_frames):
         bg = BACKGROUND_NAMES[track.background[i]]
-        if bg not in cache:
-            cache[bg] = background_field(bg, track.phase, size)
-        img = cache[bg].copy()
+        key = (bg, int(track.light[i]))
+        if key not in cache:
+            lit = background_field(bg, track.phase, size) + light_field(LIGHT_NAMES[track.light[i]], size)[..., None]
+            cache[key] = np.clip(lit, 0.0, 1.0)
+        img = cache[key].copy()
         hw = SIZES[SIZE_NAMES[track.size[i]]]
         mask = shape_mask(SHAPES[track.shape[i]], track.centre[i], hw, size)
         img[mask] = object_colour(COLOUR_NAMES[track.colour[i]], SHADE_NAMES[track.shade[i]])
@@ -396,11 +427,12 @@ def track_from_caption(
     size: int = IMAGE_SIZE,
     shade: Optional[str] = None,
     pattern: Optional[str] = None,
+    light: Optional[str] = None,
 ) -> Track:
     """A random track that its caption describes truthfully (no bounce within the clip).
 
-    The start position, texture phase and the unprompted identity (shade and pattern, uniform
-    unless given) are drawn from ``rng``; with a ``then`` clause the background switches at
+    The start position, texture phase and the unprompted identity (shade, pattern and light,
+    uniform unless given) are drawn from ``rng``; with a ``then`` clause the background switches at
     ``event_frame`` (drawn in ``[2, F − 2]`` when not given).
     """
     c = parse_caption(text)
@@ -423,6 +455,7 @@ def track_from_caption(
         phase=phase,
         shade=np.full(frames, _identity_index(SHADES, shade, "shade", rng)),
         pattern=np.full(frames, _identity_index(dict.fromkeys(PATTERNS), pattern, "pattern", rng)),
+        light=np.full(frames, _identity_index(LIGHTS, light, "light", rng)),
     )
 
 
@@ -454,7 +487,7 @@ def random_long_window(rng: np.random.Generator, frames: int = 8, *, max_tries: 
     """A ``(caption, track)`` window of ``frames`` frames cut from a random long multi-event track.
 
     The long track (:func:`long_track`) has 2–4 events of 4–16 frames, each a random motion on a
-    random background, one persistent object (colour, shape, size, shade, pattern) that starts
+    random background, one persistent object (colour, shape, size, shade, pattern) under one light, that starts
     anywhere and bounces off the walls. The window is drawn among those its single caption
     describes truthfully: one motion and no bounce inside it, at most one background change (its
     ``then``). The object enters the window wherever the track has brought it — near a wall,
@@ -514,11 +547,12 @@ def long_track(
     image_size: int = IMAGE_SIZE,
     shade: Optional[str] = None,
     pattern: Optional[str] = None,
+    light: Optional[str] = None,
 ) -> Track:
     """A long multi-event track: one persistent object through a sequence of local events.
 
-    The object keeps its shape, size, shade and pattern (drawn from ``seed`` when not given: the
-    unprompted identity); each event sets the motion and background for its frames, and may
+    The object keeps its shape, size, shade and pattern, and the scene its light (drawn from
+    ``seed`` when not given: the unprompted identity); each event sets the motion and background for its frames, and may
     recolour the object. The object starts at ``start`` (the image centre by default) and bounces
     off the walls.
     """
@@ -549,4 +583,5 @@ def long_track(
         phase=rng.uniform(0.0, 16.0, size=2),
         shade=np.full(n, _identity_index(SHADES, shade, "shade", rng)),
         pattern=np.full(n, _identity_index(dict.fromkeys(PATTERNS), pattern, "pattern", rng)),
+        light=np.full(n, _identity_index(LIGHTS, light, "light", rng)),
     )
