@@ -24,6 +24,8 @@ them with a background change), samples one 8-frame clip per caption with determ
 * the brightness of the objects against their named colour (:func:`shade_scale_summary`): a
   histogram pooled over frames, which shows whether the model draws the world's three shades or
   values between them, and its spread within a clip;
+* how strongly the backgrounds are lit (:func:`light_strength_summary`): the length of a clip's
+  mean light slope against the world's, and its wobble from frame to frame;
 * the two reference levels of :func:`~syncos_jax.metrics.identity_agreement` for long videos
   (:func:`agreement_baselines`): how often two frames of one clip show the same shade and pattern,
   and how often two frames of different clips do (chance).
@@ -131,8 +133,10 @@ def judge(text: str, frames: np.ndarray) -> dict:
         "unprompted_light": kept["light"],
         "still": c.motion == "still",
         "shade_scale": metrics.object_shade_scale(frames, c.colour),
+        "light_vector": metrics.light_vector(frames),
         "identity": {"shade": majority(r.shade), "pattern": majority(r.pattern), "light": majority(r.light)},
         "frame_identity": metrics.identity_code(r).tolist(),
+        "frame_light": metrics.identity_code(r, ("light",)).tolist(),
         "pairs": {"shape": (world.SHAPES.index(c.shape), shape), "size": (world.SIZE_NAMES.index(c.size), size),
                   "motion": (world.MOTION_NAMES.index(c.motion), motion)},
     }
@@ -184,8 +188,9 @@ def accuracies(judged: list[dict]) -> dict:
     return out
 
 
-def agreement_baselines(judged: list[dict]) -> dict:
-    """The two reference levels of :func:`syncos_jax.metrics.identity_agreement` for this model:
+def agreement_baselines(judged: list[dict], key: str = "frame_identity") -> dict:
+    """The two reference levels of :func:`syncos_jax.metrics.identity_agreement` for this model
+    (``key="frame_light"``: the same for the scene's light alone):
 
     * ``within_clip``: the fraction of frame pairs of one clip (a single chunk, frames 1–7 apart)
       showing the same (shade, pattern), pooled over the clips: how steady the model keeps the
@@ -193,12 +198,12 @@ def agreement_baselines(judged: list[dict]) -> dict:
     * ``across_clips``: the same fraction over pairs of frames from *different* clips: the agreement
       of two unrelated objects, what a long video falls to once its identity is forgotten.
 
-    Frames without an object count in neither."""
-    ids = [np.asarray(j["frame_identity"]) for j in judged]
+    Frames whose identity was not read (``−1``: no object) count in neither."""
+    ids = [np.asarray(j[key], np.int64) for j in judged]
     ids = [v[v >= 0] for v in ids]
     same = sum(int((v[:, None] == v[None, :]).sum()) - v.size for v in ids)
     pairs = sum(v.size * (v.size - 1) for v in ids)
-    counts = np.bincount(np.concatenate(ids), minlength=len(world.SHADE_NAMES) * len(world.PATTERNS)) if ids else np.zeros(1)
+    counts = np.bincount(np.concatenate(ids)) if ids else np.zeros(1, np.int64)
     across_same = int((counts**2).sum()) - sum(int((np.bincount(v, minlength=counts.size) ** 2).sum()) for v in ids)
     across_pairs = int(counts.sum()) ** 2 - sum(v.size**2 for v in ids)
     return {"within_clip": same / pairs if pairs else None, "across_clips": across_same / across_pairs if across_pairs else None}
@@ -215,6 +220,20 @@ def identity_histogram(judged: list[dict]) -> dict:
             counts[names[v] if v >= 0 else "none"] += 1
         out[key] = counts
     return out
+
+
+def light_strength_summary(judged: list[dict]) -> dict:
+    """How strongly the clips' backgrounds are lit (:func:`syncos_jax.metrics.light_vector`, in
+    ``[0, 1]`` brightness per half-width; renders: about ``world.LIGHT_AMPLITUDE``): the median over
+    clips of the length of the clip's mean slope (``amplitude``), and of the mean distance of a
+    frame's slope from it (``wobble``). A model that draws the ramp weaker than the world does, with
+    the same wobble, flips the nearest-direction reading more often: this tells that from a ramp
+    drawn at full strength that turns from frame to frame."""
+    vs = [np.asarray(j["light_vector"], float) for j in judged]
+    amp = [float(np.linalg.norm(v.mean(0))) for v in vs]
+    wobble = [float(np.linalg.norm(v - v.mean(0), axis=1).mean()) for v in vs]
+    return {"amplitude": float(np.median(amp)) if amp else None, "wobble": float(np.median(wobble)) if wobble else None,
+            "world_amplitude": world.LIGHT_AMPLITUDE}
 
 
 def spread(hist: dict) -> bool:
@@ -369,9 +388,16 @@ def main(argv=None) -> int:
           f"\n  renders {' '.join(f'{c:3d}' for c in scale_renders['counts'])}"
           f"\n  spread within a clip (median std): model {fmt2(scale['within_clip_std'])}, "
           f"renders {fmt2(scale_renders['within_clip_std'])}")
+    light, light_renders = light_strength_summary(judged), light_strength_summary(render_judged)
+    print(f"scene light drawn (slope of the background's brightness per half-width; the world's: {world.LIGHT_AMPLITUDE}): "
+          f"clip amplitude median model {fmt2(light['amplitude'])}, renders {fmt2(light_renders['amplitude'])}; "
+          f"frame-to-frame wobble median model {fmt2(light['wobble'])}, renders {fmt2(light_renders['wobble'])}")
     baselines = agreement_baselines(judged)
     print(f"same shade and pattern: frame pairs within a clip {fmt2(baselines['within_clip'])}, "
           f"across clips (chance) {fmt2(baselines['across_clips'])}")
+    light_baselines = agreement_baselines(judged, "frame_light")
+    print(f"same light: frame pairs within a clip {fmt2(light_baselines['within_clip'])}, "
+          f"across clips (chance) {fmt2(light_baselines['across_clips'])}")
     paired = None
     if other is not None:
         paired = paired_differences(judged, [judge(t, c) for t, c in zip(texts, other)])
@@ -383,7 +409,9 @@ def main(argv=None) -> int:
               "guidance": guidance, "seed": args.seed, "seconds": seconds, "model": model_acc, "renders": render_acc, "confusion": confusions,
               "identity_histogram": hist, "identity_histogram_renders": identity_histogram(render_judged), "spread": spread_ok,
               "agreement": baselines, "agreement_renders": agreement_baselines(render_judged),
+              "agreement_light": light_baselines, "agreement_light_renders": agreement_baselines(render_judged, "frame_light"),
               "shade_scale": scale, "shade_scale_renders": scale_renders,
+              "light_strength": light, "light_strength_renders": light_renders,
               "from_samples": None if not args.from_samples else os.path.basename(args.from_samples),
               "paired": None if paired is None else {"with": os.path.basename(args.paired_with), **paired},
               "bars": BARS, "passed": passed}

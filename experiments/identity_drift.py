@@ -195,11 +195,12 @@ def main(argv=None) -> dict:
                               "from chunk to chunk (the light only where the world has one: see the light rows). The paper's claim: fusion alone lets them drift, SynCoS keeps "
                               "them. Frames that flicker within a chunk lower the agreement at every distance; "
                               "drift lowers it only between far frames.", section=sections)
-    reference = None
+    reference = light_reference = None
     if args.agreement_reference:
         with open(args.agreement_reference) as fh:
-            reference = json.load(fh)["agreement"]
-    distance_plot(os.path.join(st.results, "identity_drift_distance.png"), payload, reference)
+            record = json.load(fh)
+        reference, light_reference = record["agreement"], record.get("agreement_light")
+    distance_plot(os.path.join(st.results, "identity_drift_distance.png"), payload, reference, light_reference)
     prompt_distance_plot(os.path.join(st.results, "identity_drift_by_prompt.png"), payload)
     return payload
 
@@ -328,12 +329,15 @@ def _agreement_panel(ax, payload: dict, summaries: dict, key: str) -> None:
     summary}``) of the metrics ``key.format(lo)`` over :data:`AGREEMENT_BINS`, mean ± s.e., with the
     sampler's number of videos in its label."""
     x = np.arange(len(AGREEMENT_BINS))
+    order = list(payload["variants"])  # a sampler's colour: its place among all variants, in every panel
+    summaries = {name: summ for name, summ in summaries.items() if summ["videos"]["n"]}
     for i, (name, summ) in enumerate(summaries.items()):
         stats = [summ[key.format(lo)] for lo in AGREEMENT_BINS]
         mu = np.array([s["mean"] for s in stats], float)
         se = np.nan_to_num(np.array([s["se"] for s in stats], float))
         label = f'{payload["variants"][name]["label"]} ({summ["videos"]["n"]} videos)'
-        ax.errorbar(x + 0.05 * (i - (len(summaries) - 1) / 2), mu, yerr=se, marker="o", capsize=3, label=label)
+        ax.errorbar(x + 0.05 * (i - (len(summaries) - 1) / 2), mu, yerr=se, marker="o", capsize=3, label=label,
+                    color=f"C{order.index(name) if name in order else i}")
     edges = [str(b) for b in AGREEMENT_BINS] + ["∞"]
     ax.set_xticks(x, [f"[{a}, {b})" for a, b in zip(edges, edges[1:])], fontsize=8)
     ax.set_xlabel("distance between the two frames (frames)")
@@ -360,14 +364,16 @@ def prompt_distance_plot(path: str, payload: dict) -> None:
     plotting.save(fig, path)
 
 
-def distance_plot(path: str, payload: dict, reference: dict | None = None) -> None:
+def distance_plot(path: str, payload: dict, reference: dict | None = None, light_reference: dict | None = None) -> None:
     """Agreement of the unprompted identity against frame distance (mean ± s.e. per bin), one line
     per sampler (its number of videos in the legend): flat lines (from 16 frames on) are flicker,
     falling lines are drift. The last bin averages only the videos long enough to have it.
     ``reference`` (``eval_toy_model.agreement_baselines``: ``within_clip``, ``across_clips``) adds
     the model's agreement inside one single-chunk sample and between unrelated samples (chance).
     Where the videos were read with the scene's light (``identity_light_agreement_*`` in the
-    summary), a second panel shows the light alone."""
+    summary), a second panel shows the light alone, with ``light_reference`` (the same two levels
+    for the light: ``eval_toy_model.py``'s ``agreement_light``) where given. A sampler without
+    videos is left out; each sampler keeps its colour in both panels."""
     import plotting
 
     def has_light(summ):
@@ -378,7 +384,8 @@ def distance_plot(path: str, payload: dict, reference: dict | None = None) -> No
     fig, axes = plt.subplots(1, 2 if light else 1, figsize=(9.4 if light else 5.2, 3.4), squeeze=False)
     ax = axes[0, 0]
     _agreement_panel(ax, payload, payload["summary"], "identity_agreement_{}")
-    for key, text, style in (("within_clip", "one chunk, single DDIM", "--"), ("across_clips", "unrelated clips (chance)", ":")):
+    levels = (("within_clip", "one chunk, single DDIM", "--"), ("across_clips", "unrelated clips (chance)", ":"))
+    for key, text, style in levels:
         if reference and reference.get(key) is not None:
             ax.axhline(reference[key], color="0.4", ls=style, lw=1, label=text)
     ax.set_ylabel("same shade and pattern (fraction of pairs)")
@@ -388,7 +395,12 @@ def distance_plot(path: str, payload: dict, reference: dict | None = None) -> No
         ax = axes[0, 1]
         _agreement_panel(ax, payload, {k: v for k, v in payload["summary"].items() if has_light(v)},
                          "identity_light_agreement_{}")
-        ax.axhline(1 / len(world.LIGHTS), color="0.4", ls=":", lw=1, label="chance (4 lights, uniform)")
+        if light_reference:
+            for key, text, style in levels:
+                if light_reference.get(key) is not None:
+                    ax.axhline(light_reference[key], color="0.4", ls=style, lw=1, label=text)
+        else:
+            ax.axhline(1 / len(world.LIGHTS), color="0.4", ls=":", lw=1, label="chance (4 lights, uniform)")
         ax.set_ylabel("same light (fraction of pairs)")
         ax.set_title("The scene's light", fontsize=10)
         ax.legend(fontsize=8)

@@ -13,6 +13,7 @@ import pytest
 from flax import nnx
 
 from syncos_jax.backbones import toy
+from syncos_jax.backbones.toy import world
 from syncos_jax.backbones.toy.model import ToyConfig, ToyVideoDiT, toy_denoiser
 from syncos_jax.backbones.toy.tokenizer import Tokenizer
 from syncos_jax.backbones.toy.train import TrainConfig, init_train_state, make_batch, sample_times, train_step
@@ -753,6 +754,21 @@ def test_agreement_baselines_count_frame_pairs_within_and_across_clips():
     assert got["across_clips"] == pytest.approx(np.mean(across), abs=1e-12)
     assert agreement_baselines([{"frame_identity": [2, 2]}, {"frame_identity": [2, -1]}]) == {"within_clip": 1.0, "across_clips": 1.0}
     assert agreement_baselines([{"frame_identity": [-1, -1]}]) == {"within_clip": None, "across_clips": None}
+    lights = [{"frame_light": v.tolist()} for v in clips]  # the same count under another key (the scene's light)
+    assert agreement_baselines(lights, "frame_light") == got
+
+
+def test_light_strength_summary_is_the_median_clip_amplitude_and_wobble():
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    from eval_toy_model import light_strength_summary
+
+    a = np.array([[0.03, 0.0], [0.01, 0.0]])  # mean (0.02, 0): amplitude 0.02, each frame 0.01 away
+    b = np.array([[0.0, -0.08], [0.0, -0.08], [0.0, -0.08]])  # a steady full-strength ramp
+    c = np.array([[0.05, 0.0], [-0.05, 0.0]])  # a ramp that turns: mean 0, frames 0.05 away
+    got = light_strength_summary([{"light_vector": v} for v in (a, b, c)])
+    assert got["amplitude"] == pytest.approx(0.02, abs=1e-12) and got["wobble"] == pytest.approx(0.01, abs=1e-12)
+    assert got["world_amplitude"] == world.LIGHT_AMPLITUDE
+    assert light_strength_summary([]) == {"amplitude": None, "wobble": None, "world_amplitude": world.LIGHT_AMPLITUDE}
 
 
 def test_depthwise_conv_matches_lax_grouped_convolution():

@@ -98,6 +98,13 @@ def test_the_light_is_a_linear_ramp_of_the_background_toward_its_side(light):
     edge = (ramp[:, 0] if d[0] < 0 else ramp[:, -1]) if d[0] else (ramp[0] if d[1] < 0 else ramp[-1])
     np.testing.assert_allclose(edge, world.LIGHT_AMPLITUDE * abs(u[0]), atol=1e-12)  # the lit edge, every pixel along it
     assert abs(ramp.mean()) < 1e-12 and ramp.max() == pytest.approx(world.LIGHT_AMPLITUDE * abs(u[0]))
+    for bg in world.BACKGROUND_NAMES:  # the fitted slope: LIGHT_AMPLITUDE · d, bent a little by texture and clipping
+        v = metrics.light_vector(world.render(tr._replace(background=np.array([world.BACKGROUND_NAMES.index(bg)]))))
+        assert v.shape == (1, 2) and np.abs(v[0] - world.LIGHT_AMPLITUDE * d).max() < 0.2 * world.LIGHT_AMPLITUDE, bg
+    flat = metrics.light_vector(2.0 * np.broadcast_to(unlit, (1, 32, 32, 3)) - 1.0)  # no light: a slope near 0
+    assert np.abs(flat).max() < 0.1 * world.LIGHT_AMPLITUDE
+    with pytest.raises(ValueError, match=r"frames must be \[F, H, W, 3\]"):
+        metrics.light_vector(np.zeros((32, 32, 3)))
     noisy = world.render(tr) + np.random.default_rng(1).normal(0.0, 0.2, (1, 32, 32, 3)).astype(np.float32)
     assert metrics.probe_frames(noisy).light[0] == world.LIGHT_NAMES.index(light)
     with pytest.raises(ValueError, match="unknown light 'dusk'"):

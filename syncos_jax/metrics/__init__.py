@@ -62,6 +62,7 @@ from syncos_jax.metrics.shapes import (
     motion_direction,
     object_descriptor,
     object_shade_scale,
+    light_vector,
     probe_frames,
     prompt_fidelity,
     read_segments,

@@ -97,6 +97,7 @@ __all__ = [
     "motion_direction",
     "object_descriptor",
     "object_shade_scale",
+    "light_vector",
     "probe_frames",
     "prompt_fidelity",
     "read_segments",
@@ -192,16 +193,45 @@ def _nearest_pattern(mask: np.ndarray, ink: np.ndarray, centre, half_width: floa
 _LIGHT_DIRECTIONS = np.array(list(world.LIGHTS.values()))  # [L, 2]
 
 
-def _read_light(img: np.ndarray, background: np.ndarray) -> int:
-    """The index into ``world.LIGHT_NAMES`` read from ``img: [H, W, 3]`` in ``[0, 1]`` over the
-    pixels ``background: [H, W]`` bool (step 6 of the module docstring; all pixels if none)."""
+def _light_slope(img: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """The slope ``(b, c)`` ``[2]`` of the least-squares plane ``a + b·u_x + c·u_y`` through the
+    brightness of ``img: [H, W, 3]`` in ``[0, 1]`` over the pixels ``background: [H, W]`` bool (all
+    pixels if none), ``u`` in half-widths from the image centre (step 6 of the module docstring)."""
     size = img.shape[0]
     y, x = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     c = size / 2.0
     sel = background if background.any() else np.ones_like(background)
     design = np.stack([np.ones(int(sel.sum())), (x[sel] - c) / c, (y[sel] - c) / c], axis=1)  # [N, 3]
-    coef = np.linalg.lstsq(design, img[sel].mean(-1), rcond=None)[0]
-    return int(np.argmax(_LIGHT_DIRECTIONS @ coef[1:]))
+    return np.linalg.lstsq(design, img[sel].mean(-1), rcond=None)[0][1:]
+
+
+def _read_light(img: np.ndarray, background: np.ndarray) -> int:
+    """The index into ``world.LIGHT_NAMES`` of the light whose direction has the largest component
+    of :func:`_light_slope`."""
+    return int(np.argmax(_LIGHT_DIRECTIONS @ _light_slope(img, background)))
+
+
+def light_vector(frames) -> np.ndarray:
+    """How strongly, and toward which side, each frame's background is lit: ``[F, 2]`` float, the
+    slope ``(b, c)`` of the plane the light probe fits (step 6 of the module docstring), in ``[0, 1]``
+    brightness per half-width.
+
+    ``frames: [F, H, W, 3]`` in ``[−1, 1]``. On a render it is close to ``LIGHT_AMPLITUDE · d`` for the
+    light's direction ``d`` (the texture and the clipping at the palette's ends bend it a little); on
+    samples its length shows whether a model draws the world's ramp at full strength or a weaker
+    one, which the nearest-direction probe cannot show.
+
+    Raises:
+      ValueError: for frames not ``[F, H, W, 3]``.
+    """
+    frames = np.asarray(frames, np.float64)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be [F, H, W, 3], got shape {frames.shape}")
+    out = []
+    for img in np.clip((frames + 1.0) / 2.0, 0.0, 1.0):
+        _, labels, _ = _blobs(img)
+        out.append(_light_slope(img, labels == 0))
+    return np.array(out).reshape(len(frames), 2)
 
 
 def _blobs(img: np.ndarray):

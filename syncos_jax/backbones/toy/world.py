@@ -26,8 +26,10 @@ and three attributes no caption names — the unprompted identity, drawn uniform
 The probes read all three exactly from renders. They stand in for what drifts in real long
 videos: the face, the coat's pattern, the exact shade of the car, the scene's lighting. The shade
 and the pattern are details of a small object (10–16 px), which the toy models of issue 13 decide
-late in sampling (t ≈ 60–180) and frame by frame; the light is the large, low-frequency kind
-that a diffusion model settles in its first steps, jointly for the frames it denoises together.
+late in sampling (t ≈ 60–180) and frame by frame. The light was added as the other kind: a
+feature of the whole frame, the same in every frame of a clip, so that its evidence in a noisy
+clip is large. Whether a model settles it early is measured, not assumed
+(``experiments/settling.py``; ``experiments/results/toy_recipes/screen_light/``).
 
 The within-clip event is a background change: ``"... on snow then grass"`` switches the scene
 at a frame inside the clip. Captions follow one small grammar::
