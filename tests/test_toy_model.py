@@ -700,10 +700,14 @@ def test_eval_judge_and_confusion_on_renders_and_on_a_swapped_clip():
     assert acc["unprompted_still"] == (1 + 5 / 8) / 2 and acc["unprompted_moving"] == 1.0
     assert acc["unprompted_pattern"] == (3 + 5 / 8) / 4 and acc["unprompted_shade"] == 1.0
     assert acc["unprompted_pattern_still"] == (1 + 5 / 8) / 2 and acc["unprompted_shade_moving"] == 1.0
-    assert j["identity"] == {"shade": world.SHADE_NAMES.index("mid"), "pattern": world.PATTERNS.index("plain")}
+    assert j["identity"] == {"shade": world.SHADE_NAMES.index("mid"), "pattern": world.PATTERNS.index("plain"),
+                             "light": int(tr.light[0])}
+    assert j["unprompted_light"] == 1.0 and acc["unprompted_light"] == 1.0  # the light is the scene's: kept
     hist = identity_histogram(judged + [j])
     assert hist["pattern"]["plain"] == 1 + sum(jj["identity"]["pattern"] == 0 for jj in judged)
     assert sum(hist["shade"].values()) == 4 and hist["shade"]["none"] == 0
+    assert hist["light"][world.LIGHT_NAMES[tr.light[0]]] == 1 + sum(jj["identity"]["light"] == tr.light[0] for jj in judged)
+    assert sum(hist["light"].values()) == 4 and hist["light"]["none"] == 0
     from eval_toy_model import SHADE_SCALE_BINS, shade_scale_summary
 
     summary = shade_scale_summary(judged)  # renders: one spike per shade drawn, no spread within a clip
