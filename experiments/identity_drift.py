@@ -132,8 +132,6 @@ def with_prompt_split(record: dict) -> dict:
     model that picks the unprompted identity partly from the prompt makes them agree without
     carrying anything; this split keeps that apart from carried identity. Records cached without
     per-frame readings (:func:`common.has_readings`) are returned unchanged."""
-    from syncos_jax import metrics
-
     if not C.has_readings(record):
         return record
     readings = C.readings_from_record(record)
