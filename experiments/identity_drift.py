@@ -7,7 +7,10 @@ shapes world the object's shade and pattern are never named by a prompt, are dra
 model for every video, and are read exactly by the probes, so their drift has a ground truth.
 
 Gen-L-Video, FIFO, CSD-only and SynCoS on the suite's long scenarios (64 and 96 frames: 15 and 23
-chunks of 8 at stride 4), three seeds, 50 steps. Per video, from
+chunks of 8 at stride 4), three seeds, 50 steps, and the project's control, SynCoS re-noise only
+(``common.RENOISE_ONLY``: stage 2 updates nothing, so only stage 3's re-noising with the one fixed
+noise above t_min is left), which tells whether a difference between SynCoS and Gen-L-Video comes
+from the coupling or from the shared noise. Per video, from
 :func:`syncos_jax.metrics.shapes_report`:
 
 * ``identity_unprompted``: the fraction of frames whose (shade, pattern) reading is the video's
@@ -64,7 +67,7 @@ from syncos_jax import metrics
 from syncos_jax.backbones.toy import world
 from syncos_jax.metrics import AGREEMENT_BINS, DRIFT_FAR, DRIFT_NEAR
 
-VARIANTS = (C.GEN_L_VIDEO, C.FIFO, C.CSD_ONLY, C.SYNCOS)
+VARIANTS = (C.GEN_L_VIDEO, C.FIFO, C.CSD_ONLY, C.SYNCOS, C.RENOISE_ONLY)
 MIN_FRAMES = 64
 METRICS = (
     ("identity_unprompted", "unprompted identity"),

@@ -54,7 +54,7 @@ def variants() -> tuple:
     return (
         C.SYNCOS,
         C.GEN_L_VIDEO,
-        C.Variant.make("renoise_only", "syncos", "re-noise only", iters=1, lr=0.0),
+        C.RENOISE_ONLY,
         C.Variant.make("glv_eta1_above_tmin", "gen-l-video", "GLV, η=1 above t_min", eta_above_t_min=1.0),
         C.Variant.make("syncos_no_repulsion", "syncos", "no repulsion", repulsion=False),
         C.Variant.make("syncos_clean_kernel", "syncos", "clean kernel", kernel_on="clean"),

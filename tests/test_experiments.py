@@ -56,7 +56,7 @@ def test_run_all_smoke(tmp_path, tiny_weights):
     drift = json.load(open(tmp_path / "identity_drift.json"))["summary"]["syncos"]
     assert drift["identity_agreement_1"]["n"] == 1 and drift["identity_drift"]["n"] == 0  # 32 frames: no pair 32 apart
     by_seed = json.load(open(tmp_path / "identity_drift.json"))["paired_by_seed"]
-    assert set(by_seed) == {"fifo", "csd_only", "syncos"} and by_seed["syncos"]["0"]["identity_unprompted"]["n"] == 1
+    assert set(by_seed) == {"fifo", "csd_only", "syncos", "renoise_only"} and by_seed["syncos"]["0"]["identity_unprompted"]["n"] == 1
     assert "seed by seed" in (tmp_path / "identity_drift.md").read_text()
     t4 = json.load(open(tmp_path / "table4_cost.json"))
     assert {r["method"]: r["nfe_ratio"] for r in t4["rows"]}["Gen-L-Video"] == 1.0
