@@ -58,6 +58,10 @@ def test_run_all_smoke(tmp_path, tiny_weights):
     by_seed = json.load(open(tmp_path / "identity_drift.json"))["paired_by_seed"]
     assert set(by_seed) == {"fifo", "csd_only", "syncos", "renoise_only"} and by_seed["syncos"]["0"]["identity_unprompted"]["n"] == 1
     assert "seed by seed" in (tmp_path / "identity_drift.md").read_text()
+    # SynCoS paired against its re-noise-only control: the same (scenario, seed), so one pair here
+    control = json.load(open(tmp_path / "identity_drift.json"))["syncos_vs_renoise_only"]
+    assert control["pooled"]["identity_unprompted"]["n"] == 1 and set(control["by_seed"]) == {"0"}
+    assert "re-noise-only control" in (tmp_path / "identity_drift.md").read_text()
     t4 = json.load(open(tmp_path / "table4_cost.json"))
     assert {r["method"]: r["nfe_ratio"] for r in t4["rows"]}["Gen-L-Video"] == 1.0
     # Every run is cached once; a second call samples nothing and reproduces the table.
