@@ -107,7 +107,8 @@ SYNCOS = Variant.make("syncos", "syncos", "SynCoS")
 FIFO = Variant.make("fifo", "fifo", "FIFO")
 CSD_ONLY = Variant.make("csd_only", "csd-only", "CSD-only")
 # The control: SynCoS with stage 2 updating nothing (one iteration at lr 0), so what is left of it
-# is stage 3's re-noising of every chunk with the one fixed noise above t_min.
+# is stage 3's re-noising of every chunk with each step's one baseline noise E (shared by all chunks)
+# above t_min.
 RENOISE_ONLY = Variant.make("renoise_only", "syncos", "re-noise only", iters=1, lr=0.0)
 
 

@@ -210,18 +210,22 @@ def main(argv=None) -> dict:
 def control_section(records: dict) -> tuple[dict, str]:
     """``(fields, markdown)``: SynCoS paired against its re-noise-only control
     (:data:`common.RENOISE_ONLY`) on the same scenario and seed, over :data:`METRICS` and seed by
-    seed. The two differ only in stage 2's update (the coupling), so this difference is what the
-    coupling adds on top of re-noising every chunk with the one fixed noise above t_min. ``fields``
-    is ``{"syncos_vs_renoise_only": None}`` and the markdown empty where either has no videos."""
+    seed (:data:`SEED_METRICS`, over the seeds both have). The two differ only in stage 2's update
+    (the coupling), so this difference is what the coupling adds on top of re-noising every chunk
+    with each step's one baseline noise (shared by all chunks) above t_min. ``fields`` is
+    ``{"syncos_vs_renoise_only": None}`` and the markdown empty where the two share no (scenario,
+    seed)."""
     syn, ctl = records.get(C.SYNCOS.name, []), records.get(C.RENOISE_ONLY.name, [])
     if not syn or not ctl:
         return {"syncos_vs_renoise_only": None}, ""
     diff = C.paired(syn, ctl, tuple(m for m, _ in METRICS))
+    if not any(stats["n"] for stats in diff.values()):
+        return {"syncos_vs_renoise_only": None}, ""
     by_seed = {str(seed): C.paired([r for r in syn if r["seed"] == seed], ctl, tuple(m for m, _ in SEED_METRICS))
-               for seed in sorted({r["seed"] for r in syn})}
+               for seed in sorted({r["seed"] for r in syn} & {r["seed"] for r in ctl})}
     md = ("\n## SynCoS against its re-noise-only control\n\nThe control is SynCoS with stage 2 updating nothing "
-          "(one iteration at lr 0): what is left is stage 3's re-noising of every chunk with the one fixed noise above "
-          "t_min. SynCoS − control, paired on the same scenario and seed, is what the coupling adds:\n\n"
+          "(one iteration at lr 0): what is left is stage 3's re-noising of every chunk with each step's one baseline "
+          "noise, shared by all chunks, above t_min. SynCoS − control, paired on the same scenario and seed, is what the coupling adds:\n\n"
           + C.markdown_table([("SynCoS − re-noise only", diff)], METRICS, signed=True) + "\n\nSeed by seed:\n\n"
           + C.markdown_table([(f"seed {seed}", stats) for seed, stats in by_seed.items()], SEED_METRICS, signed=True)
           + "\n")
