@@ -8,8 +8,8 @@ model for every video, and are read exactly by the probes, so their drift has a 
 
 Gen-L-Video, FIFO, CSD-only and SynCoS on the suite's long scenarios (64 and 96 frames: 15 and 23
 chunks of 8 at stride 4), three seeds, 50 steps, and the project's control, SynCoS re-noise only
-(``common.RENOISE_ONLY``: stage 2 updates nothing, so only stage 3's re-noising with the one fixed
-noise above t_min is left), which tells whether a difference between SynCoS and Gen-L-Video comes
+(``common.RENOISE_ONLY``: stage 2 updates nothing, so only stage 3's re-noising with each step's one
+baseline noise, shared by all chunks, above t_min is left), which tells whether a difference between SynCoS and Gen-L-Video comes
 from the coupling or from the shared noise. Per video, from
 :func:`syncos_jax.metrics.shapes_report`:
 
@@ -216,8 +216,6 @@ def control_section(records: dict) -> tuple[dict, str]:
     ``{"syncos_vs_renoise_only": None}`` and the markdown empty where the two share no (scenario,
     seed)."""
     syn, ctl = records.get(C.SYNCOS.name, []), records.get(C.RENOISE_ONLY.name, [])
-    if not syn or not ctl:
-        return {"syncos_vs_renoise_only": None}, ""
     diff = C.paired(syn, ctl, tuple(m for m, _ in METRICS))
     if not any(stats["n"] for stats in diff.values()):
         return {"syncos_vs_renoise_only": None}, ""
