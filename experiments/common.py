@@ -331,9 +331,18 @@ def runs(variant: Variant, names: Sequence[str], seed_list: Sequence[int], *, re
     (``cached_only``: skipping them instead, so a table can be written from a partial run).
     ``require``: record keys (say ``"readings"``) that a cached record must have (not ``None``) to
     count as sampled; unless ``cached_only``, one without them is sampled again and the new record
-    appended, whose metrics then replace the old ones (:func:`read_cache` keeps the last line; the
-    same seed gives the same video up to float rounding: on one machine the probe readings agree
-    exactly and the flow-based metrics to about 1e-3).
+    appended, whose metrics then replace the old ones (:func:`read_cache` keeps the last line).
+
+    Reproducibility: the seeds missing for a scenario are sampled as one vmapped batch
+    (:func:`sample_scenario`), and a record is reproduced bit for bit by sampling the same seeds
+    together again. Gen-L-Video, FIFO and the re-noise-only control gave the same video for a seed
+    in every batch compared (9 videos each, batches of 3 against 1–2). SynCoS and CSD-only do not: XLA compiles their stage 2
+    differently for another batch size, the latents differ at float rounding (about 1.5e-5 after 6
+    steps of ``background-2ev-32f``, batch 1 against 2), and 50 steps of sampling can grow that
+    into other probe readings in some frames (of the 9 SynCoS videos that ``results/runs`` and
+    ``results/drift_scratch_light/runs`` share, sampled there in batches of 3 and of 1–2, all 9 differ
+    slightly in some metric and 3 in a probe reading; the 3 CSD-only ones differ widely). So two
+    caches of the same variant agree exactly only where their batches did.
 
     ``wall_seconds`` is the batch's wall time divided by its videos; the first scenario of a
     variant (and each new video length) includes compilation, so :mod:`table4_cost` times warm runs.

@@ -1,7 +1,9 @@
 """Runs every experiment of the evidence study, in order, and lists what it wrote.
 
 ``python experiments/run_all.py --quick`` is the reduced run (2 scenarios × 2 seeds, 25 steps, three
-sweep values; 18 minutes on this 2-core machine from a cold start (no compilation cache)) into ``experiments/results/quick/``;
+sweep values; 18 minutes on this 2-core machine from a cold start (no compilation cache) with the first
+world's weights, 46 minutes from empty run caches with today's, sharing the cores with another job) into
+``experiments/results/quick/``;
 ``python experiments/run_all.py`` the full one (30 scenarios × 3 seeds, 50 steps) into
 ``experiments/results/``. Sampled runs are cached per variant (``results/runs/*.jsonl``), so a
 killed run resumes where it stopped. ``--only NAME ...`` runs some of the scripts.
