@@ -335,14 +335,15 @@ def runs(variant: Variant, names: Sequence[str], seed_list: Sequence[int], *, re
 
     Reproducibility: the seeds missing for a scenario are sampled as one vmapped batch
     (:func:`sample_scenario`), and a record is reproduced bit for bit by sampling the same seeds
-    together again. Gen-L-Video, FIFO and the re-noise-only control gave the same video for a seed
-    in every batch compared (9 videos each, batches of 3 against 1–2). SynCoS and CSD-only do not: XLA compiles their stage 2
-    differently for another batch size, the latents differ at float rounding (about 1.5e-5 after 6
-    steps of ``background-2ev-32f``, batch 1 against 2), and 50 steps of sampling can grow that
-    into other probe readings in some frames (of the 9 SynCoS videos that ``results/runs`` and
-    ``results/drift_scratch_light/runs`` share, sampled there in batches of 3 and of 1–2, all 9 differ
-    slightly in some metric and 3 in a probe reading; the 3 CSD-only ones differ widely). So two
-    caches of the same variant agree exactly only where their batches did.
+    together again. A seed sampled *alone* (a batch of 1) can give another video than the same seed
+    sampled with others: for SynCoS the latents differed at float rounding (about 1.5e-5 after 6
+    steps of ``background-2ev-32f``), while batches of 2 and 3 gave identical latents; presumably XLA
+    compiles the size-1 batch differently, but that is not verified. 50 steps of sampling can grow
+    the difference: of the 9 SynCoS videos that ``results/runs`` (batch 3) and
+    ``results/drift_scratch_light/runs`` (batch 1) share, all 9 differ slightly in some metric and 3 in
+    a probe reading, and the 3 CSD-only videos sampled alone there differ widely from their batch-3
+    records, while its 6 sampled in a batch of 2 agree exactly. Gen-L-Video's and the re-noise-only
+    control's 18 shared videos (batch 1 against 3) agree exactly.
 
     ``wall_seconds`` is the batch's wall time divided by its videos; the first scenario of a
     variant (and each new video length) includes compilation, so :mod:`table4_cost` times warm runs.
